@@ -1,0 +1,204 @@
+"""The one server interceptor: request ids, call logging and error -> gRPC status mapping.
+
+Servicers raise :class:`service.errors.HsmcaError` subclasses (or let domain code raise
+them) and never call ``context.abort`` for domain errors; this module is the only place that
+turns an error into a gRPC status. The status carries a ``google.rpc.Status`` with
+``google.rpc.ErrorInfo(reason=..., domain="hsmca")`` (the machine-readable reason in the
+API's style, e.g. ``NotFound.ParentIdentifier``) and ``google.rpc.RequestInfo`` (the
+request id), so clients match on the reason, never on message text (DESIGN.md invariant 5).
+Any other exception is a bug: the client sees only INTERNAL with a generic message and the
+request id; the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from service.errors import HsmcaError, Status
+
+__all__ = [
+    "ERROR_DOMAIN",
+    "GRPC_CODES",
+    "REQUEST_ID_METADATA_KEY",
+    "HsmcaServerInterceptor",
+    "current_request_id",
+]
+
+_log = logging.getLogger("hsmca.rpc")
+
+#: ``ErrorInfo.domain`` of every error this service reports.
+ERROR_DOMAIN = "hsmca"
+#: Trailing-metadata key that carries the request id on every call, OK or not.
+REQUEST_ID_METADATA_KEY = "x-request-id"
+#: Field every hsmca.v1 response message has; filled in here if the servicer left it empty.
+_REQUEST_ID_FIELD = "request_id"
+#: Reason reported for exceptions outside the error family.
+_INTERNAL_REASON = "InternalError"
+
+#: The one mapping from the error family's statuses to gRPC codes.
+GRPC_CODES: Mapping[Status, grpc.StatusCode] = {
+    Status.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Status.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Status.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Status.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Status.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    Status.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Status.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Status.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "hsmca_request_id", default=""
+)
+
+UnaryHandler = Callable[[Any, grpc.ServicerContext], Any]
+
+
+def current_request_id() -> str:
+    """Return the request id of the RPC being served in this context ("" outside an RPC)."""
+    return _request_id.get()
+
+
+def _internal_message(request_id: str) -> str:
+    return f"internal error; request_id={request_id}"
+
+
+def _rich_status(
+    code: grpc.StatusCode, message: str, reason: str, request_id: str
+) -> grpc.Status:
+    """Build the grpc.Status with ErrorInfo + RequestInfo details and x-request-id."""
+    rich = status_pb2.Status(code=code.value[0], message=message)
+    rich.details.add().Pack(
+        error_details_pb2.ErrorInfo(
+            reason=reason, domain=ERROR_DOMAIN, metadata={"request_id": request_id}
+        )
+    )
+    rich.details.add().Pack(error_details_pb2.RequestInfo(request_id=request_id))
+    status = rpc_status.to_status(rich)
+    # abort_with_status replaces the trailing metadata with the status's, so the request id
+    # has to travel inside it.
+    return _WithMetadata(
+        status.code,
+        status.details,
+        (*status.trailing_metadata, (REQUEST_ID_METADATA_KEY, request_id)),
+    )
+
+
+class _WithMetadata(grpc.Status):  # type: ignore[misc]  # grpc ships no type stubs
+    """A grpc.Status value (the interface is attributes only)."""
+
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[Any, ...]
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def _add_request_id_trailer(context: grpc.ServicerContext, request_id: str) -> None:
+    # Keep whatever trailing metadata the servicer set; add ours.
+    existing = tuple(context.trailing_metadata() or ())
+    context.set_trailing_metadata((*existing, (REQUEST_ID_METADATA_KEY, request_id)))
+
+
+class HsmcaServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # no stubs
+    """Gives each unary call a request id, logs it, and maps exceptions to gRPC statuses."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        """Wrap unary-unary handlers; streaming ones (health Watch, reflection) pass through."""
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = handler_call_details.method
+        inner: UnaryHandler = handler.unary_unary
+
+        def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+            return self._call(method, inner, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _call(
+        self, method: str, inner: UnaryHandler, request: Any, context: grpc.ServicerContext
+    ) -> Any:
+        request_id = str(uuid.uuid4())
+        token = _request_id.set(request_id)
+        started = time.monotonic()
+        code = grpc.StatusCode.UNKNOWN
+        reason = ""
+        try:
+            try:
+                response = inner(request, context)
+            except HsmcaError as err:
+                code = GRPC_CODES[err.status]
+                reason = err.reason
+                if err.status is Status.INTERNAL:
+                    # Internal errors are bugs or broken invariants: their text may name
+                    # internals, so it goes to the log only.
+                    _log.error(
+                        "internal error in %s request_id=%s: %r",
+                        method,
+                        request_id,
+                        err,
+                        exc_info=True,
+                    )
+                    message = _internal_message(request_id)
+                else:
+                    message = err.message
+                context.abort_with_status(_rich_status(code, message, reason, request_id))
+                raise AssertionError("abort_with_status returned") from err  # unreachable
+            except Exception as exc:
+                set_code = context.code()
+                if set_code is not None and set_code != grpc.StatusCode.OK:
+                    # The servicer (or grpc's generated base class, for UNIMPLEMENTED) already
+                    # chose a status: keep it, and let grpc finish the call with it.
+                    code = set_code
+                    _add_request_id_trailer(context, request_id)
+                    raise
+                code = grpc.StatusCode.INTERNAL
+                reason = _INTERNAL_REASON
+                _log.error(
+                    "unhandled exception in %s request_id=%s", method, request_id, exc_info=True
+                )
+                context.abort_with_status(
+                    _rich_status(code, _internal_message(request_id), reason, request_id)
+                )
+                raise AssertionError("abort_with_status returned") from exc  # unreachable
+            code = grpc.StatusCode.OK
+            if (
+                response is not None
+                and _REQUEST_ID_FIELD in response.DESCRIPTOR.fields_by_name
+                and not getattr(response, _REQUEST_ID_FIELD)
+            ):
+                setattr(response, _REQUEST_ID_FIELD, request_id)
+            _add_request_id_trailer(context, request_id)
+            return response
+        finally:
+            # Health probes and reflection arrive every few seconds; keep them out of INFO.
+            level = logging.DEBUG if method.startswith("/grpc.") else logging.INFO
+            _log.log(
+                level,
+                "rpc method=%s code=%s reason=%s duration_ms=%.2f request_id=%s",
+                method,
+                code.name,
+                reason or "-",
+                (time.monotonic() - started) * 1000.0,
+                request_id,
+            )
+            _request_id.reset(token)
