@@ -1,0 +1,1 @@
+"""Alembic migrations of the hsmca schema; applied by service.storage.db.migrate."""

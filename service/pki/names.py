@@ -1,0 +1,585 @@
+"""Subject names, subject alternative names and extended key usages from API parameters.
+
+Subject DNs follow RFC 5280 4.1.2.4 with explicit string types: countryName is a
+PrintableString (X.520, RFC 5280 Appendix A), every other attribute a UTF8String (RFC 5280
+4.1.2.6: CAs MUST use UTF8String for DirectoryString from 2004 on). Upper bounds are RFC 5280
+Appendix A's ``ub-*`` values. SANs follow RFC 5280 4.2.1.6; Matter attributes follow the
+Matter Core Specification 6.5.6 (operational certificate DN encoding).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from asn1crypto import core, x509
+
+from service.errors import InvalidArgument
+
+# ---------------------------------------------------------------------------------------
+# Reasons
+# ---------------------------------------------------------------------------------------
+
+REASON_SUBJECT = "InvalidParameter.Subject"
+REASON_SAN = "InvalidParameter.SubjectAlternativeNames"
+REASON_DOMAIN = "InvalidParameter.Domain"
+REASON_SAN_TYPE = "InvalidParameter.SanType"
+REASON_SAN_VALUE = "InvalidParameter.SanValue"
+REASON_EKU = "InvalidParameter.ExtendedKeyUsages"
+
+# ---------------------------------------------------------------------------------------
+# Subject alternative names (RFC 5280 4.2.1.6)
+# ---------------------------------------------------------------------------------------
+
+
+class SanType(enum.Enum):
+    """A SAN type by its API spelling; ``asn1_name`` is the asn1crypto GeneralName choice."""
+
+    RFC822_NAME = "rfc822Name"
+    DNS_NAME = "dNSName"
+    URI = "uniformResourceIdentifier"
+    IP_ADDRESS = "iPAddress"
+
+    @property
+    def asn1_name(self) -> str:
+        """The asn1crypto ``GeneralName`` alternative name for this type."""
+        return _SAN_ASN1[self]
+
+
+_SAN_ASN1 = {
+    SanType.RFC822_NAME: "rfc822_name",
+    SanType.DNS_NAME: "dns_name",
+    SanType.URI: "uniform_resource_identifier",
+    SanType.IP_ADDRESS: "ip_address",
+}
+_SAN_FROM_ASN1 = {v: k for k, v in _SAN_ASN1.items()}
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
+# RFC 3986 2: unreserved / reserved / pct-encoded; anything else must be percent-encoded.
+_URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*\Z")
+
+
+def _fail(reason: str, message: str) -> InvalidArgument:
+    return InvalidArgument(message, reason=reason)
+
+
+def _check_printable_ascii(value: str, what: str, reason: str) -> None:
+    if not value.isascii() or any(not (0x21 <= ord(c) <= 0x7E) for c in value):
+        raise _fail(
+            reason,
+            f"{what} {value!r} contains whitespace, control or non-ASCII characters "
+            "(IA5String values in certificates; use the A-label/punycode or "
+            "percent-encoded form)",
+        )
+
+
+def normalize_dns_name(value: str, *, reason: str = REASON_SAN, wildcard: bool = True) -> str:
+    """Validate a dNSName (RFC 5280 4.2.1.6, RFC 1123 2.1; ``*.`` prefix); lower-case it."""
+    what = "DNS name"
+    if value == "":
+        raise _fail(reason, "DNS name is empty")
+    _check_printable_ascii(value, what, reason)
+    name = value.lower()
+    if len(name) > 253:
+        raise _fail(reason, f"DNS name {value!r} is {len(name)} characters long; at most 253")
+    if name.endswith("."):
+        raise _fail(reason, f"DNS name {value!r} must not end with a dot")
+    labels = name.split(".")
+    if labels[0] == "*":
+        if not wildcard:
+            raise _fail(reason, f"DNS name {value!r}: a wildcard is not allowed here")
+        if len(labels) < 2:
+            raise _fail(reason, f"DNS name {value!r}: a wildcard needs a domain after '*.'")
+        labels = labels[1:]
+    for label in labels:
+        if label == "":
+            raise _fail(reason, f"DNS name {value!r} has an empty label ('..' or leading dot)")
+        if "*" in label:
+            raise _fail(
+                reason,
+                f"DNS name {value!r}: '*' is only allowed as the whole left-most label ('*.')",
+            )
+        if len(label) > 63:
+            raise _fail(reason, f"DNS name {value!r} has a label longer than 63 characters")
+        if not _LABEL.match(label):
+            raise _fail(
+                reason,
+                f"DNS name {value!r} has an invalid label {label!r}: labels use letters, "
+                "digits and hyphens, and neither start nor end with a hyphen",
+            )
+    if labels[-1].isdigit():
+        # RFC 1123 2.1: a top-level label is alphabetic; an all-numeric name is an IP address.
+        raise _fail(
+            reason,
+            f"DNS name {value!r} ends in an all-numeric label; IP addresses go in iPAddress",
+        )
+    return name
+
+
+def normalize_ip_address(value: str, *, reason: str = REASON_SAN) -> str:
+    """Validate an IPv4/IPv6 address (no prefix, no zone) and return its canonical text."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise _fail(reason, f"{value!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
+        raise _fail(reason, f"IP address {value!r} must not carry a zone ('%...')")
+    return addr.compressed
+
+
+def normalize_email(value: str, *, reason: str = REASON_SAN) -> str:
+    """Validate an rfc822Name as a basic addr-spec ``local@domain`` (RFC 5280 4.2.1.6)."""
+    if value == "":
+        raise _fail(reason, "email address is empty")
+    _check_printable_ascii(value, "email address", reason)
+    if len(value) > 254:
+        raise _fail(reason, f"email address {value!r} is longer than 254 characters")
+    local, sep, domain = value.rpartition("@")
+    if not sep or not local:
+        raise _fail(reason, f"{value!r} is not an email address of the form local-part@domain")
+    # RFC 5322 3.4.1 dot-atom local part; quoted local parts are not accepted.
+    atoms = local.split(".")
+    if len(local) > 64 or any(not _ATEXT.match(a) for a in atoms):
+        raise _fail(
+            reason,
+            f"email address {value!r} has an invalid local part {local!r} "
+            "(dot-separated atoms of letters, digits and !#$%&'*+/=?^_`{|}~-; at most 64)",
+        )
+    try:
+        domain_norm = normalize_dns_name(domain, reason=reason, wildcard=False)
+    except InvalidArgument as e:
+        raise _fail(reason, f"email address {value!r} has an invalid domain: {e.message}") from e
+    return f"{local}@{domain_norm}"
+
+
+def normalize_uri(value: str, *, reason: str = REASON_SAN) -> str:
+    """Validate an absolute URI (RFC 3986 4.3; RFC 5280 4.2.1.6: scheme and host rules)."""
+    if value == "":
+        raise _fail(reason, "URI is empty")
+    _check_printable_ascii(value, "URI", reason)
+    scheme, sep, rest = value.partition(":")
+    if not sep or not _URI_SCHEME.match(scheme):
+        raise _fail(
+            reason, f"URI {value!r} is not absolute: it must start with a scheme such as 'https:'"
+        )
+    if rest == "" or rest == "//":
+        raise _fail(reason, f"URI {value!r} has no scheme-specific part")
+    if "#" in rest:
+        raise _fail(reason, f"URI {value!r} has a fragment; an absolute URI has none")
+    if not _URI_CHARS.match(rest):
+        raise _fail(
+            reason,
+            f"URI {value!r} contains characters that RFC 3986 requires to be percent-encoded "
+            "(or a malformed %-escape)",
+        )
+    if rest.startswith("//"):
+        # RFC 5280 4.2.1.6: a URI with an authority MUST name a FQDN or IP address as host.
+        authority = rest[2:].split("/", 1)[0].split("?", 1)[0]
+        hostport = authority.rpartition("@")[2]
+        if hostport.startswith("["):
+            host = hostport[1 : hostport.find("]")] if "]" in hostport else ""
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise _fail(reason, f"URI {value!r} has an invalid IPv6 host") from None
+        else:
+            host = hostport.split(":", 1)[0]
+            if host == "":
+                raise _fail(reason, f"URI {value!r} has an empty host")
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                try:
+                    normalize_dns_name(host, reason=reason, wildcard=False)
+                except InvalidArgument as e:
+                    raise _fail(reason, f"URI {value!r} has an invalid host: {e.message}") from e
+    return f"{scheme.lower()}:{rest}"
+
+
+_NORMALIZERS = {
+    SanType.DNS_NAME: normalize_dns_name,
+    SanType.IP_ADDRESS: normalize_ip_address,
+    SanType.RFC822_NAME: normalize_email,
+    SanType.URI: normalize_uri,
+}
+
+
+@dataclass(frozen=True)
+class SubjectAltName:
+    """One SAN entry in normalised form (DNS names and email domains lower-case)."""
+
+    type: SanType
+    value: str
+
+    def __post_init__(self) -> None:
+        """Refuse values that are invalid or not in normalised form."""
+        if not isinstance(self.type, SanType):
+            raise TypeError(f"SubjectAltName.type must be a SanType, not {self.type!r}")
+        normalized = _NORMALIZERS[self.type](self.value)
+        if normalized != self.value:
+            raise _fail(
+                REASON_SAN, f"{self.type.value} {self.value!r} is not normalised ({normalized!r})"
+            )
+
+    @classmethod
+    def of(cls, san_type: SanType, value: str, *, reason: str = REASON_SAN) -> SubjectAltName:
+        """Validate and normalise ``value`` as ``san_type``; errors carry ``reason``."""
+        return cls(san_type, _NORMALIZERS[san_type](value, reason=reason))
+
+    @classmethod
+    def from_asn1(cls, name: x509.GeneralName, *, reason: str = REASON_SAN) -> SubjectAltName:
+        """Convert an asn1crypto GeneralName of one of the four supported types."""
+        san_type = _SAN_FROM_ASN1.get(name.name)
+        if san_type is None:
+            raise _fail(
+                reason,
+                f"subject alternative name type {name.name!r} is not supported; supported: "
+                + ", ".join(t.value for t in SanType),
+            )
+        if san_type is SanType.IP_ADDRESS:
+            raw = name.chosen.contents
+            if len(raw) not in (4, 16):
+                # RFC 5280 4.2.1.6: 4 octets (IPv4) or 16 (IPv6); a mask only in constraints.
+                raise _fail(reason, "an iPAddress SAN must be 4 or 16 octets long")
+            return cls.of(san_type, str(ipaddress.ip_address(raw)), reason=reason)
+        # Read the raw IA5String octets: asn1crypto's native value IDNA-decodes some types.
+        try:
+            text = name.chosen.contents.decode("ascii")
+        except UnicodeDecodeError:
+            raise _fail(reason, f"{san_type.value} SAN is not ASCII (IA5String)") from None
+        return cls.of(san_type, text, reason=reason)
+
+    def to_asn1(self) -> x509.GeneralName:
+        """The asn1crypto GeneralName (IA5String / 4- or 16-octet OCTET STRING)."""
+        if self.type is SanType.IP_ADDRESS:
+            packed = ipaddress.ip_address(self.value).packed
+            return x509.GeneralName(name="ip_address", value=x509.IPAddress(contents=packed))
+        if self.type is SanType.DNS_NAME:
+            return x509.GeneralName(name="dns_name", value=x509.DNSName(contents=self._ia5()))
+        if self.type is SanType.RFC822_NAME:
+            return x509.GeneralName(
+                name="rfc822_name", value=x509.EmailAddress(contents=self._ia5())
+            )
+        return x509.GeneralName(
+            name="uniform_resource_identifier", value=x509.URI(contents=self._ia5())
+        )
+
+    def _ia5(self) -> bytes:
+        # Set contents directly: asn1crypto's DNSName/URI/EmailAddress setters IDNA-encode.
+        return self.value.encode("ascii")
+
+
+def parse_san(type_name: str, value: str, *, reason: str = REASON_SAN) -> SubjectAltName:
+    """Parse one ``api_passthrough.extensions.subject_alternative_names`` entry."""
+    try:
+        san_type = SanType(type_name)
+    except ValueError:
+        raise _fail(
+            reason,
+            f"unknown subject alternative name type {type_name!r}; valid types: "
+            + ", ".join(t.value for t in SanType),
+        ) from None
+    return SubjectAltName.of(san_type, value, reason=reason)
+
+
+def _split_list(text: str, what: str, reason: str) -> list[str]:
+    if text.strip() == "":
+        return []
+    items = [item.strip() for item in text.split(",")]
+    for i, item in enumerate(items, 1):
+        if item == "":
+            raise _fail(reason, f"{what} item {i} of {len(items)} is empty (stray comma?)")
+    return items
+
+
+def _reject_duplicates(names: list[SubjectAltName], reason: str) -> None:
+    seen: set[SubjectAltName] = set()
+    for n in names:
+        if n in seen:
+            raise _fail(reason, f"{n.type.value} {n.value!r} is listed more than once")
+        seen.add(n)
+
+
+def parse_domain_list(domain: str, *, reason: str = REASON_DOMAIN) -> list[SubjectAltName]:
+    """Parse ``Domain`` ("a.example.com,10.0.0.1,2001:db8::1") into dNSName/iPAddress SANs."""
+    names: list[SubjectAltName] = []
+    for item in _split_list(domain, "domain", reason):
+        try:
+            ip = normalize_ip_address(item, reason=reason)
+        except InvalidArgument:
+            names.append(SubjectAltName.of(SanType.DNS_NAME, item, reason=reason))
+        else:
+            names.append(SubjectAltName(SanType.IP_ADDRESS, ip))
+    _reject_duplicates(names, reason)
+    return names
+
+
+# CreateClientCertificate SanType: the GeneralName CHOICE tag numbers (RFC 5280 4.2.1.6).
+_CLIENT_SAN_TYPES = {1: SanType.RFC822_NAME, 6: SanType.URI}
+
+
+def parse_client_sans(san_type: int, san_value: str) -> list[SubjectAltName]:
+    """Parse CreateClientCertificate ``SanType`` (1 email, 6 URI) + comma-separated ``SanValue``."""
+    if san_value.strip() == "":
+        if san_type not in (0, *_CLIENT_SAN_TYPES):
+            raise _fail(
+                REASON_SAN_TYPE, f"san_type {san_type} is invalid; use 1 (email) or 6 (URI)"
+            )
+        return []
+    if san_type == 0:
+        raise _fail(
+            REASON_SAN_TYPE, "san_type is required when san_value is set: 1 (email) or 6 (URI)"
+        )
+    kind = _CLIENT_SAN_TYPES.get(san_type)
+    if kind is None:
+        raise _fail(REASON_SAN_TYPE, f"san_type {san_type} is invalid; use 1 (email) or 6 (URI)")
+    names = [
+        SubjectAltName.of(kind, item, reason=REASON_SAN_VALUE)
+        for item in _split_list(san_value, "san_value", REASON_SAN_VALUE)
+    ]
+    _reject_duplicates(names, REASON_SAN_VALUE)
+    return names
+
+
+def san_extension_value(names: Iterable[SubjectAltName | x509.GeneralName]) -> x509.GeneralNames:
+    """The subjectAltName extension value (RFC 5280 4.2.1.6) for ``names``, in order."""
+    items = [n.to_asn1() if isinstance(n, SubjectAltName) else n for n in names]
+    if not items:
+        # GeneralNames ::= SEQUENCE SIZE (1..MAX): an empty SAN extension is invalid.
+        raise ValueError("a subjectAltName extension needs at least one name")
+    return x509.GeneralNames(items)
+
+
+# ---------------------------------------------------------------------------------------
+# Subject DN (RFC 5280 4.1.2.4, 4.1.2.6, Appendix A)
+# ---------------------------------------------------------------------------------------
+
+OID_COUNTRY = "2.5.4.6"
+OID_STATE = "2.5.4.8"
+OID_LOCALITY = "2.5.4.7"
+OID_ORGANIZATION = "2.5.4.10"
+OID_ORGANIZATION_UNIT = "2.5.4.11"
+OID_COMMON_NAME = "2.5.4.3"
+
+_DOTTED_OID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+\Z")
+
+
+@dataclass(frozen=True)
+class _AttrRule:
+    label: str  # API field name used in messages
+    string_type: str  # "utf8" | "printable" | "ia5"
+    max_len: int | None  # RFC 5280 Appendix A ub-*
+
+
+# Standard attributes we know the rules for. Anything else custom is UTF8String, no bound.
+_ATTR_RULES: dict[str, _AttrRule] = {
+    OID_COUNTRY: _AttrRule("Country", "printable", 2),
+    OID_STATE: _AttrRule("State", "utf8", 128),  # ub-state-name
+    OID_LOCALITY: _AttrRule("Locality", "utf8", 128),  # ub-locality-name
+    OID_ORGANIZATION: _AttrRule("Organization", "utf8", 64),  # ub-organization-name
+    OID_ORGANIZATION_UNIT: _AttrRule("OrganizationUnit", "utf8", 64),  # ub-organizational-unit-name
+    OID_COMMON_NAME: _AttrRule("CommonName", "utf8", 64),  # ub-common-name
+    "2.5.4.4": _AttrRule("surname (2.5.4.4)", "utf8", 32768),  # ub-name
+    "2.5.4.5": _AttrRule("serialNumber (2.5.4.5)", "printable", 64),  # ub-serial-number
+    "2.5.4.9": _AttrRule("street (2.5.4.9)", "utf8", None),
+    "2.5.4.12": _AttrRule("title (2.5.4.12)", "utf8", 64),  # ub-title
+    "2.5.4.42": _AttrRule("givenName (2.5.4.42)", "utf8", 32768),  # ub-name
+    "2.5.4.46": _AttrRule("dnQualifier (2.5.4.46)", "printable", None),
+    "2.5.4.65": _AttrRule("pseudonym (2.5.4.65)", "utf8", 128),  # ub-pseudonym
+    "1.2.840.113549.1.9.1": _AttrRule("emailAddress", "ia5", 255),  # ub-emailaddress-length
+    "0.9.2342.19200300.100.1.25": _AttrRule("domainComponent", "ia5", 63),
+}
+
+# Matter Core Specification 6.5.6.x: Matter DN attributes are UTF8String holding fixed-length
+# upper-case hexadecimal. OID -> (name, number of hex digits).
+MATTER_ARC = "1.3.6.1.4.1.37244."
+MATTER_ATTRIBUTES: dict[str, tuple[str, int]] = {
+    "1.3.6.1.4.1.37244.1.1": ("matter-node-id", 16),
+    "1.3.6.1.4.1.37244.1.2": ("matter-firmware-signing-id", 16),
+    "1.3.6.1.4.1.37244.1.3": ("matter-icac-id", 16),
+    "1.3.6.1.4.1.37244.1.4": ("matter-rcac-id", 16),
+    "1.3.6.1.4.1.37244.1.5": ("matter-fabric-id", 16),
+    "1.3.6.1.4.1.37244.1.6": ("matter-noc-cat", 8),
+    "1.3.6.1.4.1.37244.2.1": ("matter-vid", 4),
+    "1.3.6.1.4.1.37244.2.2": ("matter-pid", 4),
+}
+_UPPER_HEX = re.compile(r"[0-9A-F]+\Z")
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*\Z")  # X.680 41.4 PrintableString
+
+
+def validate_oid(oid: str, *, reason: str = REASON_SUBJECT + ".CustomAttributes") -> str:
+    """Check a dotted-decimal OID (X.660: first arc 0-2, second < 40 under 0 and 1)."""
+    if not _DOTTED_OID.match(oid):
+        raise _fail(reason, f"{oid!r} is not a dotted-decimal object identifier like 2.5.4.3")
+    arcs = oid.split(".")
+    if int(arcs[0]) > 2 or (int(arcs[0]) < 2 and int(arcs[1]) >= 40):
+        raise _fail(reason, f"{oid!r} is not a valid object identifier (X.660 arc ranges)")
+    return oid
+
+
+def _check_matter(oid: str, value: str, reason: str) -> None:
+    name, digits = MATTER_ATTRIBUTES[oid]
+    if len(value) != digits or not _UPPER_HEX.match(value):
+        raise _fail(
+            reason,
+            f"{name} ({oid}) value {value!r} must be exactly {digits} upper-case hexadecimal "
+            f"digits, e.g. {'0' * (digits - 1)}1 (Matter Core Specification 6.5.6)",
+        )
+    number = int(value, 16)
+    if name == "matter-node-id" and not 1 <= number <= 0xFFFFFFEFFFFFFFFF:
+        # Matter 2.5.5: operational node IDs are 0x0000_0000_0000_0001..0xFFFF_FFEF_FFFF_FFFF.
+        raise _fail(reason, f"{name} {value} is outside the operational node ID range")
+    if name == "matter-fabric-id" and number == 0:
+        raise _fail(reason, f"{name} must not be 0 (reserved, Matter 2.5.1)")
+    if name == "matter-noc-cat" and number & 0xFFFF == 0:
+        raise _fail(reason, f"{name} {value}: the CAT version (low 16 bits) must not be 0")
+
+
+def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAndValue:
+    """One AttributeTypeAndValue with an explicit string type, validated."""
+    rule = _ATTR_RULES.get(oid)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise _fail(reason, f"{label} {value!r} contains control characters")
+    if value != value.strip():
+        raise _fail(reason, f"{label} {value!r} has leading or trailing whitespace")
+    if rule is not None and rule.max_len is not None and len(value) > rule.max_len:
+        raise _fail(
+            reason,
+            f"{label} is {len(value)} characters long; at most {rule.max_len} "
+            "(RFC 5280 Appendix A upper bound)",
+        )
+    if oid == OID_COUNTRY and not re.fullmatch(r"[A-Z]{2}", value):
+        raise _fail(
+            reason,
+            f"{label} {value!r} must be a two-letter upper-case ISO 3166-1 alpha-2 code "
+            "such as CN or US",
+        )
+    if oid.startswith(MATTER_ARC):
+        if oid not in MATTER_ATTRIBUTES:
+            raise _fail(
+                reason,
+                f"{oid} is not a known Matter DN attribute; known: "
+                + ", ".join(f"{o} ({n})" for o, (n, _) in MATTER_ATTRIBUTES.items()),
+            )
+        _check_matter(oid, value, reason)
+    string_type = rule.string_type if rule is not None else "utf8"
+    attr_type = x509.NameType(oid)
+    spec_name = attr_type.native  # asn1crypto's name for known OIDs, else the dotted OID
+    encoded: core.Asn1Value
+    if string_type == "printable":
+        if not _PRINTABLE.match(value):
+            raise _fail(
+                reason,
+                f"{label} {value!r} contains characters outside PrintableString "
+                "(letters, digits, space and '()+,-./:=?)",
+            )
+        encoded = core.PrintableString(value)
+    elif string_type == "ia5":
+        if not value.isascii():
+            raise _fail(reason, f"{label} {value!r} must be ASCII (IA5String)")
+        encoded = core.IA5String(value)
+    else:
+        encoded = core.UTF8String(value)
+    if x509.NameTypeAndValue._oid_specs.get(spec_name) is x509.DirectoryString:
+        alt = {"printable": "printable_string", "utf8": "utf8_string"}[string_type]
+        encoded = x509.DirectoryString(name=alt, value=value)
+    elif spec_name in x509.NameTypeAndValue._oid_specs:
+        # Typed by asn1crypto (emailAddress, domainComponent): keep the raw IA5 octets.
+        spec = x509.NameTypeAndValue._oid_specs[spec_name]
+        encoded = spec(contents=value.encode("ascii"))
+    return x509.NameTypeAndValue({"type": attr_type, "value": encoded})
+
+
+def build_name(
+    common_name: str | None = "",
+    organization: str | None = "",
+    organization_unit: str | None = "",
+    country: str | None = "",
+    state: str | None = "",
+    locality: str | None = "",
+    custom_attributes: Sequence[tuple[str, str]] = (),
+) -> x509.Name:
+    """Build a subject DN: one attribute per RDN in order C, ST, L, O, OU, CN, then custom."""
+    fixed = [
+        (OID_COUNTRY, country, "Country"),
+        (OID_STATE, state, "State"),
+        (OID_LOCALITY, locality, "Locality"),
+        (OID_ORGANIZATION, organization, "Organization"),
+        (OID_ORGANIZATION_UNIT, organization_unit, "OrganizationUnit"),
+        (OID_COMMON_NAME, common_name, "CommonName"),
+    ]
+    rdns: list[x509.RelativeDistinguishedName] = []
+    present: set[str] = set()
+    for oid, value, label in fixed:
+        if value:  # "" and None mean absent
+            atv = _attribute(oid, value, f"{REASON_SUBJECT}.{label}", label)
+            rdns.append(x509.RelativeDistinguishedName([atv]))
+            present.add(oid)
+    custom_reason = f"{REASON_SUBJECT}.CustomAttributes"
+    for i, (oid, value) in enumerate(custom_attributes, 1):
+        oid = validate_oid(oid.strip(), reason=custom_reason)
+        if oid in present and oid in {o for o, _, _ in fixed}:
+            label = next(lbl for o, _, lbl in fixed if o == oid)
+            raise _fail(
+                custom_reason,
+                f"custom attribute {i} ({oid}) repeats {label}, which is already set; "
+                "set it in one place only",
+            )
+        if value == "":
+            raise _fail(custom_reason, f"custom attribute {i} ({oid}) has an empty value")
+        rule = _ATTR_RULES.get(oid)
+        label = f"custom attribute {i} ({rule.label if rule else oid})"
+        rdns.append(x509.RelativeDistinguishedName([_attribute(oid, value, custom_reason, label)]))
+    return x509.Name(name="", value=x509.RDNSequence(rdns))
+
+
+def common_name_of(name: x509.Name) -> str | None:
+    """The last commonName in ``name`` (the most specific one), or None."""
+    cn: str | None = None
+    for rdn in name.chosen:
+        for atv in rdn:
+            if atv["type"].dotted == OID_COMMON_NAME:
+                cn = str(atv["value"].native)
+    return cn
+
+
+# ---------------------------------------------------------------------------------------
+# Extended key usage (RFC 5280 4.2.1.12)
+# ---------------------------------------------------------------------------------------
+
+EKU_OIDS: dict[str, str] = {
+    "serverAuth": "1.3.6.1.5.5.7.3.1",
+    "clientAuth": "1.3.6.1.5.5.7.3.2",
+    "codeSigning": "1.3.6.1.5.5.7.3.3",
+    "emailProtection": "1.3.6.1.5.5.7.3.4",
+    "timeStamping": "1.3.6.1.5.5.7.3.8",
+    "OCSPSigning": "1.3.6.1.5.5.7.3.9",
+    "any": "2.5.29.37.0",  # anyExtendedKeyUsage
+}
+_EKU_BY_LOWER = {k.lower(): v for k, v in EKU_OIDS.items()}
+
+
+def parse_extended_key_usages(items: Iterable[str], *, reason: str = REASON_EKU) -> list[str]:
+    """Map API EKU names (case-insensitive) and dotted OIDs to dotted OIDs, order kept."""
+    out: list[str] = []
+    for item in items:
+        text = item.strip()
+        oid = _EKU_BY_LOWER.get(text.lower())
+        if oid is None:
+            if not _DOTTED_OID.match(text):
+                raise _fail(
+                    reason,
+                    f"unknown extended key usage {item!r}; use one of "
+                    + ", ".join(EKU_OIDS)
+                    + " or a dotted OID",
+                )
+            oid = validate_oid(text, reason=reason)
+        if oid in out:
+            raise _fail(reason, f"extended key usage {item!r} ({oid}) is listed more than once")
+        out.append(oid)
+    return out

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core schema, engines and migrations, repository functions."""

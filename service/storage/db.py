@@ -1,0 +1,99 @@
+"""Engines and migrations: SQLite (default, shared by several worker processes) or PostgreSQL.
+
+SQLite notes, because several worker *processes* share one database file:
+- WAL journal mode lets readers proceed while one writer writes;
+- ``busy_timeout`` makes a writer wait for the lock instead of failing at once;
+- foreign keys are off by default in SQLite and must be enabled per connection;
+- ``check_same_thread=False``: a pooled connection may be used by another gRPC thread
+  (never by two at once; the pool hands it to one thread at a time).
+- The pysqlite driver begins a transaction only at the first INSERT/UPDATE/DELETE, so a
+  transaction's first SQLite statement is always a write; SQLite then applies the busy
+  timeout to lock acquisition (a deferred read-then-write could fail with SQLITE_BUSY at
+  once). Reads before that write are not isolated: repository writes are therefore
+  compare-and-set (``UPDATE ... WHERE status = ...``) and check the row count.
+- We keep ``synchronous=FULL`` (the default): a reserved serial and its TBS must survive
+  a power loss before the token signs (DESIGN.md invariant 2).
+
+Create engines after forking worker processes (or call ``engine.dispose(close=False)`` in
+the child): a pooled connection must not cross a fork.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import make_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_engine_for(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """Create an Engine for ``url``; SQLite gets WAL, busy_timeout and foreign keys ON."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # pre_ping: a replica's connections outlive PostgreSQL restarts and failovers.
+        return sa_create_engine(parsed, pool_pre_ping=True)
+
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in database
+    if not in_memory and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa_create_engine(
+        parsed,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def alembic_config() -> AlembicConfig:
+    """An Alembic config pointing at the migrations packaged inside ``service``."""
+    cfg = AlembicConfig(str(MIGRATIONS_DIR / "alembic.ini"))
+    # Located from this file, so it works from an installed package and any cwd.
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def migrate(url: str | Engine, revision: str = "head") -> None:
+    """Apply Alembic migrations (``alembic upgrade head``) to the database at ``url``."""
+    engine = url if isinstance(url, Engine) else create_engine_for(url)
+    try:
+        with engine.begin() as connection:
+            cfg = alembic_config()
+            # env.py uses this connection, so SQLite pragmas apply and no URL needs
+            # escaping for configparser.
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+    finally:
+        if engine is not url:
+            engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest migration revision shipped with this code."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None if never migrated)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

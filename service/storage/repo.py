@@ -1,0 +1,936 @@
+"""Repository functions over the schema: frozen dataclass rows in, frozen dataclass rows out.
+
+Every function takes a :class:`~sqlalchemy.Connection`; the caller owns the transaction
+(``with engine.begin() as conn: ...``). Lookups are scoped by ``owner``: another tenant's
+row is simply not found (None). State changes are compare-and-set (``UPDATE ... WHERE
+status = <expected>``) and report whether the row moved, so concurrent workers and
+processes never both win (see service/storage/db.py for the SQLite transaction notes).
+
+Unique violations are told apart by constraint, portably: PostgreSQL reports the
+constraint name, SQLite the column list. After one, the transaction is unusable on
+PostgreSQL: let the exception end it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Select,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from service.errors import AlreadyExists, FailedPrecondition, NotFound
+from service.storage.schema import ca as ca_t
+from service.storage.schema import certificate as cert_t
+from service.storage.schema import certificate_tag as tag_t
+from service.storage.schema import crl as crl_t
+from service.storage.schema import kms_certificate as kms_t
+
+JsonObject = dict[str, Any]
+RowT = TypeVar("RowT")
+
+MAX_PAGE_SIZE = 1000
+_SERIAL = re.compile(r"[1-9a-f][0-9a-f]{0,39}")
+
+
+def utc_now() -> dt.datetime:
+    """The current time as an aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)
+
+
+def serial_hex(serial: int) -> str:
+    """Encode a positive serial number as stored: lower-case hex, no leading zeros."""
+    if serial <= 0 or serial.bit_length() > 160:
+        raise ValueError(f"serial {serial} must be positive and at most 20 octets")
+    return format(serial, "x")
+
+
+# --- rows ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Page(Generic[RowT]):
+    """One page of a listing plus the total number of matching rows."""
+
+    items: tuple[RowT, ...]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CaRow:
+    """A Private CA (root or subordinate); its key lives in the ``hsm`` token."""
+
+    identifier: str
+    owner: str
+    kind: str  # ROOT | SUB
+    common_name: str
+    subject_der: bytes
+    algorithm: str  # RSA_2048, ECC_256, SM2_256, ...
+    key_token: str
+    key_id: str  # hex CKA_ID
+    public_key_info: bytes  # DER SubjectPublicKeyInfo
+    serial: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    status: str  # RESERVED | ISSUE | REVOKE | FAILED
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    parent_identifier: str | None = None
+    organization: str | None = None
+    organization_unit: str | None = None
+    country_code: str | None = None
+    state: str | None = None
+    locality: str | None = None
+    certificate: bytes | None = None  # DER, set when issued
+    path_len_constraint: int | None = None
+    extended_key_usages: tuple[str, ...] | None = None  # dotted OIDs
+    enable_crl: bool = False
+    crl_day: int | None = None
+    last_crl_number: int = 0
+    revoked_at: dt.datetime | None = None
+    revocation_reason: int | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateRow:
+    """An issued (or reserved, pending, failed) certificate: end-entity or CA."""
+
+    identifier: str
+    owner: str
+    issuer_identifier: str
+    status: str  # PENDING | RESERVED | ISSUED | FAILED | REVOKED
+    kind: str  # SERVER | CLIENT | CUSTOM | SUBCA | ROOTCA
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    serial: str | None = None  # lower-case hex, no leading zeros; None while PENDING
+    tbs: bytes | None = None  # DER TBSCertificate, stored before signing
+    certificate: bytes | None = None  # DER
+    common_name: str | None = None
+    subject_der: bytes | None = None
+    sans: tuple[tuple[str, str], ...] = ()  # (type, value), e.g. ("dNSName", "a.example")
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    key_token: str | None = None  # system-generated keys only
+    key_id: str | None = None
+    exportable: bool | None = None
+    request: JsonObject | None = None  # normalized request: async job input, idempotency
+    request_fingerprint: str | None = None
+    custom_identifier: str | None = None
+    asynchronous: bool = False  # immediately = 0: a background worker issues it
+    failure_reason: str | None = None
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+    revocation_reason: int | None = None  # RFC 5280 5.3.1 CRLReason
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    resource_group_id: str | None = None
+    enable_crl: bool = False
+    deleted_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokedEntry:
+    """One revokedCertificates entry of a CA's CRL (RFC 5280 5.1.2.6)."""
+
+    serial: str
+    revoked_at: dt.datetime
+    revocation_reason: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class CrlRow:
+    """One CRL a CA issued; crl_number strictly increases per CA."""
+
+    ca_identifier: str
+    crl_number: int
+    owner: str
+    this_update: dt.datetime
+    next_update: dt.datetime
+    der: bytes
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class KmsCertificateRow:
+    """A KMS certificate: a key pair in a token, its CSR and (once uploaded) certificate."""
+
+    certificate_id: str
+    owner: str
+    arn: str
+    key_spec: str  # RSA_2048 | EC_P256 | EC_SM2
+    protection_level: str  # SOFTWARE | HSM
+    exportable_private_key: bool
+    key_token: str
+    key_id: str
+    subject: str
+    csr: str  # PEM
+    subject_public_key: bytes  # DER SubjectPublicKeyInfo
+    status: str  # PENDING | ACTIVE | INACTIVE | REVOKED
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    subject_alternative_names: tuple[str, ...] = ()
+    wrapped_private_key: bytes | None = None
+    certificate: str | None = None  # PEM
+    certificate_chain: str | None = None  # PEM
+    issuer: str | None = None
+    serial: str | None = None
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    signature_algorithm: str | None = None
+    subject_key_identifier: str | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+# --- conversions ---
+
+
+def _values(row: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(row):
+        value = getattr(row, f.name)
+        if isinstance(value, Mapping):
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def _ca_from(m: RowMapping) -> CaRow:
+    d = dict(m)
+    eku = d["extended_key_usages"]
+    d["extended_key_usages"] = tuple(eku) if eku is not None else None
+    return CaRow(**d)
+
+
+def _cert_values(row: CertificateRow) -> dict[str, Any]:
+    d = _values(row)
+    d["sans"] = [{"type": t, "value": v} for t, v in row.sans]
+    return d
+
+
+def _cert_from(m: RowMapping) -> CertificateRow:
+    d = dict(m)
+    d["sans"] = tuple((s["type"], s["value"]) for s in d["sans"])
+    return CertificateRow(**d)
+
+
+def _kms_values(row: KmsCertificateRow) -> dict[str, Any]:
+    d = _values(row)
+    d["subject_alternative_names"] = list(row.subject_alternative_names)
+    return d
+
+
+def _kms_from(m: RowMapping) -> KmsCertificateRow:
+    d = dict(m)
+    d["subject_alternative_names"] = tuple(d["subject_alternative_names"])
+    return KmsCertificateRow(**d)
+
+
+# Unique constraint -> (how SQLite names it, the reason clients see).
+_UNIQUE_REASONS: dict[str, tuple[str, str]] = {
+    "uq_certificate_issuer_identifier_serial": (
+        "certificate.issuer_identifier, certificate.serial",
+        "AlreadyExists.SerialNumber",
+    ),
+    "uq_certificate_owner_custom_identifier": (
+        "certificate.owner, certificate.custom_identifier",
+        "AlreadyExists.CustomIdentifier",
+    ),
+    "pk_crl": ("crl.ca_identifier, crl.crl_number", "AlreadyExists.CrlNumber"),
+    "pk_certificate": ("certificate.identifier", "AlreadyExists.Identifier"),
+    "pk_ca": ("ca.identifier", "AlreadyExists.Identifier"),
+    "pk_kms_certificate": ("kms_certificate.certificate_id", "AlreadyExists.CertificateId"),
+}
+
+
+def violated_constraint(error: IntegrityError) -> str | None:
+    """Name of the unique constraint an IntegrityError violated, if recognisable."""
+    orig = error.orig
+    diag = getattr(orig, "diag", None)  # psycopg / psycopg2 expose the name directly
+    name = getattr(diag, "constraint_name", None)
+    if isinstance(name, str) and name:
+        return name
+    text = str(orig)
+    for constraint, (sqlite_columns, _reason) in _UNIQUE_REASONS.items():
+        if constraint in text:
+            return constraint
+        # SQLite names the columns: "UNIQUE constraint failed: t.a, t.b" (compared whole,
+        # so that "t.a" alone is not mistaken for "t.a, t.b").
+        if text == f"UNIQUE constraint failed: {sqlite_columns}":
+            return constraint
+    return None
+
+
+def _raise_already_exists(error: IntegrityError, what: str) -> None:
+    constraint = violated_constraint(error)
+    if constraint is None:
+        return
+    reason = _UNIQUE_REASONS.get(constraint, ("", "AlreadyExists"))[1]
+    messages = {
+        "AlreadyExists.SerialNumber": "the serial number is already used by this issuer",
+        "AlreadyExists.CustomIdentifier": "the custom_identifier is already used",
+        "AlreadyExists.CrlNumber": "that CRL number already exists for this CA",
+    }
+    raise AlreadyExists(messages.get(reason, f"{what} already exists"), reason=reason) from error
+
+
+def _check_page(offset: int, limit: int) -> None:
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be in 1..{MAX_PAGE_SIZE}, got {limit}")
+
+
+def _page(
+    conn: Connection,
+    table: Table,
+    conditions: Sequence[ColumnElement[bool]],
+    order_by: Sequence[ColumnElement[Any]],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[RowMapping]]:
+    _check_page(offset, limit)
+    total = conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
+    query: Select[Any] = (
+        select(table).where(*conditions).order_by(*order_by).offset(offset).limit(limit)
+    )
+    return total, [r._mapping for r in conn.execute(query)]
+
+
+def _status_condition(column: Any, status: str | Collection[str] | None) -> list[Any]:
+    if status is None:
+        return []
+    if isinstance(status, str):
+        return [column == status]
+    return [column.in_(list(status))]
+
+
+# --- CA ---
+
+
+def insert_ca(conn: Connection, row: CaRow) -> None:
+    """Insert a CA row (identifier collisions raise AlreadyExists)."""
+    try:
+        conn.execute(insert(ca_t).values(_values(row)))
+    except IntegrityError as e:
+        _raise_already_exists(e, "CA")
+        raise
+
+
+def get_ca(conn: Connection, owner: str, identifier: str) -> CaRow | None:
+    """The CA with this identifier for this owner, or None."""
+    row = conn.execute(
+        select(ca_t).where(ca_t.c.owner == owner, ca_t.c.identifier == identifier)
+    ).first()
+    return _ca_from(row._mapping) if row else None
+
+
+def list_cas(
+    conn: Connection,
+    owner: str,
+    *,
+    offset: int = 0,
+    limit: int = 20,
+    status: str | Collection[str] | None = None,
+    parent_identifier: str | None = None,
+    kind: str | None = None,
+) -> Page[CaRow]:
+    """A page of this owner's CAs, oldest first, with optional filters."""
+    conds: list[Any] = [ca_t.c.owner == owner, *_status_condition(ca_t.c.status, status)]
+    if parent_identifier is not None:
+        conds.append(ca_t.c.parent_identifier == parent_identifier)
+    if kind is not None:
+        conds.append(ca_t.c.kind == kind)
+    total, rows = _page(conn, ca_t, conds, [ca_t.c.created_at, ca_t.c.identifier], offset, limit)
+    return Page(tuple(_ca_from(r) for r in rows), total, offset, limit)
+
+
+def mark_ca_issued(
+    conn: Connection, identifier: str, certificate_der: bytes, *, now: dt.datetime | None = None
+) -> None:
+    """Record a CA's signed certificate; only from RESERVED (FailedPrecondition otherwise)."""
+    result = conn.execute(
+        update(ca_t)
+        .where(ca_t.c.identifier == identifier, ca_t.c.status == "RESERVED")
+        .values(certificate=certificate_der, status="ISSUE", updated_at=now or utc_now())
+    )
+    if result.rowcount != 1:
+        raise FailedPrecondition(
+            f"CA {identifier} is not RESERVED", reason="IncorrectStatus.CACertificate"
+        )
+
+
+def update_ca_status(
+    conn: Connection,
+    owner: str,
+    identifier: str,
+    status: str,
+    *,
+    expected: Collection[str],
+    now: dt.datetime | None = None,
+    revocation_reason: int | None = None,
+) -> bool:
+    """Move a CA to ``status`` if its status is in ``expected``; True if it moved.
+
+    Moving to REVOKE records ``revoked_at`` (= now) and ``revocation_reason``.
+    """
+    now = now or utc_now()
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status == "REVOKE":
+        values.update(revoked_at=now, revocation_reason=revocation_reason)
+    result = conn.execute(
+        update(ca_t)
+        .where(
+            ca_t.c.owner == owner,
+            ca_t.c.identifier == identifier,
+            ca_t.c.status.in_(list(expected)),
+        )
+        .values(values)
+    )
+    return result.rowcount == 1
+
+
+def next_crl_number(conn: Connection, ca_identifier: str) -> int:
+    """Hand out the CA's next cRLNumber (atomic increment; strictly increasing)."""
+    # The UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite) first, so two
+    # processes never read the same value; the number is burnt if the caller rolls back,
+    # which RFC 5280 5.2.3 allows (monotonic, not contiguous).
+    result = conn.execute(
+        update(ca_t)
+        .where(ca_t.c.identifier == ca_identifier)
+        .values(last_crl_number=ca_t.c.last_crl_number + 1)
+    )
+    if result.rowcount != 1:
+        raise NotFound(f"CA {ca_identifier} does not exist", reason="NotFound.Identifier")
+    number: int = conn.execute(
+        select(ca_t.c.last_crl_number).where(ca_t.c.identifier == ca_identifier)
+    ).scalar_one()
+    return number
+
+
+# --- certificates ---
+
+
+def _check_serial(serial: str | None) -> str:
+    if serial is None or not _SERIAL.fullmatch(serial):
+        raise ValueError(f"serial {serial!r}: lower-case hex without leading zeros expected")
+    return serial
+
+
+def _replace_tags(conn: Connection, identifier: str, tags: Mapping[str, str]) -> None:
+    conn.execute(tag_t.delete().where(tag_t.c.certificate_identifier == identifier))
+    if tags:
+        conn.execute(
+            insert(tag_t),
+            [
+                {"certificate_identifier": identifier, "tag_key": k, "tag_value": v}
+                for k, v in tags.items()
+            ],
+        )
+
+
+def _insert_certificate(conn: Connection, row: CertificateRow) -> None:
+    try:
+        conn.execute(insert(cert_t).values(_cert_values(row)))
+    except IntegrityError as e:
+        _raise_already_exists(e, "certificate")
+        raise
+    _replace_tags(conn, row.identifier, row.tags)
+
+
+def insert_pending(conn: Connection, row: CertificateRow) -> None:
+    """Store an asynchronous issuance job (status PENDING, serial not yet reserved).
+
+    A duplicate (owner, custom_identifier) raises AlreadyExists.CustomIdentifier.
+    """
+    if row.status != "PENDING" or not row.asynchronous or row.request is None:
+        raise ValueError("a pending job needs status PENDING, asynchronous and a request")
+    _insert_certificate(conn, row)
+
+
+def reserve_certificate(conn: Connection, row: CertificateRow) -> None:
+    """Reserve (issuer, serial) and store the TBS before signing (DESIGN invariant 2).
+
+    Raises AlreadyExists with reason AlreadyExists.SerialNumber for a serial the issuer
+    already used, AlreadyExists.CustomIdentifier for a custom_identifier the owner used.
+    """
+    if row.status != "RESERVED" or row.tbs is None:
+        raise ValueError("a reservation needs status RESERVED and the TBSCertificate")
+    _check_serial(row.serial)
+    _insert_certificate(conn, row)
+
+
+def reserve_claimed(conn: Connection, row: CertificateRow, worker_id: str) -> None:
+    """Turn a claimed PENDING job into a RESERVED certificate (serial + TBS from ``row``).
+
+    The job must still be leased by ``worker_id`` (else FailedPrecondition); a used serial
+    raises AlreadyExists.SerialNumber.
+    """
+    if row.tbs is None:
+        raise ValueError("a reservation needs the TBSCertificate")
+    values = {
+        "serial": _check_serial(row.serial),
+        "tbs": row.tbs,
+        "status": "RESERVED",
+        "common_name": row.common_name,
+        "subject_der": row.subject_der,
+        "sans": [{"type": t, "value": v} for t, v in row.sans],
+        "not_before": row.not_before,
+        "not_after": row.not_after,
+        "key_token": row.key_token,
+        "key_id": row.key_id,
+        "exportable": row.exportable,
+        "updated_at": row.updated_at,
+    }
+    try:
+        result = conn.execute(
+            update(cert_t)
+            .where(
+                cert_t.c.identifier == row.identifier,
+                cert_t.c.status == "PENDING",
+                cert_t.c.lease_owner == worker_id,
+            )
+            .values(values)
+        )
+    except IntegrityError as e:
+        _raise_already_exists(e, "certificate")
+        raise
+    if result.rowcount != 1:
+        raise FailedPrecondition(
+            f"job {row.identifier} is not PENDING under a lease of {worker_id}",
+            reason="IncorrectStatus.Certificate",
+        )
+
+
+def mark_issued(
+    conn: Connection,
+    identifier: str,
+    certificate_der: bytes,
+    *,
+    now: dt.datetime | None = None,
+) -> None:
+    """Record the signed certificate; only from RESERVED (FailedPrecondition otherwise)."""
+    result = conn.execute(
+        update(cert_t)
+        .where(cert_t.c.identifier == identifier, cert_t.c.status == "RESERVED")
+        .values(
+            certificate=certificate_der,
+            status="ISSUED",
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now or utc_now(),
+        )
+    )
+    if result.rowcount != 1:
+        raise FailedPrecondition(
+            f"certificate {identifier} is not RESERVED", reason="IncorrectStatus.Certificate"
+        )
+
+
+def mark_failed(
+    conn: Connection,
+    identifier: str,
+    failure_reason: str,
+    *,
+    now: dt.datetime | None = None,
+) -> bool:
+    """Mark a PENDING or RESERVED certificate FAILED with a reason; True if it moved."""
+    result = conn.execute(
+        update(cert_t)
+        .where(cert_t.c.identifier == identifier, cert_t.c.status.in_(["PENDING", "RESERVED"]))
+        .values(
+            status="FAILED",
+            failure_reason=failure_reason,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now or utc_now(),
+        )
+    )
+    return result.rowcount == 1
+
+
+def revoke_certificate(
+    conn: Connection,
+    owner: str,
+    identifier: str,
+    reason_code: int,
+    *,
+    now: dt.datetime | None = None,
+) -> bool:
+    """Revoke an ISSUED certificate (RFC 5280 reason code); False if not ISSUED/not found."""
+    now = now or utc_now()
+    result = conn.execute(
+        update(cert_t)
+        .where(
+            cert_t.c.owner == owner,
+            cert_t.c.identifier == identifier,
+            cert_t.c.status == "ISSUED",
+            cert_t.c.deleted_at.is_(None),
+        )
+        .values(status="REVOKED", revoked_at=now, revocation_reason=reason_code, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def delete_certificate(
+    conn: Connection, owner: str, identifier: str, *, now: dt.datetime | None = None
+) -> bool:
+    """Hide a REVOKED certificate from lookups; it stays on its CA's CRL. True if done."""
+    now = now or utc_now()
+    result = conn.execute(
+        update(cert_t)
+        .where(
+            cert_t.c.owner == owner,
+            cert_t.c.identifier == identifier,
+            cert_t.c.status == "REVOKED",
+            cert_t.c.deleted_at.is_(None),
+        )
+        .values(deleted_at=now, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def _visible(owner: str) -> list[ColumnElement[bool]]:
+    return [cert_t.c.owner == owner, cert_t.c.deleted_at.is_(None)]
+
+
+def get_certificate(conn: Connection, owner: str, identifier: str) -> CertificateRow | None:
+    """The certificate with this identifier for this owner (not deleted), or None."""
+    row = conn.execute(
+        select(cert_t).where(*_visible(owner), cert_t.c.identifier == identifier)
+    ).first()
+    return _cert_from(row._mapping) if row else None
+
+
+def get_certificate_by_serial(
+    conn: Connection, owner: str, serial: str, *, issuer_identifier: str | None = None
+) -> CertificateRow | None:
+    """The owner's newest certificate with this hex serial (optionally of one issuer)."""
+    conds = [*_visible(owner), cert_t.c.serial == serial]
+    if issuer_identifier is not None:
+        conds.append(cert_t.c.issuer_identifier == issuer_identifier)
+    row = conn.execute(
+        select(cert_t)
+        .where(*conds)
+        .order_by(cert_t.c.created_at.desc(), cert_t.c.identifier)
+        .limit(1)
+    ).first()
+    return _cert_from(row._mapping) if row else None
+
+
+def get_certificate_by_custom_identifier(
+    conn: Connection, owner: str, custom_identifier: str
+) -> CertificateRow | None:
+    """The owner's certificate recorded under this idempotency key, or None."""
+    row = conn.execute(
+        select(cert_t).where(
+            cert_t.c.owner == owner, cert_t.c.custom_identifier == custom_identifier
+        )
+    ).first()
+    return _cert_from(row._mapping) if row else None
+
+
+def list_certificates(
+    conn: Connection,
+    owner: str,
+    *,
+    offset: int = 0,
+    limit: int = 20,
+    issuer_identifier: str | None = None,
+    status: str | Collection[str] | None = None,
+    kinds: Collection[str] | None = None,
+    tags: Mapping[str, str] | None = None,
+    resource_group_id: str | None = None,
+) -> Page[CertificateRow]:
+    """A page of the owner's certificates, oldest first; every given tag must match."""
+    conds: list[Any] = [*_visible(owner), *_status_condition(cert_t.c.status, status)]
+    if issuer_identifier is not None:
+        conds.append(cert_t.c.issuer_identifier == issuer_identifier)
+    if kinds is not None:
+        conds.append(cert_t.c.kind.in_(list(kinds)))
+    if resource_group_id is not None:
+        conds.append(cert_t.c.resource_group_id == resource_group_id)
+    for key, value in (tags or {}).items():
+        conds.append(
+            exists().where(
+                tag_t.c.certificate_identifier == cert_t.c.identifier,
+                tag_t.c.tag_key == key,
+                tag_t.c.tag_value == value,
+            )
+        )
+    total, rows = _page(
+        conn, cert_t, conds, [cert_t.c.created_at, cert_t.c.identifier], offset, limit
+    )
+    return Page(tuple(_cert_from(r) for r in rows), total, offset, limit)
+
+
+def list_revoked(conn: Connection, ca_identifier: str) -> tuple[RevokedEntry, ...]:
+    """Every revoked serial of one CA (deleted ones included), for its CRL."""
+    rows = conn.execute(
+        select(cert_t.c.serial, cert_t.c.revoked_at, cert_t.c.revocation_reason)
+        .where(cert_t.c.issuer_identifier == ca_identifier, cert_t.c.status == "REVOKED")
+        .order_by(cert_t.c.revoked_at, cert_t.c.serial)
+    )
+    return tuple(RevokedEntry(r.serial, r.revoked_at, r.revocation_reason) for r in rows)
+
+
+def _claimable(now: dt.datetime) -> ColumnElement[bool]:
+    # PENDING jobs nobody holds (or whose holder's lease ran out), and RESERVED jobs whose
+    # worker died between reserving and recording: their stored TBS is signed again, so the
+    # job still yields exactly one recorded certificate with its one serial.
+    return and_(
+        cert_t.c.asynchronous.is_(True),
+        or_(
+            and_(
+                cert_t.c.status == "PENDING",
+                or_(cert_t.c.lease_expires_at.is_(None), cert_t.c.lease_expires_at < now),
+            ),
+            and_(cert_t.c.status == "RESERVED", cert_t.c.lease_expires_at < now),
+        ),
+    )
+
+
+def claim_pending(
+    conn: Connection, worker_id: str, lease_seconds: float, now: dt.datetime
+) -> CertificateRow | None:
+    """Lease one claimable async job to ``worker_id``; None if there is none.
+
+    Safe with several processes: the UPDATE re-checks claimability, so only one claimer
+    sees rowcount 1. Commit right after claiming so the lease is visible to others. A
+    returned row with status RESERVED is a retry: sign its stored TBS again.
+    """
+    lease_until = now + dt.timedelta(seconds=lease_seconds)
+    candidates = conn.execute(
+        select(cert_t.c.identifier)
+        .where(_claimable(now))
+        .order_by(cert_t.c.created_at, cert_t.c.identifier)
+        .limit(8)
+        # PostgreSQL: concurrent claimers skip each other's candidates instead of queueing
+        # on them. SQLite renders nothing here; its single writer lock serialises instead.
+        .with_for_update(skip_locked=True)
+    ).scalars()
+    for identifier in list(candidates):
+        result = conn.execute(
+            update(cert_t)
+            .where(cert_t.c.identifier == identifier, _claimable(now))
+            .values(
+                lease_owner=worker_id,
+                lease_expires_at=lease_until,
+                attempts=cert_t.c.attempts + 1,
+                updated_at=now,
+            )
+        )
+        if result.rowcount == 1:
+            row = conn.execute(select(cert_t).where(cert_t.c.identifier == identifier)).one()
+            return _cert_from(row._mapping)
+    return None
+
+
+# --- CRLs ---
+
+
+def insert_crl(conn: Connection, row: CrlRow) -> None:
+    """Store a signed CRL; a repeated (CA, crl_number) raises AlreadyExists.CrlNumber."""
+    try:
+        conn.execute(insert(crl_t).values(_values(row)))
+    except IntegrityError as e:
+        _raise_already_exists(e, "CRL")
+        raise
+
+
+def get_latest_crl(conn: Connection, ca_identifier: str) -> CrlRow | None:
+    """The CA's CRL with the highest number (CRLs are public: not owner-scoped)."""
+    row = conn.execute(
+        select(crl_t)
+        .where(crl_t.c.ca_identifier == ca_identifier)
+        .order_by(crl_t.c.crl_number.desc())
+        .limit(1)
+    ).first()
+    return CrlRow(**row._mapping) if row else None
+
+
+def list_crl_due(conn: Connection, before: dt.datetime) -> tuple[str, ...]:
+    """CAs with CRLs enabled whose latest CRL's nextUpdate is before ``before`` (or none)."""
+    latest = (
+        select(crl_t.c.ca_identifier, func.max(crl_t.c.crl_number).label("crl_number"))
+        .group_by(crl_t.c.ca_identifier)
+        .subquery()
+    )
+    current = crl_t.alias("current_crl")
+    query = (
+        select(ca_t.c.identifier)
+        .select_from(
+            ca_t.outerjoin(latest, latest.c.ca_identifier == ca_t.c.identifier).outerjoin(
+                current,
+                and_(
+                    current.c.ca_identifier == latest.c.ca_identifier,
+                    current.c.crl_number == latest.c.crl_number,
+                ),
+            )
+        )
+        .where(
+            ca_t.c.enable_crl.is_(True),
+            ca_t.c.status.in_(["ISSUE", "REVOKE"]),
+            or_(current.c.next_update.is_(None), current.c.next_update < before),
+        )
+        .order_by(ca_t.c.identifier)
+    )
+    return tuple(conn.execute(query).scalars())
+
+
+# --- KMS certificates ---
+
+
+def insert_kms_certificate(conn: Connection, row: KmsCertificateRow) -> None:
+    """Insert a KMS certificate record."""
+    try:
+        conn.execute(insert(kms_t).values(_kms_values(row)))
+    except IntegrityError as e:
+        _raise_already_exists(e, "KMS certificate")
+        raise
+
+
+def get_kms_certificate(
+    conn: Connection, owner: str, certificate_id: str
+) -> KmsCertificateRow | None:
+    """The KMS certificate with this id for this owner, or None."""
+    row = conn.execute(
+        select(kms_t).where(kms_t.c.owner == owner, kms_t.c.certificate_id == certificate_id)
+    ).first()
+    return _kms_from(row._mapping) if row else None
+
+
+def list_kms_certificates(
+    conn: Connection,
+    owner: str,
+    *,
+    offset: int = 0,
+    limit: int = 20,
+    subject: str | None = None,
+    issuer: str | None = None,
+    status: str | Collection[str] | None = None,
+) -> Page[KmsCertificateRow]:
+    """A page of the owner's KMS certificates, oldest first; filters match exactly."""
+    conds: list[Any] = [kms_t.c.owner == owner, *_status_condition(kms_t.c.status, status)]
+    if subject is not None:
+        conds.append(kms_t.c.subject == subject)
+    if issuer is not None:
+        conds.append(kms_t.c.issuer == issuer)
+    total, rows = _page(
+        conn, kms_t, conds, [kms_t.c.created_at, kms_t.c.certificate_id], offset, limit
+    )
+    return Page(tuple(_kms_from(r) for r in rows), total, offset, limit)
+
+
+_KMS_IMMUTABLE = frozenset({"certificate_id", "owner", "arn", "created_at"})
+
+
+def update_kms_certificate(
+    conn: Connection, row: KmsCertificateRow, *, expected_status: Collection[str]
+) -> bool:
+    """Write every mutable column of ``row`` if the stored status is in ``expected_status``.
+
+    Use with ``dataclasses.replace(row, certificate=..., status="ACTIVE", updated_at=now)``.
+    """
+    values = {k: v for k, v in _kms_values(row).items() if k not in _KMS_IMMUTABLE}
+    result = conn.execute(
+        update(kms_t)
+        .where(
+            kms_t.c.owner == row.owner,
+            kms_t.c.certificate_id == row.certificate_id,
+            kms_t.c.status.in_(list(expected_status)),
+        )
+        .values(values)
+    )
+    return result.rowcount == 1
+
+
+def update_kms_certificate_status(
+    conn: Connection,
+    owner: str,
+    certificate_id: str,
+    status: str,
+    *,
+    expected: Collection[str],
+    now: dt.datetime | None = None,
+) -> bool:
+    """Move a KMS certificate to ``status`` if its status is in ``expected``."""
+    result = conn.execute(
+        update(kms_t)
+        .where(
+            kms_t.c.owner == owner,
+            kms_t.c.certificate_id == certificate_id,
+            kms_t.c.status.in_(list(expected)),
+        )
+        .values(status=status, updated_at=now or utc_now())
+    )
+    return result.rowcount == 1
+
+
+def delete_kms_certificate(conn: Connection, owner: str, certificate_id: str) -> bool:
+    """Delete a KMS certificate record; True if it existed."""
+    result = conn.execute(
+        kms_t.delete().where(kms_t.c.owner == owner, kms_t.c.certificate_id == certificate_id)
+    )
+    return result.rowcount == 1
+
+
+__all__ = [
+    "CaRow",
+    "CertificateRow",
+    "CrlRow",
+    "JsonObject",
+    "KmsCertificateRow",
+    "Page",
+    "RevokedEntry",
+    "claim_pending",
+    "delete_certificate",
+    "delete_kms_certificate",
+    "get_ca",
+    "get_certificate",
+    "get_certificate_by_custom_identifier",
+    "get_certificate_by_serial",
+    "get_kms_certificate",
+    "get_latest_crl",
+    "insert_ca",
+    "insert_crl",
+    "insert_kms_certificate",
+    "insert_pending",
+    "list_cas",
+    "list_certificates",
+    "list_crl_due",
+    "list_kms_certificates",
+    "list_revoked",
+    "mark_ca_issued",
+    "mark_failed",
+    "mark_issued",
+    "next_crl_number",
+    "reserve_certificate",
+    "reserve_claimed",
+    "revoke_certificate",
+    "serial_hex",
+    "update_ca_status",
+    "update_kms_certificate",
+    "update_kms_certificate_status",
+    "utc_now",
+    "violated_constraint",
+]

@@ -1,0 +1,253 @@
+"""The database schema as SQLAlchemy Core tables (portable: SQLite and PostgreSQL).
+
+This MetaData is the source of truth that Alembic migrations must reproduce;
+tests/storage/test_migrations.py fails if the migrated schema drifts from it.
+Every resource table carries ``owner`` (the tenant). Timestamps are :class:`UtcDateTime`:
+timezone-aware UTC in and out, whatever the backend stores.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Explicit constraint names: Alembic needs them to alter constraints later, and the
+# repository layer recognises unique violations by name (PostgreSQL reports the name).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime; SQLite (which stores naive values) stores it as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        """Refuse naive datetimes (their zone is a guess); store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC datetime")
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            # SQLite's DATETIME text drops the offset silently; store naive UTC explicitly
+            # so that string comparison (lease expiry, CRL due dates) orders correctly.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        """Return aware UTC; naive values read back are UTC by construction."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+# Sizes: identifiers are UUID strings (36); owners follow policy.default_owner's rule (64);
+# hex serials are at most 20 octets (RFC 5280 4.1.2.2), 40 hex digits.
+ID = 36
+OWNER = 64
+SERIAL = 40
+CODE = 16
+
+CA_KINDS = ("ROOT", "SUB")
+# RESERVED: key generated and TBS stored, not yet signed (a root's own serial is reserved in
+# `certificate` under its own identifier, so the `ca` row must exist first).
+CA_STATUSES = ("RESERVED", "ISSUE", "REVOKE", "FAILED")
+CERTIFICATE_STATUSES = ("PENDING", "RESERVED", "ISSUED", "FAILED", "REVOKED")
+CERTIFICATE_KINDS = ("SERVER", "CLIENT", "CUSTOM", "SUBCA", "ROOTCA")
+KMS_STATUSES = ("PENDING", "ACTIVE", "INACTIVE", "REVOKED")
+KMS_PROTECTION_LEVELS = ("SOFTWARE", "HSM")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _timestamps() -> list[Column[Any]]:
+    return [
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("updated_at", UtcDateTime(), nullable=False),
+    ]
+
+
+ca = Table(
+    "ca",
+    metadata,
+    Column("identifier", String(ID), primary_key=True),
+    Column("owner", String(OWNER), nullable=False),
+    Column("parent_identifier", String(ID), ForeignKey("ca.identifier"), nullable=True),
+    Column("kind", String(CODE), nullable=False),
+    Column("common_name", Text, nullable=False),
+    Column("organization", Text, nullable=True),
+    Column("organization_unit", Text, nullable=True),
+    Column("country_code", String(2), nullable=True),
+    Column("state", Text, nullable=True),
+    Column("locality", Text, nullable=True),
+    Column("subject_der", LargeBinary, nullable=False),
+    Column("algorithm", String(CODE), nullable=False),
+    Column("key_token", String(CODE), nullable=False),
+    Column("key_id", String(128), nullable=False),
+    Column("public_key_info", LargeBinary, nullable=False),
+    Column("certificate", LargeBinary, nullable=True),
+    Column("serial", String(SERIAL), nullable=False),
+    Column("not_before", UtcDateTime(), nullable=False),
+    Column("not_after", UtcDateTime(), nullable=False),
+    Column("path_len_constraint", Integer, nullable=True),
+    Column("extended_key_usages", JSON, nullable=True),
+    Column("enable_crl", Boolean, nullable=False),
+    Column("crl_day", Integer, nullable=True),
+    # Last cRLNumber handed out; incremented atomically by next_crl_number (RFC 5280 5.2.3).
+    Column("last_crl_number", BigInteger, nullable=False),
+    Column("status", String(CODE), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revocation_reason", Integer, nullable=True),
+    Column("tags", JSON, nullable=False),
+    *_timestamps(),
+    CheckConstraint(_in("kind", CA_KINDS), name="kind"),
+    CheckConstraint(_in("status", CA_STATUSES), name="status"),
+    Index(None, "owner", "created_at"),
+    Index(None, "parent_identifier"),
+)
+
+certificate = Table(
+    "certificate",
+    metadata,
+    Column("identifier", String(ID), primary_key=True),
+    Column("owner", String(OWNER), nullable=False),
+    Column("issuer_identifier", String(ID), ForeignKey("ca.identifier"), nullable=False),
+    # Lower-case hex without leading zeros; NULL while an async job waits (PENDING).
+    Column("serial", String(SERIAL), nullable=True),
+    Column("status", String(CODE), nullable=False),
+    Column("kind", String(CODE), nullable=False),
+    # The exact TBSCertificate, stored before the token is asked to sign (invariant 2).
+    Column("tbs", LargeBinary, nullable=True),
+    Column("certificate", LargeBinary, nullable=True),
+    Column("common_name", Text, nullable=True),
+    Column("subject_der", LargeBinary, nullable=True),
+    Column("sans", JSON, nullable=False),
+    Column("not_before", UtcDateTime(), nullable=True),
+    Column("not_after", UtcDateTime(), nullable=True),
+    # Only for system-generated keys.
+    Column("key_token", String(CODE), nullable=True),
+    Column("key_id", String(128), nullable=True),
+    Column("exportable", Boolean, nullable=True),
+    # The normalized request: the job input (immediately = 0) and the idempotency record.
+    Column("request", JSON, nullable=True),
+    Column("request_fingerprint", String(128), nullable=True),
+    Column("custom_identifier", String(128), nullable=True),
+    Column("asynchronous", Boolean, nullable=False),
+    Column("failure_reason", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revocation_reason", Integer, nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("resource_group_id", String(128), nullable=True),
+    Column("enable_crl", Boolean, nullable=False),
+    # Deleted rows stay (hidden from lookups): a revoked serial must stay on the CRL.
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    *_timestamps(),
+    # NULLs are distinct in both SQLite and PostgreSQL, so PENDING rows (no serial yet) and
+    # rows without a custom_identifier do not collide.
+    UniqueConstraint("issuer_identifier", "serial"),
+    UniqueConstraint("owner", "custom_identifier"),
+    CheckConstraint(_in("status", CERTIFICATE_STATUSES), name="status"),
+    CheckConstraint(_in("kind", CERTIFICATE_KINDS), name="kind"),
+    Index(None, "owner", "created_at"),
+    Index(None, "status", "lease_expires_at"),
+    Index(None, "owner", "serial"),
+)
+
+# Tags as rows too, so "tags match" filters are portable SQL (EXISTS), not JSON operators.
+certificate_tag = Table(
+    "certificate_tag",
+    metadata,
+    Column(
+        "certificate_identifier",
+        String(ID),
+        ForeignKey("certificate.identifier", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("tag_key", String(128), nullable=False),
+    Column("tag_value", String(256), nullable=False),
+    PrimaryKeyConstraint("certificate_identifier", "tag_key"),
+    Index(None, "tag_key", "tag_value"),
+)
+
+crl = Table(
+    "crl",
+    metadata,
+    Column("ca_identifier", String(ID), ForeignKey("ca.identifier"), nullable=False),
+    Column("crl_number", BigInteger, nullable=False),
+    Column("owner", String(OWNER), nullable=False),
+    Column("this_update", UtcDateTime(), nullable=False),
+    Column("next_update", UtcDateTime(), nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("ca_identifier", "crl_number"),
+)
+
+kms_certificate = Table(
+    "kms_certificate",
+    metadata,
+    Column("certificate_id", String(ID), primary_key=True),
+    Column("owner", String(OWNER), nullable=False),
+    Column("arn", Text, nullable=False),
+    Column("key_spec", String(CODE), nullable=False),
+    Column("protection_level", String(CODE), nullable=False),
+    Column("exportable_private_key", Boolean, nullable=False),
+    Column("key_token", String(CODE), nullable=False),
+    Column("key_id", String(128), nullable=False),
+    # SM2 SOFTWARE keys (no SM2 in SoftHSM): the private key only wrapped under a token key.
+    Column("wrapped_private_key", LargeBinary, nullable=True),
+    Column("subject", Text, nullable=False),
+    Column("subject_alternative_names", JSON, nullable=False),
+    Column("csr", Text, nullable=False),
+    Column("certificate", Text, nullable=True),
+    Column("certificate_chain", Text, nullable=True),
+    Column("issuer", Text, nullable=True),
+    Column("serial", String(128), nullable=True),
+    Column("not_before", UtcDateTime(), nullable=True),
+    Column("not_after", UtcDateTime(), nullable=True),
+    Column("signature_algorithm", String(64), nullable=True),
+    Column("subject_key_identifier", String(128), nullable=True),
+    Column("subject_public_key", LargeBinary, nullable=False),
+    Column("status", String(CODE), nullable=False),
+    Column("tags", JSON, nullable=False),
+    *_timestamps(),
+    CheckConstraint(_in("status", KMS_STATUSES), name="status"),
+    CheckConstraint(_in("protection_level", KMS_PROTECTION_LEVELS), name="protection_level"),
+    Index(None, "owner", "created_at"),
+)
