@@ -1,0 +1,56 @@
+"""Shared fixtures: a real SoftHSM token pair, initialised once per test session.
+
+SoftHSM reads SOFTHSM2_CONF when the module is initialised, which happens once per
+process, so the variable is set here at import time, before any test loads the module.
+Tests that touch keys use these tokens; nothing mocks PKCS#11.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SOFTHSM_MODULE = os.environ.get("HSMCA_TEST_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+
+_STATE = Path(tempfile.mkdtemp(prefix="hsmca-test-softhsm-"))
+subprocess.run([str(REPO / "softhsm" / "init-tokens.sh"), str(_STATE)], check=True,
+               stdout=subprocess.DEVNULL)
+os.environ["SOFTHSM2_CONF"] = str(_STATE / "softhsm2.conf")
+
+
+@pytest.fixture(scope="session")
+def softhsm_state() -> Path:
+    """Directory holding softhsm2.conf, tokens/ and the user/SO PIN files."""
+    return _STATE
+
+
+@pytest.fixture(scope="session")
+def user_pin(softhsm_state: Path) -> str:
+    """The user PIN of both test tokens."""
+    return (softhsm_state / "user.pin").read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def hsm_token(user_pin: str) -> Iterator[object]:
+    """The 'hsm' role token (CA keys, ProtectionLevel=HSM)."""
+    from hsm.config import TokenConfig, TokenRole
+    from hsm.token import Token
+
+    token = Token(TokenConfig(TokenRole.HSM, SOFTHSM_MODULE, "hsmca-hsm", user_pin))
+    yield token
+
+
+@pytest.fixture(scope="session")
+def software_token(user_pin: str) -> Iterator[object]:
+    """The 'software' role token (ProtectionLevel=SOFTWARE)."""
+    from hsm.config import TokenConfig, TokenRole
+    from hsm.token import Token
+
+    token = Token(TokenConfig(TokenRole.SOFTWARE, SOFTHSM_MODULE, "hsmca-software", user_pin))
+    yield token

@@ -1,0 +1,1 @@
+"""Token-layer tests: real SoftHSM tokens come from tests/conftest.py."""

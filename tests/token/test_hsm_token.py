@@ -1,0 +1,198 @@
+"""The Token session: recovery, configuration errors, wrong PIN, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hsm_helpers import new_key_id, verify
+from hsm_workers import sign_for
+
+from hsm.config import TokenConfig, TokenRole
+from hsm.errors import TokenConfigError, TokenUnavailable
+from hsm.keys import GeneratedKey, KeySpec, destroy_key, generate_key_pair
+from hsm.signing import SignMechanism, sign
+from hsm.token import Token
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = os.environ.get("HSMCA_TEST_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+
+
+@pytest.fixture(scope="module")
+def keys(hsm_token: Any) -> Iterator[dict[KeySpec, GeneratedKey]]:
+    """A P-256 and an RSA-2048 signing key, non-exportable."""
+    made: dict[KeySpec, GeneratedKey] = {}
+    try:
+        for spec in (KeySpec.EC_P256, KeySpec.RSA_2048):
+            key_id = new_key_id()
+            made[spec] = generate_key_pair(
+                hsm_token, spec, key_id=key_id, label=key_id.hex(), exportable=False
+            )
+        yield made
+    finally:
+        for key in made.values():
+            destroy_key(hsm_token, key.key_id)
+
+
+def test_invalidated_session_is_recovered(
+    hsm_token: Any, keys: dict[KeySpec, GeneratedKey]
+) -> None:
+    key = keys[KeySpec.EC_P256]
+    sign(hsm_token, key.key_id, SignMechanism.ECDSA_SHA256, b"warm the handle cache")
+    before = hsm_token.reopen_count
+    hsm_token.invalidate_session_for_test()
+    signature = sign(hsm_token, key.key_id, SignMechanism.ECDSA_SHA256, b"after reset")
+    assert hsm_token.reopen_count == before + 1
+    verify(key.public_key_info, SignMechanism.ECDSA_SHA256, b"after reset", signature)
+    # And the next call needs no further reopening.
+    sign(hsm_token, key.key_id, SignMechanism.ECDSA_SHA256, b"again")
+    assert hsm_token.reopen_count == before + 1
+
+
+def test_missing_module_is_a_config_error(user_pin: str) -> None:
+    with pytest.raises(TokenConfigError, match="does not exist"):
+        TokenConfig(TokenRole.HSM, "/nonexistent/libpkcs11.so", "hsmca-hsm", user_pin)
+
+
+def test_missing_token_label_is_unavailable(user_pin: str) -> None:
+    with pytest.raises(TokenUnavailable, match="no token labelled 'no-such-token'"):
+        Token(TokenConfig(TokenRole.HSM, MODULE, "no-such-token", user_pin))
+
+
+_WRONG_PIN_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import pkcs11
+    from hsm.config import TokenConfig, TokenRole
+    from hsm.errors import PinIncorrect
+    from hsm.token import Token
+
+    module, label, good = sys.argv[1:4]
+    try:
+        Token(TokenConfig(TokenRole.HSM, module, label, "wrong-" + good))
+    except PinIncorrect as e:
+        print("PinIncorrect:", e)
+    else:
+        print("no error")
+    flags = pkcs11.lib(module).get_token(token_label=label).flags
+    print("locked:", bool(flags & pkcs11.TokenFlag.USER_PIN_LOCKED))
+    Token(TokenConfig(TokenRole.HSM, module, label, good))  # the right PIN still works
+    print("good pin ok")
+    """
+)
+
+
+def test_wrong_pin_is_clear_and_not_retried(tmp_path: Path) -> None:
+    # A throwaway token with its own softhsm2.conf: SOFTHSM2_CONF is read once per process,
+    # and failed logins must never count against the shared test tokens.
+    (tmp_path / "tokens").mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\n")
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    subprocess.run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            "pin-test",
+            "--pin",
+            "123456",
+            "--so-pin",
+            "654321",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _WRONG_PIN_SCRIPT, MODULE, "pin-test", "123456"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        "PinIncorrect: token 'pin-test' refused the PIN (CKR_PIN_INCORRECT); "
+        "check the configured pin_source"
+    )
+    assert "wrong-" not in done.stdout  # the PIN itself is never shown
+    assert lines[1:] == ["locked: False", "good pin ok"]
+
+
+def test_threads_sharing_one_token_are_serialised(
+    hsm_token: Any, keys: dict[KeySpec, GeneratedKey]
+) -> None:
+    key = keys[KeySpec.EC_P256]
+    errors: list[BaseException] = []
+    results: list[tuple[bytes, bytes]] = []
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        try:
+            for i in range(150):
+                message = f"thread {n} message {i}".encode()
+                signature = sign(hsm_token, key.key_id, SignMechanism.ECDSA_SHA256, message)
+                with lock:
+                    results.append((message, signature))
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 8 * 150
+    for message, signature in results:
+        verify(key.public_key_info, SignMechanism.ECDSA_SHA256, message, signature)
+
+
+@pytest.mark.slow
+def test_two_processes_sign_concurrently(
+    softhsm_state: Path, user_pin: str, keys: dict[KeySpec, GeneratedKey]
+) -> None:
+    conf = os.environ["SOFTHSM2_CONF"]
+    jobs = [
+        (keys[KeySpec.EC_P256], SignMechanism.ECDSA_SHA256),
+        (keys[KeySpec.RSA_2048], SignMechanism.RSA_PKCS1_SHA256),
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    # Two workers, each with its own Token, both keys signing at once on both workers.
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+        futures = [
+            (
+                key,
+                mechanism,
+                pool.submit(
+                    sign_for, conf, MODULE, "hsmca-hsm", user_pin, key.key_id, mechanism.value, 1.5
+                ),
+            )
+            for _ in range(2)
+            for key, mechanism in jobs
+        ]
+        outcomes = [(key, mechanism, f.result(timeout=60)) for key, mechanism, f in futures]
+    for key, mechanism, signed in outcomes:
+        assert len(signed) > 10
+        for message, signature in signed:
+            verify(key.public_key_info, mechanism, message, signature)
+
+    # The token is intact: a fresh session (another Token object) finds and uses the keys.
+    fresh = Token(TokenConfig(TokenRole.HSM, MODULE, "hsmca-hsm", user_pin))
+    for key, mechanism in jobs:
+        signature = sign(fresh, key.key_id, mechanism, b"after the storm")
+        verify(key.public_key_info, mechanism, b"after the storm", signature)
