@@ -93,7 +93,7 @@ def _rich_status(
     )
 
 
-class _WithMetadata(grpc.Status):  # type: ignore[misc]  # grpc ships no type stubs
+class _WithMetadata(grpc.Status):
     """A grpc.Status value (the interface is attributes only)."""
 
     def __init__(
@@ -110,7 +110,7 @@ def _add_request_id_trailer(context: grpc.ServicerContext, request_id: str) -> N
     context.set_trailing_metadata((*existing, (REQUEST_ID_METADATA_KEY, request_id)))
 
 
-class HsmcaServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # no stubs
+class HsmcaServerInterceptor(grpc.ServerInterceptor):
     """Gives each unary call a request id, logs it, and maps exceptions to gRPC statuses."""
 
     def intercept_service(

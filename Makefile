@@ -1,0 +1,61 @@
+# hsmca — the two set-up commands are `make serve` and `make test`; both install what is
+# missing on a fresh Debian machine (softhsm2, openssl via apt-get; Python packages into .venv).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+STATE  ?= var
+APT_PACKAGES := softhsm2 openssl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps system-deps token serve migrate test test-fast bench proto lint conformance clean
+
+all: test
+
+system-deps:
+	@missing=""; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+deps: system-deps $(STAMP)
+
+token: deps
+	softhsm/init-tokens.sh $(STATE)/softhsm
+
+migrate: token
+	SOFTHSM2_CONF=$(CURDIR)/$(STATE)/softhsm/softhsm2.conf $(BIN)/hsmca migrate
+
+serve: token
+	SOFTHSM2_CONF=$(CURDIR)/$(STATE)/softhsm/softhsm2.conf $(BIN)/hsmca serve
+
+conformance: token
+	SOFTHSM2_CONF=$(CURDIR)/$(STATE)/softhsm/softhsm2.conf $(BIN)/hsmca conformance \
+	  --module /usr/lib/softhsm/libsofthsm2.so --token-label hsmca-hsm \
+	  --pin-source file:$(STATE)/softhsm/user.pin
+
+test: deps
+	$(BIN)/python -m pytest -q
+
+bench: deps
+	$(BIN)/python bench/run.py
+
+proto: deps
+	PYTHON=$(BIN)/python proto/generate.sh service/gen
+
+lint: deps
+	$(BIN)/ruff check hsm service tests bench
+	$(BIN)/mypy hsm service
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""The per-worker application: token sessions, database engine, domain services, servers.
+
+Built inside each worker process after it starts (never inherited across fork): PKCS#11
+sessions and pooled database connections belong to the process that opened them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from hsm.config import TokenRole
+from hsm.token import Token
+from service.config import Config
+from service.rpc.server import build_server, graceful_stop
+from service.storage.db import create_engine_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Running:
+    """A started worker: its gRPC server and the ports it listens on."""
+
+    grpc_server: Any
+    grpc_port: int
+    http_port: int
+
+    def stop(self, grace_seconds: float) -> None:
+        """Stop accepting calls and let in-flight ones finish within the grace period."""
+        graceful_stop(self.grpc_server, grace_seconds)
+
+
+class App:
+    """Everything one worker process needs, opened once for the process lifetime."""
+
+    def __init__(self, config: Config) -> None:
+        from service.kms.service import KmsCertificatesService
+        from service.private_ca.service import PrivateCaService
+
+        self.config = config
+        self.engine = create_engine_for(config.database.url)
+        self.hsm_token = Token(config.token_config(TokenRole.HSM))
+        self.software_token = Token(config.token_config(TokenRole.SOFTWARE))
+        self.private_ca = PrivateCaService(
+            self.engine,
+            self.hsm_token,
+            self.software_token,
+            public_base_url=config.http.public_base_url,
+            min_rsa_bits=config.policy.min_rsa_bits,
+        )
+        self.kms = KmsCertificatesService(
+            self.engine,
+            self.hsm_token,
+            self.software_token,
+            region=config.kms.region,
+            account_id=config.kms.account_id,
+        )
+
+    def servicers(self) -> list[tuple[Any, Any]]:
+        """(add_fn, servicer) pairs for both hsmca.v1 services."""
+        from service.servicers.kms import kms_servicer_pair
+        from service.servicers.private_ca import private_ca_servicer_pair
+
+        owner = self.config.policy.default_owner
+        return [
+            private_ca_servicer_pair(self.private_ca, owner),
+            kms_servicer_pair(self.kms, owner),
+        ]
+
+    def start(self, *, reuse_port: bool, grpc_listen: str | None = None) -> Running:
+        """Start serving gRPC on the configured address (or ``grpc_listen``)."""
+        server, port = build_server(
+            self.servicers(),
+            grpc_listen or self.config.grpc.listen,
+            max_workers=self.config.grpc.max_threads,
+            reuse_port=reuse_port,
+        )
+        server.start()
+        return Running(grpc_server=server, grpc_port=port, http_port=0)
+
+    def close(self) -> None:
+        """Close token sessions (logging out) and dispose of database connections."""
+        self.hsm_token.close()
+        self.software_token.close()
+        self.engine.dispose()
+
+
+def open_app(config: Config) -> App:
+    """Open tokens and storage for this process."""
+    return App(config)

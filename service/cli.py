@@ -1,0 +1,99 @@
+"""The `hsmca` command: serve, migrate, conformance, call."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+
+from hsm.errors import HsmError
+from service.config import Config, ConfigError, load_config
+
+
+def _preflight(config: Config) -> None:
+    """Open both tokens once so a bad PIN or label fails here, clearly, before any worker.
+
+    Also creates the software token's sealing key if it is missing: PKCS#11 has no atomic
+    "create if absent", so doing it once here keeps two workers from each creating one.
+    """
+    from hsm.config import TokenRole
+    from hsm.export import ensure_wrapping_key
+    from hsm.token import Token
+
+    for role in TokenRole:
+        token = Token(config.token_config(role))
+        try:
+            if role is TokenRole.SOFTWARE:
+                ensure_wrapping_key(token)
+        finally:
+            token.close()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from service.serve import serve
+
+    config = load_config(args.config)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ConfigError(f"--workers: must be a positive integer, got {args.workers}")
+        config = dataclasses.replace(
+            config, grpc=dataclasses.replace(config.grpc, workers=args.workers)
+        )
+    _preflight(config)
+    return serve(config)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from service.storage.db import migrate
+
+    config = load_config(args.config)
+    migrate(config.database.url)
+    print(f"database at {config.database} is at the head revision")
+    return 0
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    from service.client_cli import call
+
+    return call(args.target, args.method, args.data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hsmca` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["conformance"]:
+        from hsm.conformance import main as conformance_main
+
+        return conformance_main(argv[1:])
+
+    parser = argparse.ArgumentParser(prog="hsmca", description=__doc__)
+    parser.add_argument("--config", help="TOML file (default: $HSMCA_CONFIG or built-in)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the gRPC service with N worker processes")
+    p.add_argument("--workers", type=int, help="worker processes (default: grpc.workers)")
+    p.set_defaults(fn=_cmd_serve)
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.set_defaults(fn=_cmd_migrate)
+    sub.add_parser("conformance", help="check that a token refuses every key export route")
+    p = sub.add_parser("call", help="call an RPC with a JSON request, print the JSON response")
+    p.add_argument("method", help="e.g. PrivateCa/CreateRootCACertificate")
+    p.add_argument("data", nargs="?", default="{}", help="request as JSON (proto field names)")
+    p.add_argument("--target", default="127.0.0.1:50051")
+    p.set_defaults(fn=_cmd_call)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        code: int = args.fn(args)
+        return code
+    except (ConfigError, HsmError) as e:
+        print(f"hsmca: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

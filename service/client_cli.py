@@ -1,0 +1,43 @@
+"""`hsmca call`: a generic JSON client for the hsmca.v1 services (grpcurl-like)."""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+from google.protobuf import json_format
+
+from service.gen.hsmca.v1 import kms_pb2, kms_pb2_grpc, private_ca_pb2, private_ca_pb2_grpc
+from service.rpc.client import error_info
+
+_SERVICES = {
+    "PrivateCa": (private_ca_pb2, private_ca_pb2_grpc.PrivateCaStub),
+    "KmsCertificates": (kms_pb2, kms_pb2_grpc.KmsCertificatesStub),
+}
+
+
+def call(target: str, method: str, data: str) -> int:
+    """Call ``Service/Method`` with a JSON request; print the JSON response or the error."""
+    service, _, name = method.partition("/")
+    if service.startswith("hsmca.v1."):
+        service = service.removeprefix("hsmca.v1.")
+    if service not in _SERVICES or not name:
+        print(f"unknown method {method!r}; use PrivateCa/<Rpc> or KmsCertificates/<Rpc>",
+              file=sys.stderr)
+        return 2
+    module, stub_cls = _SERVICES[service]
+    request_cls = getattr(module, f"{name}Request", None)
+    if request_cls is None:
+        print(f"{service} has no RPC {name!r}", file=sys.stderr)
+        return 2
+    request = json_format.Parse(data, request_cls())
+    with grpc.insecure_channel(target) as channel:
+        stub = stub_cls(channel)
+        try:
+            response = getattr(stub, name)(request, timeout=60)
+        except grpc.RpcError as e:
+            code, reason = error_info(e)
+            print(f"{code.name} {reason}: {e.details()}", file=sys.stderr)
+            return 1
+    print(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    return 0

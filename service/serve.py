@@ -1,0 +1,154 @@
+"""`hsmca serve`: a supervisor and N worker processes sharing the gRPC port (SO_REUSEPORT).
+
+Why processes: SoftHSM under python-pkcs11 runs without internal locking, so only one
+thread per process may be in the token at a time (DESIGN.md). Each worker therefore opens
+its own long-lived token sessions after it starts (workers are *spawned*, never forked
+from a process that loaded the PKCS#11 module), and the kernel spreads connections across
+workers that share the port.
+
+SIGTERM/SIGINT to the supervisor is forwarded to every worker; a worker stops accepting
+calls, lets in-flight calls finish within ``grpc.grace_seconds`` and exits 0. A worker that
+dies unexpectedly is restarted (at most once a second).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from service.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    """What a worker reports once it is serving."""
+
+    index: int
+    pid: int
+    grpc_port: int
+    http_port: int
+
+
+def _worker_main(config: Config, index: int, reuse_port: bool, ready: Any) -> None:
+    """Entry point of one worker process."""
+    from service.app import open_app
+
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s worker-{index} %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    app = open_app(config)
+    try:
+        running = app.start(reuse_port=reuse_port)
+        ready.send(WorkerReady(index, os.getpid(), running.grpc_port, running.http_port))
+        ready.close()
+        stop.wait()
+        log.info("draining in-flight calls (grace %ss)", config.grpc.grace_seconds)
+        running.stop(config.grpc.grace_seconds)
+    finally:
+        app.close()
+
+
+class Supervisor:
+    """Starts, watches and stops the worker processes."""
+
+    def __init__(self, config: Config, workers: int | None = None) -> None:
+        self.config = config
+        self.n = workers if workers is not None else config.grpc.worker_count()
+        self.reuse_port = self.n > 1
+        self._ctx = multiprocessing.get_context("spawn")
+        self._procs: dict[int, Any] = {}
+        self.ready: dict[int, WorkerReady] = {}
+        self._stopping = threading.Event()
+
+    def _spawn(self, index: int, timeout: float = 60.0) -> WorkerReady:
+        parent, child = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(
+            target=_worker_main,
+            args=(self.config, index, self.reuse_port, child),
+            name=f"hsmca-worker-{index}",
+        )
+        proc.start()
+        child.close()
+        self._procs[index] = proc
+        if not parent.poll(timeout):
+            proc.terminate()
+            raise RuntimeError(f"worker {index} did not become ready within {timeout}s")
+        try:
+            info: WorkerReady = parent.recv()
+        except EOFError:
+            proc.join(5)
+            raise RuntimeError(
+                f"worker {index} exited during start-up (exit code {proc.exitcode}); "
+                "see its log above"
+            ) from None
+        self.ready[index] = info
+        return info
+
+    def start(self) -> list[WorkerReady]:
+        """Spawn every worker and wait until each one serves."""
+        return [self._spawn(i) for i in range(self.n)]
+
+    def watch(self) -> None:
+        """Restart dead workers until stop() is called."""
+        while not self._stopping.wait(1.0):
+            for index, proc in list(self._procs.items()):
+                if not proc.is_alive() and not self._stopping.is_set():
+                    log.error("worker %d (pid %s) exited with %s; restarting",
+                              index, proc.pid, proc.exitcode)
+                    try:
+                        self._spawn(index)
+                    except RuntimeError as e:
+                        log.error("%s", e)
+                        time.sleep(1.0)
+
+    def stop(self) -> None:
+        """Forward SIGTERM to every worker and wait for them to drain."""
+        self._stopping.set()
+        for proc in self._procs.values():
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.grpc.grace_seconds + 10
+        for proc in self._procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.error("worker pid %s did not stop in time; killing it", proc.pid)
+                proc.kill()
+                proc.join()
+
+
+def serve(config: Config) -> int:
+    """Run the service until SIGTERM/SIGINT; returns the process exit code."""
+    from service.storage.db import migrate
+
+    migrate(config.database.url)
+    supervisor = Supervisor(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    workers = supervisor.start()
+    log.info(
+        "serving gRPC on %s and HTTP on %s with %d worker process(es): pids %s",
+        config.grpc.listen, config.http.listen, len(workers), [w.pid for w in workers],
+    )
+    watcher = threading.Thread(target=supervisor.watch, daemon=True)
+    watcher.start()
+    stop.wait()
+    log.info("stopping")
+    supervisor.stop()
+    return 0
