@@ -48,7 +48,8 @@ test: deps
 	$(BIN)/python -m pytest -q
 
 bench: deps
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bench_token.py
+	$(BIN)/python bench/bench_issuance.py
 
 proto: deps
 	PYTHON=$(BIN)/python proto/generate.sh service/gen

@@ -1,0 +1,153 @@
+"""KMS API test support: an OpenSSL CA, certificate issuance for CSRs, error helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from service.rpc.client import error_info
+
+DISTID = "distid:1234567812345678"  # the SM2 default distinguishing ID (GB/T 32918.2)
+
+LEAF_EXTENSIONS = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+CA_EXTENSIONS = """\
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def openssl(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the openssl command line in ``cwd``."""
+    result = subprocess.run(
+        ["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"openssl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
+@dataclass(frozen=True)
+class OpensslCa:
+    """A CA made with the OpenSSL CLI: root -> intermediate; issues leaf certificates."""
+
+    directory: Path
+    sm2: bool
+
+    @property
+    def chain_pem(self) -> str:
+        """Intermediate then root, the order UploadCertificate expects."""
+        return (self.directory / "int.pem").read_text() + (self.directory / "root.pem").read_text()
+
+    @property
+    def root_pem(self) -> str:
+        """The root certificate alone."""
+        return (self.directory / "root.pem").read_text()
+
+    def _sig_args(self) -> list[str]:
+        return ["-sm3", "-sigopt", DISTID] if self.sm2 else ["-sha256"]
+
+    @classmethod
+    def make(cls, directory: Path, *, sm2: bool) -> OpensslCa:
+        """Create root and intermediate keys and certificates with the OpenSSL CLI."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "ca.ext").write_text(CA_EXTENSIONS)
+        (directory / "leaf.ext").write_text(LEAF_EXTENSIONS)
+        ca = cls(directory, sm2)
+        keygen = (
+            ["genpkey", "-algorithm", "SM2"]
+            if sm2
+            else ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        )
+        for name in ("root", "int"):
+            openssl(*keygen, "-out", f"{name}.key", cwd=directory)
+        openssl(
+            "req", "-x509", "-new", "-key", "root.key", *ca._sig_args(),
+            "-subj", "/C=CN/O=hsmca tests/CN=Test Root" + (" SM2" if sm2 else ""),
+            "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "root.pem",
+            cwd=directory,
+        )
+        openssl(
+            "req", "-new", "-key", "int.key", *ca._sig_args(),
+            "-subj", "/C=CN/O=hsmca tests/CN=Test Intermediate", "-out", "int.csr",
+            cwd=directory,
+        )
+        ca._sign("int.csr", "int.pem", "root", "ca.ext")
+        return ca
+
+    def _sign(self, csr: str, out: str, issuer: str, ext: str) -> None:
+        vfy = ["-vfyopt", DISTID] if self.sm2 else []
+        openssl(
+            "x509", "-req", "-in", csr, *vfy, "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key",
+            *self._sig_args(), "-set_serial", "0x" + os.urandom(15).hex(), "-days", "20",
+            "-extfile", ext, "-out", out,
+            cwd=self.directory,
+        )
+
+    def issue(self, csr_pem: str) -> str:
+        """Issue a leaf certificate for ``csr_pem`` from the intermediate; PEM."""
+        name = os.urandom(6).hex()
+        (self.directory / f"{name}.csr").write_text(csr_pem)
+        self._sign(f"{name}.csr", f"{name}.pem", "int", "leaf.ext")
+        return (self.directory / f"{name}.pem").read_text()
+
+
+def rpc_error(call: Callable[[Any], Any], request: Any) -> tuple[grpc.StatusCode, str]:
+    """Call an RPC that must fail; return (status code, ErrorInfo reason)."""
+    try:
+        call(request)
+    except grpc.RpcError as e:
+        return error_info(e)
+    raise AssertionError(f"{request!r} unexpectedly succeeded")
+
+
+@dataclass(frozen=True)
+class Combo:
+    """One KeySpec x ProtectionLevel x ExportablePrivateKey choice."""
+
+    key_spec: str
+    protection_level: str
+    exportable: bool
+
+    @property
+    def id(self) -> str:
+        """A readable pytest id."""
+        return f"{self.key_spec}-{self.protection_level}-{'exp' if self.exportable else 'nonexp'}"
+
+
+# EC_SM2 only with SOFTWARE; HSM keys are only non-exportable (DESIGN.md invariant 1).
+COMBOS = (
+    Combo("RSA_2048", "SOFTWARE", True),
+    Combo("RSA_2048", "SOFTWARE", False),
+    Combo("RSA_2048", "HSM", False),
+    Combo("EC_P256", "SOFTWARE", True),
+    Combo("EC_P256", "SOFTWARE", False),
+    Combo("EC_P256", "HSM", False),
+    Combo("EC_SM2", "SOFTWARE", True),
+    Combo("EC_SM2", "SOFTWARE", False),
+)
+COMBO_IDS = [c.id for c in COMBOS]
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A KMS certificate created over the API and (if uploaded) its certificate."""
+
+    combo: Combo
+    certificate_id: str
+    csr: str
+    certificate: str
+    directory: Path  # holds cert.pem and pub.pem (the certificate's public key)
