@@ -1,0 +1,307 @@
+"""Certificate issuance over gRPC against the real service, next to the raw token rate.
+
+    python bench/bench_issuance.py [--seconds S] [--workers N] [--concurrency C]
+                                   [--clients P] [--profile]
+
+Starts the real service (service.serve.Supervisor: N worker processes sharing one port with
+SO_REUSEPORT) on a temporary SoftHSM state and SQLite database, creates an RSA_2048 and an
+ECC_256 root -> sub CA over gRPC, then issues server certificates from pre-made CSRs
+(CreateServerCertificateWithCsr, immediately = 1) with C calls in flight, spread over P
+client processes (separate processes, so the client's CPU shows up as such), for S seconds
+per algorithm. Prints certs/s next to the raw token signing rate measured in the same run
+(bench/bench_token.py) and the ratio. Issue 3 targets, on 2 cores: RSA-2048 at least 0.45x
+the raw rate; P-256 at least 2000 certs/s.
+
+--profile also runs the domain issuance path in this process under cProfile (no gRPC) and
+prints where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+for p in (REPO, REPO / "bench"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+ALGORITHMS = {"RSA_2048": "RSA_2048", "ECC_256": "EC_P256"}  # CA algorithm -> token key spec
+TARGETS = {"RSA_2048": "ratio >= 0.45", "ECC_256": ">= 2000 certs/s"}
+CSR_KEYS = 16  # distinct subscriber keys per algorithm (RSA key generation is slow)
+CSRS_PER_KEY = 32
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """What one client process achieved."""
+
+    ok: int
+    errors: int
+    first_error: str
+    seconds: float
+    cpu_seconds: float
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _make_csrs(algorithm: str) -> list[str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    out = []
+    for k in range(CSR_KEYS):
+        key: Any = (rsa.generate_private_key(65537, 2048) if algorithm == "RSA_2048"
+                    else ec.generate_private_key(ec.SECP256R1()))
+        for i in range(CSRS_PER_KEY):
+            name = f"host{k}-{i}.bench.example"
+            csr = (x509.CertificateSigningRequestBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+                   .sign(key, hashes.SHA256()))
+            out.append(csr.public_bytes(serialization.Encoding.PEM).decode())
+    return out
+
+
+def _client(target: str, sub_id: str, csrs: list[str], threads: int, start_at: float,
+            seconds: float) -> ClientResult:
+    """A client process: ``threads`` blocking callers, each with one call in flight."""
+    import grpc
+
+    from service.gen.hsmca.v1 import private_ca_pb2 as pb
+    from service.gen.hsmca.v1 import private_ca_pb2_grpc
+
+    # One channel per thread: the kernel spreads connections over the workers (REUSEPORT).
+    stubs = [private_ca_pb2_grpc.PrivateCaStub(grpc.insecure_channel(target))
+             for _ in range(threads)]
+    counts = [0] * threads
+    errors = [0] * threads
+    first: list[str] = []
+    stop_at = start_at + seconds
+
+    def run(n: int) -> None:
+        stub, i = stubs[n], n
+        while time.time() < stop_at:
+            req = pb.CreateServerCertificateWithCsrRequest(
+                csr=csrs[i % len(csrs)], parent_identifier=sub_id, days=30, immediately=1)
+            i += threads
+            try:
+                stub.CreateServerCertificateWithCsr(req, timeout=30)
+                counts[n] += 1
+            except grpc.RpcError as e:
+                errors[n] += 1
+                if not first:
+                    first.append(f"{e.code()}: {e.details()}")
+
+    for stub in stubs:  # connect before the clock starts
+        stub.DescribeCACertificateList(pb.DescribeCACertificateListRequest(), timeout=30)
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu0, t0 = time.process_time(), time.monotonic()
+    pool = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return ClientResult(sum(counts), sum(errors), first[0] if first else "",
+                        time.monotonic() - t0, time.process_time() - cpu0)
+
+
+def _issue_rate(ctx: Any, target: str, sub_id: str, csrs: list[str], concurrency: int,
+                clients: int, seconds: float) -> tuple[float, list[ClientResult]]:
+    threads = [concurrency // clients + (1 if i < concurrency % clients else 0)
+               for i in range(clients)]
+    start_at = time.time() + 2.0  # every client connected and waiting
+    with ctx.Pool(clients) as pool:
+        results: list[ClientResult] = pool.starmap(
+            _client, [(target, sub_id, csrs, n, start_at, seconds) for n in threads])
+    elapsed = max(r.seconds for r in results)
+    return sum(r.ok for r in results) / elapsed, results
+
+
+@contextlib.contextmanager
+def _service(state: Path, workers: int, port: int) -> Iterator[Any]:
+    """The real service (Supervisor + workers) on a temp SoftHSM state and SQLite file."""
+    from service.config import load_config
+    from service.serve import Supervisor
+    from service.storage.db import migrate
+
+    subprocess.run([str(REPO / "softhsm" / "init-tokens.sh"), str(state / "softhsm")],  # noqa: S603
+                   check=True, stdout=subprocess.DEVNULL)
+    env = {
+        "HSMCA_STATE_DIR": str(state),
+        "HSMCA_DATABASE_URL": f"sqlite:///{state / 'hsmca.db'}",
+        "HSMCA_GRPC_LISTEN": f"127.0.0.1:{port}",
+        "HSMCA_GRPC_WORKERS": str(workers),
+        "HSMCA_HTTP_LISTEN": f"127.0.0.1:{_free_port()}",
+    }
+    os.environ.update(env)
+    os.environ["SOFTHSM2_CONF"] = str(state / "softhsm" / "softhsm2.conf")
+    config = load_config(env={**env, "SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"]})
+    migrate(config.database.url)
+    supervisor = Supervisor(config, workers=workers)
+    # Workers log one line per RPC to stderr; keep that out of the report.
+    log = open(state / "workers.log", "ab")  # noqa: SIM115 - closed below
+    saved = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    try:
+        supervisor.start()
+        yield config
+    finally:
+        supervisor.stop()
+        os.dup2(saved, 2)
+        os.close(saved)
+        log.close()
+
+
+def _create_hierarchy(target: str, algorithm: str) -> str:
+    import grpc
+
+    from service.gen.hsmca.v1 import private_ca_pb2 as pb
+    from service.gen.hsmca.v1 import private_ca_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = private_ca_pb2_grpc.PrivateCaStub(channel)
+        root = stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
+            common_name=f"bench root {algorithm}", organization="hsmca bench",
+            country_code="CN", algorithm=algorithm, years=10), timeout=60)
+        sub = stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+            parent_identifier=root.identifier, common_name=f"bench sub {algorithm}",
+            organization="hsmca bench", country_code="CN", algorithm=algorithm, years=5),
+            timeout=60)
+        identifier: str = sub.identifier
+        return identifier
+
+
+def profile_domain(algorithm: str, n: int) -> None:
+    """cProfile the domain issuance path in this process (no gRPC); print the top entries."""
+    import cProfile
+    import pstats
+
+    code = f"""
+import os, subprocess, sys, tempfile, time, cProfile, pstats
+from pathlib import Path
+state = Path(tempfile.mkdtemp(prefix="hsmca-bench-prof-"))
+subprocess.run([{str(REPO / 'softhsm' / 'init-tokens.sh')!r}, str(state)], check=True,
+               stdout=subprocess.DEVNULL)
+os.environ["SOFTHSM2_CONF"] = str(state / "softhsm2.conf")
+pin = (state / "user.pin").read_text().strip()
+sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'bench')!r}]
+from bench_issuance import _make_csrs
+from hsm.config import TokenConfig, TokenRole
+from hsm.token import Token
+from service.private_ca.requests import *
+from service.private_ca.service import PrivateCaService
+from service.storage.db import create_engine_for, migrate
+mod = "/usr/lib/softhsm/libsofthsm2.so"
+hsm = Token(TokenConfig(TokenRole.HSM, mod, "hsmca-hsm", pin))
+sw = Token(TokenConfig(TokenRole.SOFTWARE, mod, "hsmca-software", pin))
+url = f"sqlite:///{{state}}/db.sqlite3"; migrate(url); engine = create_engine_for(url)
+svc = PrivateCaService(engine, hsm, sw, public_base_url="http://127.0.0.1:8080",
+                       min_rsa_bits=2048)
+alg = {algorithm!r}
+root = svc.create_root_ca("o", CreateRootCa(SubjectFields("root", country="CN"), alg, 10))
+sub = svc.create_sub_ca("o", CreateSubCa(root.identifier, SubjectFields("sub", country="CN"),
+                                         alg, 5))
+csrs = _make_csrs(alg)
+def req(i):
+    return CreateServerCertificate(IssueCommon(sub.identifier, immediately=1), SubjectFields(),
+                                   ValidityPeriod(days=30), csr=csrs[i % len(csrs)])
+for i in range(50):
+    svc.create_server_certificate("o", req(i))
+t = time.perf_counter()
+for i in range({n}):
+    svc.create_server_certificate("o", req(i))
+plain = {n} / (time.perf_counter() - t)
+pr = cProfile.Profile()
+pr.enable()
+for i in range({n}):
+    svc.create_server_certificate("o", req(i))
+pr.disable()
+print(f"{{alg}}: {{plain:.0f}} certs/s in one process, one thread, no gRPC")
+pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+"""
+    del cProfile, pstats
+    subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - our own code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    from bench_token import measure_raw_rates
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="issuance window per algorithm")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="service worker processes (default: cpu count)")
+    p.add_argument("--concurrency", type=int, default=16, help="calls in flight")
+    p.add_argument("--clients", type=int, default=2, help="client processes")
+    p.add_argument("--raw-seconds", type=float, default=1.0, help="raw token rate run length")
+    p.add_argument("--profile", action="store_true", help="also cProfile the domain path")
+    args = p.parse_args(argv)
+
+    ctx = multiprocessing.get_context("spawn")
+    print(f"pre-making CSRs ({CSR_KEYS * CSRS_PER_KEY} per algorithm) ...", flush=True)
+    csrs = {alg: _make_csrs(alg) for alg in ALGORITHMS}
+    print(f"measuring the raw token signing rate (1 and {args.workers} processes) ...",
+          flush=True)
+    raw = measure_raw_rates(list(ALGORITHMS.values()), args.workers, args.raw_seconds)
+    state = Path(tempfile.mkdtemp(prefix="hsmca-bench-issuance-"))
+    port = _free_port()
+    target = f"127.0.0.1:{port}"
+    rates: dict[str, tuple[float, list[ClientResult]]] = {}
+    try:
+        with _service(state, args.workers, port):
+            for alg in ALGORITHMS:
+                sub_id = _create_hierarchy(target, alg)
+                print(f"issuing {alg} for {args.seconds:.0f} s (concurrency "
+                      f"{args.concurrency}, {args.clients} client processes, "
+                      f"{args.workers} workers) ...", flush=True)
+                rates[alg] = _issue_rate(ctx, target, sub_id, csrs[alg], args.concurrency,
+                                         args.clients, args.seconds)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+    header = (f"{'CA':<9} {'certs/s':>8} {'raw 1 proc':>11} {f'raw {args.workers} proc':>11} "
+              f"{'ratio':>6} {'client CPU':>10} {'errors':>6}  target")
+    print()
+    print(header)
+    print("-" * len(header))
+    for alg, spec in ALGORITHMS.items():
+        rate, results = rates[alg]
+        r = raw["results"][spec]
+        cpu = sum(x.cpu_seconds for x in results) / max(x.seconds for x in results)
+        errors = sum(x.errors for x in results)
+        print(f"{alg:<9} {rate:>8.0f} {r['single']:>11.0f} {r['multi']:>11.0f} "
+              f"{rate / r['multi']:>5.2f}x {cpu:>9.2f}c {errors:>6}  {TARGETS[alg]}")
+        for x in results:
+            if x.first_error:
+                print(f"  first error: {x.first_error}")
+    print(f"(ratio = certs/s over the raw {args.workers}-process signing rate; client CPU in "
+          f"cores used by the {args.clients} client processes; cpu_count={os.cpu_count()})")
+    if args.profile:
+        for alg in ALGORITHMS:
+            profile_domain(alg, 1000)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

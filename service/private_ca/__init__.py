@@ -1,0 +1,1 @@
+"""Private CA domain: CA hierarchy and certificate issuance."""

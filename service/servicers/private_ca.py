@@ -1,0 +1,265 @@
+"""The PrivateCa servicer: proto <-> domain only, one domain call per RPC.
+
+No error handling here: domain code raises service.errors classes and the one interceptor
+(service/rpc/interceptor.py) maps them to gRPC statuses with the API's reasons. The RPCs
+of issue 4 (lookup, revocation, private key retrieval, UpdateCACertificateStatus) are left
+to the generated base class, which answers UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+
+from service.errors import InvalidArgument
+from service.gen.hsmca.v1 import common_pb2, private_ca_pb2, private_ca_pb2_grpc
+from service.pki.profiles import KeyUsage
+from service.private_ca.requests import (
+    ApiPassthrough,
+    CaInfo,
+    CreateClientCertificate,
+    CreateCustomCertificate,
+    CreateRootCa,
+    CreateServerCertificate,
+    CreateSubCa,
+    IssueCommon,
+    PassthroughSubject,
+    SubjectFields,
+    SystemKey,
+    ValidityPeriod,
+)
+from service.private_ca.service import PrivateCaService
+from service.rpc.server import AddServicerFn
+
+__all__ = ["PrivateCaServicer", "add_to_server", "private_ca_servicer_pair"]
+
+add_to_server: AddServicerFn = private_ca_pb2_grpc.add_PrivateCaServicer_to_server
+
+
+def _tags(tags: Iterable[common_pb2.Tag]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for tag in tags:
+        if not tag.key:
+            raise InvalidArgument("a tag needs a key", reason="InvalidParameter.Tags")
+        if tag.key in out:
+            raise InvalidArgument(f"tag key {tag.key!r} is given twice",
+                                  reason="InvalidParameter.Tags")
+        out[tag.key] = tag.value
+    return out
+
+
+def _opt(msg: Any, name: str) -> Any:
+    """A proto3 ``optional`` field's value, or None when absent."""
+    return getattr(msg, name) if msg.HasField(name) else None
+
+
+def _validity(msg: Any) -> ValidityPeriod:
+    return ValidityPeriod(years=_opt(msg, "years"), months=_opt(msg, "months"),
+                          days=_opt(msg, "days"), before_time=_opt(msg, "before_time"),
+                          after_time=_opt(msg, "after_time"))
+
+
+def _common(msg: Any) -> IssueCommon:
+    return IssueCommon(parent_identifier=msg.parent_identifier,
+                       immediately=_opt(msg, "immediately"),
+                       enable_crl=_enable(msg.enable_crl, "enable_crl"),
+                       tags=_tags(msg.tags), resource_group_id=msg.resource_group_id)
+
+
+def _enable(value: int, name: str) -> bool:
+    if value not in (0, 1):
+        raise InvalidArgument(f"{name} must be 0 or 1", reason="InvalidParameter.EnableCrl")
+    return value == 1
+
+
+def _leaf_subject(msg: Any) -> SubjectFields:
+    return SubjectFields(common_name=msg.common_name, organization=msg.organization,
+                         organization_unit=msg.organization_unit, country=msg.country,
+                         state=msg.state, locality=msg.locality)
+
+
+def _key_usage(ku: private_ca_pb2.KeyUsage) -> KeyUsage:
+    return KeyUsage(digital_signature=ku.digital_signature,
+                    content_commitment=ku.content_commitment or ku.non_repudiation,
+                    key_encipherment=ku.key_encipherment, data_encipherment=ku.data_encipherment,
+                    key_agreement=ku.key_agreement, encipher_only=ku.encipher_only,
+                    decipher_only=ku.decipher_only)
+
+
+def _passthrough(ap: private_ca_pb2.ApiPassthrough) -> ApiPassthrough:
+    subject = None
+    if ap.HasField("subject"):
+        s = ap.subject
+        subject = PassthroughSubject(
+            SubjectFields(common_name=s.common_name, organization=s.organization,
+                          organization_unit=s.organization_unit, country=s.country,
+                          state=s.state, locality=s.locality),
+            tuple((a.object_identifier, a.value) for a in s.custom_attributes))
+    ext = ap.extensions
+    ku = _key_usage(ext.key_usage) if ext.HasField("key_usage") else None
+    return ApiPassthrough(
+        subject=subject, key_usage=None if ku is None or ku.is_empty() else ku,
+        extended_key_usages=tuple(ext.extended_key_usages),
+        subject_alternative_names=tuple((n.type, n.value)
+                                        for n in ext.subject_alternative_names),
+        criticals=tuple(ap.criticals), serial_number=ap.serial_number)
+
+
+def _ca_message(c: CaInfo) -> private_ca_pb2.CACertificate:
+    return private_ca_pb2.CACertificate(
+        identifier=c.identifier, parent_identifier=c.parent_identifier,
+        certificate_type=c.certificate_type, status=c.status, serial_number=c.serial_number,
+        algorithm=c.algorithm, key_size=c.key_size, sign_algorithm=c.sign_algorithm,
+        subject_dn=c.subject_dn, common_name=c.common_name, organization=c.organization,
+        organization_unit=c.organization_unit, country_code=c.country_code, state=c.state,
+        locality=c.locality, years=c.years,
+        before_date=int(c.not_before.timestamp() * 1000),
+        after_date=int(c.not_after.timestamp() * 1000),
+        x509_certificate=c.certificate_pem, certificate_chain=c.chain_pem, sha2=c.sha2,
+        path_len_constraint=c.path_len_constraint,
+        extended_key_usages=list(c.extended_key_usages), enable_crl=int(c.enable_crl),
+        crl_day=c.crl_day, crl_url=c.crl_url, cert_issued_count=c.cert_issued_count,
+        tags=[common_pb2.Tag(key=k, value=v) for k, v in c.tags.items()])
+
+
+class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
+    """hsmca.v1.PrivateCa over :class:`PrivateCaService`, for one owner."""
+
+    def __init__(self, service: PrivateCaService, default_owner: str) -> None:
+        if not default_owner:
+            raise ValueError("default_owner is required")
+        self._service = service
+        self._owner = default_owner
+
+    def CreateRootCACertificate(
+        self, request: private_ca_pb2.CreateRootCACertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.CreateRootCACertificateResponse:
+        """Create a self-signed root CA."""
+        r = request
+        created = self._service.create_root_ca(self._owner, CreateRootCa(
+            subject=SubjectFields(r.common_name, r.organization, r.organization_unit,
+                                  r.country_code, r.state, r.locality),
+            algorithm=r.algorithm, years=r.years,
+            enable_crl=_enable(r.enable_crl, "enable_crl"), crl_day=r.crl_day,
+            tags=_tags(r.tags), resource_group_id=r.resource_group_id))
+        return private_ca_pb2.CreateRootCACertificateResponse(
+            identifier=created.identifier, certificate=created.certificate_pem,
+            certificate_chain=created.chain_pem)
+
+    def CreateSubCACertificate(
+        self, request: private_ca_pb2.CreateSubCACertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.CreateSubCACertificateResponse:
+        """Create a subordinate CA under a root."""
+        r = request
+        created = self._service.create_sub_ca(self._owner, CreateSubCa(
+            parent_identifier=r.parent_identifier,
+            subject=SubjectFields(r.common_name, r.organization, r.organization_unit,
+                                  r.country_code, r.state, r.locality),
+            algorithm=r.algorithm, years=r.years, path_len_constraint=r.path_len_constraint,
+            extended_key_usages=tuple(r.extended_key_usages),
+            enable_crl=_enable(r.enable_crl, "enable_crl"), crl_day=r.crl_day,
+            tags=_tags(r.tags), resource_group_id=r.resource_group_id))
+        return private_ca_pb2.CreateSubCACertificateResponse(
+            identifier=created.identifier, certificate=created.certificate_pem,
+            certificate_chain=created.chain_pem)
+
+    def DescribeCACertificate(
+        self, request: private_ca_pb2.DescribeCACertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.DescribeCACertificateResponse:
+        """Describe one CA."""
+        info = self._service.describe_ca(self._owner, request.identifier)
+        return private_ca_pb2.DescribeCACertificateResponse(certificate=_ca_message(info))
+
+    def DescribeCACertificateList(
+        self, request: private_ca_pb2.DescribeCACertificateListRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.DescribeCACertificateListResponse:
+        """List CAs, one page."""
+        page = self._service.list_cas(self._owner, current_page=request.current_page,
+                                      show_size=request.show_size,
+                                      identifier=request.identifier,
+                                      ca_status=request.ca_status)
+        return private_ca_pb2.DescribeCACertificateListResponse(
+            certificate_list=[_ca_message(c) for c in page.items],
+            total_count=page.total_count, page_count=page.page_count,
+            current_page=page.current_page, show_size=page.show_size)
+
+    def CreateCustomCertificate(
+        self, request: private_ca_pb2.CreateCustomCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.CreateCustomCertificateResponse:
+        """Issue a certificate with caller-chosen subject, extensions and serial."""
+        r = request
+        issued = self._service.create_custom_certificate(self._owner, CreateCustomCertificate(
+            common=_common(r), csr=r.csr, validity=r.validity,
+            api_passthrough=_passthrough(r.api_passthrough),
+            custom_identifier=r.custom_identifier))
+        return private_ca_pb2.CreateCustomCertificateResponse(
+            identifier=issued.identifier, certificate=issued.certificate_pem,
+            certificate_chain=issued.chain_pem, serial_number=issued.serial_number)
+
+    def CreateServerCertificateWithCsr(
+        self, request: private_ca_pb2.CreateServerCertificateWithCsrRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.CreateServerCertificateWithCsrResponse:
+        """Issue a server certificate for the caller's CSR."""
+        r = request
+        issued = self._service.create_server_certificate(self._owner, CreateServerCertificate(
+            common=_common(r), subject=_leaf_subject(r), validity=_validity(r), csr=r.csr,
+            domain=r.domain, algorithm=r.algorithm))
+        return private_ca_pb2.CreateServerCertificateWithCsrResponse(
+            x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
+            identifier=issued.identifier, serial_number=issued.serial_number)
+
+    def CreateServerCertificate(
+        self, request: private_ca_pb2.CreateServerCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.CreateServerCertificateResponse:
+        """Issue a server certificate for a key the service generates."""
+        r = request
+        issued = self._service.create_server_certificate(self._owner, CreateServerCertificate(
+            common=_common(r), subject=_leaf_subject(r), validity=_validity(r), csr=None,
+            domain=r.domain, algorithm=r.algorithm,
+            key=SystemKey(_opt(r, "exportable_private_key"), r.protection_level)))
+        return private_ca_pb2.CreateServerCertificateResponse(
+            x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
+            identifier=issued.identifier, serial_number=issued.serial_number)
+
+    def CreateClientCertificate(
+        self, request: private_ca_pb2.CreateClientCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.CreateClientCertificateResponse:
+        """Issue a client certificate for a key the service generates."""
+        r = request
+        issued = self._service.create_client_certificate(self._owner, CreateClientCertificate(
+            common=_common(r), subject=_leaf_subject(r), validity=_validity(r), csr=None,
+            san_type=r.san_type, san_value=r.san_value, algorithm=r.algorithm,
+            key=SystemKey(_opt(r, "exportable_private_key"), r.protection_level)))
+        return private_ca_pb2.CreateClientCertificateResponse(
+            x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
+            identifier=issued.identifier, serial_number=issued.serial_number)
+
+    def CreateClientCertificateWithCsr(
+        self, request: private_ca_pb2.CreateClientCertificateWithCsrRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.CreateClientCertificateWithCsrResponse:
+        """Issue a client certificate for the caller's CSR."""
+        r = request
+        issued = self._service.create_client_certificate(self._owner, CreateClientCertificate(
+            common=_common(r), subject=_leaf_subject(r), validity=_validity(r), csr=r.csr,
+            san_type=r.san_type, san_value=r.san_value, algorithm=r.algorithm))
+        return private_ca_pb2.CreateClientCertificateWithCsrResponse(
+            x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
+            identifier=issued.identifier, serial_number=issued.serial_number)
+
+
+def private_ca_servicer_pair(
+    service: PrivateCaService, default_owner: str
+) -> tuple[AddServicerFn, PrivateCaServicer]:
+    """The (add_fn, servicer) pair build_server takes."""
+    return add_to_server, PrivateCaServicer(service, default_owner)

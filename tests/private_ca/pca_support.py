@@ -1,0 +1,136 @@
+"""Helpers for the Private CA gRPC tests: CSRs, pkilint, openssl, a running server."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from pkilint import loader
+from pkilint.pkix import certificate, extension, name
+from sqlalchemy import Engine
+
+from service.gen.hsmca.v1 import private_ca_pb2 as pb
+from service.gen.hsmca.v1 import private_ca_pb2_grpc
+
+OWNER = "tenant-test"
+BASE_URL = "http://127.0.0.1:8080"
+
+
+@dataclass
+class Pca:
+    """A running in-process server with the real PrivateCa servicer."""
+
+    stub: private_ca_pb2_grpc.PrivateCaStub
+    engine: Engine
+    service: Any
+    channel: grpc.Channel
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """A root and a sub CA created over the API."""
+
+    algorithm: str
+    root_id: str
+    root_der: bytes
+    sub_id: str
+    sub_der: bytes
+
+
+def new_key(algorithm: str) -> Any:
+    """A software private key for a CSR: RSA_2048/RSA_1024/ECC_256."""
+    if algorithm.startswith("RSA"):
+        return rsa.generate_private_key(65537, int(algorithm.split("_")[1]))
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def make_csr(key: Any, cn: str, sans: Sequence[str] = ()) -> str:
+    """A PEM CSR with CN and dNSName/iPAddress SANs."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+    if sans:
+        names: list[x509.GeneralName] = []
+        for s in sans:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(s)))
+            except ValueError:
+                names.append(x509.DNSName(s))
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    csr = builder.sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def pem_to_der(text: str) -> bytes:
+    return x509.load_pem_x509_certificate(text.encode()).public_bytes(
+        serialization.Encoding.DER)
+
+
+def pem(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: Any) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def pkilint_errors(cert_der: bytes) -> list[tuple[str, str]]:
+    """ERROR/FATAL findings of pkilint's RFC 5280 validator (as tests/pki_builder)."""
+    validator = certificate.create_pkix_certificate_validator_container(
+        certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS,
+                                               extension.EXTENSION_MAPPINGS),
+        [
+            certificate.create_issuer_validator_container([]),
+            certificate.create_validity_validator_container(),
+            certificate.create_subject_validator_container([]),
+            certificate.create_extensions_validator_container([]),
+            certificate.create_spki_validator_container([]),
+        ],
+    )
+    doc = loader.RFC5280CertificateDocumentLoader().load_der_document(cert_der, "cert")
+    out = []
+    for result in validator.validate(doc.root):
+        for fd in result.finding_descriptions:
+            if fd.finding.severity.name in ("ERROR", "FATAL"):
+                out.append((fd.finding.severity.name, f"{fd.finding.code} @ {result.node.path}"))
+    return out
+
+
+def openssl_verify(root_der: bytes, sub_der: bytes, leaf_der: bytes,
+                   purpose: str) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory() as d:
+        paths = {}
+        for fname, der in (("root", root_der), ("sub", sub_der), ("leaf", leaf_der)):
+            p = Path(d) / f"{fname}.pem"
+            p.write_bytes(pem(der))
+            paths[fname] = str(p)
+        return subprocess.run(
+            ["openssl", "verify", "-x509_strict", "-purpose", purpose, "-CAfile",
+             paths["root"], "-untrusted", paths["sub"], paths["leaf"]],
+            capture_output=True, text=True, check=False)
+
+
+def create_hierarchy(pca: Pca, algorithm: str, *, sub_ekus: tuple[str, ...] = (),
+               enable_crl: int = 1) -> Hierarchy:
+    """A root and a sub CA of ``algorithm`` created over the API."""
+    root = pca.stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
+        common_name=f"hsmca test root {algorithm}", organization="hsmca",
+        organization_unit="test", country_code="CN", state="Zhejiang", locality="Hangzhou",
+        algorithm=algorithm, years=10, enable_crl=1, crl_day=7))
+    sub = pca.stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+        parent_identifier=root.identifier, common_name=f"hsmca test sub {algorithm}",
+        organization="hsmca", country_code="CN", state="Zhejiang", locality="Hangzhou",
+        algorithm=algorithm, years=5, extended_key_usages=list(sub_ekus),
+        enable_crl=enable_crl, crl_day=3))
+    return Hierarchy(algorithm, root.identifier, pem_to_der(root.certificate),
+                     sub.identifier, pem_to_der(sub.certificate))

@@ -1,0 +1,160 @@
+"""Every rejection: exact gRPC status and reason, and nothing stored, no key left behind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pca_support import Hierarchy, Pca, make_csr, new_key
+from sqlalchemy import func, select
+
+from service.gen.hsmca.v1 import private_ca_pb2 as pb
+from service.rpc.client import error_info
+from service.storage.schema import ca as ca_t
+from service.storage.schema import certificate as cert_t
+
+DUP_SERIAL = "987654321987654321"
+
+
+def _bad_signature_csr() -> str:
+    pem_text = make_csr(new_key("ECC_256"), "bad.example.test")
+    csr = x509.load_pem_x509_csr(pem_text.encode())
+    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    der[-3] ^= 0x01  # inside the signature's last INTEGER
+    import base64
+    body = base64.encodebytes(bytes(der)).decode()
+    return f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n"
+
+
+def _server(h: Hierarchy, **kw: Any) -> Callable[[Pca], Any]:
+    def call(pca: Pca) -> Any:
+        fields: dict[str, Any] = {"parent_identifier": h.sub_id, "days": 30, "immediately": 1,
+                                  "domain": "x.example.test"}
+        fields.update(kw)
+        if "csr" not in fields:
+            fields["csr"] = make_csr(new_key(h.algorithm), "x.example.test")
+        return pca.stub.CreateServerCertificateWithCsr(
+            pb.CreateServerCertificateWithCsrRequest(**fields))
+    return call
+
+
+def _custom(h: Hierarchy, serial: str = "", ekus: tuple[str, ...] = ("serverAuth",)
+            ) -> Callable[[Pca], Any]:
+    def call(pca: Pca) -> Any:
+        return pca.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+            parent_identifier=h.sub_id, csr=make_csr(new_key(h.algorithm), "c.example.test"),
+            validity="30d", immediately=1,
+            api_passthrough=pb.ApiPassthrough(
+                extensions=pb.Extensions(key_usage=pb.KeyUsage(digital_signature=True),
+                                         extended_key_usages=list(ekus)),
+                serial_number=serial)))
+    return call
+
+
+# (id, call(pca, rsa, ecc, client_only), status, reason)
+CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
+    ("bad-csr-signature",
+     lambda p, r, e, c: _server(e, csr=_bad_signature_csr())(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Csr"),
+    ("trailing-pem-data",
+     lambda p, r, e, c: _server(e, csr=make_csr(new_key("ECC_256"), "t.example.test")
+                                + "trailing garbage\n")(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Csr"),
+    ("rsa-1024-csr",
+     lambda p, r, e, c: _server(r, csr=make_csr(new_key("RSA_1024"), "w.example.test"))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Csr"),
+    ("csr-family-differs-from-ca",
+     lambda p, r, e, c: _server(r, csr=make_csr(new_key("ECC_256"), "f.example.test"))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Csr"),
+    ("sub-ca-family-mismatch",
+     lambda p, r, e, c: p.stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+         parent_identifier=r.root_id, common_name="ecc under rsa", algorithm="ECC_256",
+         years=1)),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Algorithm"),
+    ("sub-ca-beyond-root",
+     lambda p, r, e, c: p.stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+         parent_identifier=r.root_id, common_name="too long", algorithm="RSA_2048",
+         years=20)),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Validity"),
+    ("leaf-validity-beyond-ca", lambda p, r, e, c: _server(e, days=None, years=6)(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Validity"),
+    ("custom-validity-beyond-ca",
+     lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+         parent_identifier=e.sub_id, csr=make_csr(new_key("ECC_256"), "v"), validity="9y",
+         immediately=1)),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Validity"),
+    ("root-issues-leaf",
+     lambda p, r, e, c: _server(Hierarchy(e.algorithm, e.root_id, b"", e.root_id, b""))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ParentIdentifier"),
+    ("duplicate-custom-serial", lambda p, r, e, c: _custom(e, DUP_SERIAL)(p),
+     grpc.StatusCode.ALREADY_EXISTS, "AlreadyExists.SerialNumber"),
+    ("unknown-parent",
+     lambda p, r, e, c: _server(Hierarchy(e.algorithm, "", b"", "no-such-ca", b""))(p),
+     grpc.StatusCode.NOT_FOUND, "NotFound.ParentIdentifier"),
+    ("unknown-parent-of-sub-ca",
+     lambda p, r, e, c: p.stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+         parent_identifier="no-such-ca", common_name="x", algorithm="ECC_256", years=1)),
+     grpc.StatusCode.NOT_FOUND, "NotFound.ParentIdentifier"),
+    ("eku-outside-sub-ca-custom", lambda p, r, e, c: _custom(c, ekus=("serverAuth",))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
+    ("eku-outside-sub-ca-server", lambda p, r, e, c: _server(c)(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
+    ("sm2-ca-on-softhsm",
+     lambda p, r, e, c: p.stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
+         common_name="sm2 root", algorithm="SM2_256", years=1)),
+     grpc.StatusCode.FAILED_PRECONDITION, "UnsupportedOperation.Algorithm"),
+    ("immediately-0-is-async", lambda p, r, e, c: _server(e, immediately=0)(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Immediately"),
+    ("immediately-unset-defaults-to-async", lambda p, r, e, c: _server(e, immediately=None)(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Immediately"),
+    ("system-key-other-family",
+     lambda p, r, e, c: p.stub.CreateClientCertificate(pb.CreateClientCertificateRequest(
+         parent_identifier=e.sub_id, algorithm="RSA_2048", days=1, immediately=1)),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Algorithm"),
+    ("no-validity",
+     lambda p, r, e, c: p.stub.CreateClientCertificate(pb.CreateClientCertificateRequest(
+         parent_identifier=e.sub_id, immediately=1)),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Validity"),
+    ("bad-domain", lambda p, r, e, c: _server(e, domain="bad..example")(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Domain"),
+    ("bad-matter-attribute",
+     lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+         parent_identifier=e.sub_id, csr=make_csr(new_key("ECC_256"), "m"), validity="1d",
+         immediately=1, api_passthrough=pb.ApiPassthrough(subject=pb.ApiPassthroughSubject(
+             common_name="m", custom_attributes=[pb.CustomAttribute(
+                 object_identifier="1.3.6.1.4.1.37244.1.1", value="xyz")])))),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.CustomAttributes"),
+]
+
+
+def _snapshot(pca: Pca, tokens: tuple[Any, ...]) -> tuple[int, ...]:
+    with pca.engine.connect() as conn:
+        counts = [conn.execute(select(func.count()).select_from(t)).scalar_one()
+                  for t in (ca_t, cert_t)]
+    for token in tokens:
+        counts.append(token.run(lambda s: len(list(s.get_objects()))))
+    return tuple(counts)
+
+
+@pytest.fixture(scope="module")
+def used_serial(pca: Pca, ecc_ca: Hierarchy) -> str:
+    _custom(ecc_ca, DUP_SERIAL)(pca)
+    return DUP_SERIAL
+
+
+@pytest.mark.parametrize(("call", "status", "reason"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_rejection(pca: Pca, rsa_ca: Hierarchy, ecc_ca: Hierarchy, client_only_ca: Hierarchy,
+                   used_serial: str, hsm_token: Any, software_token: Any,
+                   call: Callable[..., Any], status: grpc.StatusCode, reason: str) -> None:
+    before = _snapshot(pca, (hsm_token, software_token))
+    with pytest.raises(grpc.RpcError) as info:
+        call(pca, rsa_ca, ecc_ca, client_only_ca)
+    assert error_info(info.value) == (status, reason), info.value.details()
+    assert info.value.details()  # a clear message, not just a code
+    # Invariant 5: a rejected request changes nothing, in the database or the tokens.
+    assert _snapshot(pca, (hsm_token, software_token)) == before
