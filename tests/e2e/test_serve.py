@@ -170,3 +170,16 @@ def test_config_errors_are_clear(state: Path, env: dict[str, str], message: str)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_migrate_command_brings_a_new_database_to_head(tmp_path: Path) -> None:
+    from service.storage.db import create_engine_for, current_revision, head_revision
+
+    out = subprocess.run([sys.executable, "-m", "service.cli", "migrate"],
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'hsmca.db'}")
+    try:
+        assert current_revision(engine) == head_revision() is not None
+    finally:
+        engine.dispose()

@@ -173,11 +173,12 @@ def test_sealing_key_is_non_extractable(software_token: Any) -> None:
 
 def _conformance(user_pin: str, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HSMCA_TEST_PIN": user_pin}  # SOFTHSM2_CONF comes from conftest
+    # The documented command: the `hsmca` console script installed beside this interpreter.
+    hsmca = str(Path(sys.executable).with_name("hsmca"))
     return subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "hsm.conformance",
+            hsmca,
+            "conformance",
             "--module",
             MODULE,
             "--token-label",
