@@ -33,7 +33,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from hsm.config import TokenConfig, TokenRole, read_pin
 from hsm.errors import HsmError
-from hsm.export import key_spec_of, return_code_name
+from hsm.export import ephemeral_wrapping_key, key_spec_of, return_code_name
 from hsm.keys import KeySpec, destroy_key, generate_key_pair
 from hsm.token import Token
 
@@ -161,21 +161,7 @@ class _Checker:
                 self.record(route, CKR_OK, bool(value), f"{len(value or b'')} bytes returned")
 
     def wrap(self) -> None:
-        wrapping = self.session.generate_key(
-            KeyType.AES,
-            256,
-            store=False,
-            template={
-                Attribute.TOKEN: False,
-                Attribute.WRAP: True,
-                Attribute.UNWRAP: False,
-                Attribute.ENCRYPT: False,
-                Attribute.DECRYPT: False,
-                Attribute.SIGN: False,
-                Attribute.VERIFY: False,
-                Attribute.DERIVE: False,
-            },
-        )
+        wrapping = ephemeral_wrapping_key(self.session)
         try:
             for mechanism, param in _WRAP_MECHANISMS:
                 route = f"C_WrapKey {_ckm(mechanism)}"

@@ -105,7 +105,7 @@ _REFUSALS: tuple[type[Exception], ...] = (
 )
 
 
-def _ephemeral_wrapping_key(session: Any) -> Any:
+def ephemeral_wrapping_key(session: Any) -> Any:
     """An AES-256 session key that can wrap, and can itself be wrapped to the recipient."""
     return session.generate_key(
         KeyType.AES,
@@ -184,7 +184,7 @@ def export_private_key(
         spec = key_spec_of(key)
         aes = recipient = None
         try:
-            aes = _ephemeral_wrapping_key(session)
+            aes = ephemeral_wrapping_key(session)
             try:
                 wrapped = bytes(aes.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD))
             except _REFUSALS as e:
