@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any
 
 from hsm.config import TokenRole
@@ -19,17 +20,38 @@ from service.storage.db import create_engine_for
 log = logging.getLogger(__name__)
 
 
+# Background job thread knobs (issue 4). Environment only: tests start a server whose job
+# thread is off (HSMCA_JOBS_ENABLED=false) to leave a job PENDING across a kill -9.
+ENV_JOBS_ENABLED = "HSMCA_JOBS_ENABLED"
+ENV_JOBS_POLL_SECONDS = "HSMCA_JOBS_POLL_SECONDS"
+
+
+def _jobs_enabled() -> bool:
+    return os.environ.get(ENV_JOBS_ENABLED, "true").strip().lower() not in ("0", "false", "no")
+
+
+def _jobs_poll_seconds() -> float:
+    return float(os.environ.get(ENV_JOBS_POLL_SECONDS, "0.5"))
+
+
 @dataclasses.dataclass
 class Running:
-    """A started worker: its gRPC server and the ports it listens on."""
+    """A started worker: its gRPC and HTTP servers, ports, and the background job thread."""
 
     grpc_server: Any
     grpc_port: int
     http_port: int
+    http_server: Any = None
+    job_worker: Any = None
 
     def stop(self, grace_seconds: float) -> None:
-        """Stop accepting calls and let in-flight ones finish within the grace period."""
+        """Stop accepting calls, let in-flight ones finish, finish the job in hand, stop."""
         graceful_stop(self.grpc_server, grace_seconds)
+        if self.job_worker is not None:
+            self.job_worker.stop(grace_seconds + 5)
+        if self.http_server is not None:
+            self.http_server.shutdown()
+            self.http_server.server_close()
 
 
 class App:
@@ -37,6 +59,8 @@ class App:
 
     def __init__(self, config: Config) -> None:
         from service.kms.service import KmsCertificatesService
+        from service.private_ca.crls import CrlPublisher
+        from service.private_ca.lifecycle import Lifecycle
         from service.private_ca.service import PrivateCaService
 
         self.config = config
@@ -50,6 +74,8 @@ class App:
             public_base_url=config.http.public_base_url,
             min_rsa_bits=config.policy.min_rsa_bits,
         )
+        self.crls = CrlPublisher(self.private_ca)
+        self.lifecycle = Lifecycle(self.private_ca, self.crls)
         self.kms = KmsCertificatesService(
             self.engine,
             self.hsm_token,
@@ -65,12 +91,17 @@ class App:
 
         owner = self.config.policy.default_owner
         return [
-            private_ca_servicer_pair(self.private_ca, owner),
+            private_ca_servicer_pair(self.private_ca, owner, self.lifecycle),
             kms_servicer_pair(self.kms, owner),
         ]
 
     def start(self, *, reuse_port: bool, grpc_listen: str | None = None) -> Running:
-        """Start serving gRPC on the configured address (or ``grpc_listen``)."""
+        """Start gRPC, the CRL HTTP server and the background job thread."""
+        from service.http import start_crl_server
+        from service.private_ca.jobs import JobWorker
+
+        http_server, _ = start_crl_server(self.config.http.listen, self.crls.latest,
+                                          reuse_port=reuse_port)
         server, port = build_server(
             self.servicers(),
             grpc_listen or self.config.grpc.listen,
@@ -78,7 +109,16 @@ class App:
             reuse_port=reuse_port,
         )
         server.start()
-        return Running(grpc_server=server, grpc_port=port, http_port=0)
+        worker = None
+        if _jobs_enabled():
+            worker = JobWorker(self.private_ca, poll_seconds=_jobs_poll_seconds(),
+                               crl_check=self.crls.publish_due)
+            worker.start()
+        else:
+            log.warning("%s is false: asynchronous jobs and CRL renewal are not run here",
+                        ENV_JOBS_ENABLED)
+        return Running(grpc_server=server, grpc_port=port, http_port=http_server.port,
+                       http_server=http_server, job_worker=worker)
 
     def close(self) -> None:
         """Close token sessions (logging out) and dispose of database connections."""

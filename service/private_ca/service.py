@@ -86,6 +86,8 @@ from service.pki.validity import (
     resolve_validity,
 )
 from service.pki.verify import verify_certificate
+from service.private_ca import jobs
+from service.private_ca.jobs import JobLease
 from service.private_ca.requests import (
     ApiPassthrough,
     CaCreated,
@@ -460,8 +462,8 @@ class PrivateCaService:
 
     # --- end-entity issuance -------------------------------------------------------------
 
-    def create_server_certificate(self, owner: str, req: CreateServerCertificate
-                                  ) -> IssuedCertificate:
+    def create_server_certificate(self, owner: str, req: CreateServerCertificate, *,
+                                  job: JobLease | None = None) -> IssuedCertificate:
         """CreateServerCertificateWithCsr / CreateServerCertificate."""
         ca, ctx = self._issuing_ca(owner, req.common)
         csr = self._parse_csr(req.csr, ctx) if req.csr is not None else None
@@ -486,10 +488,10 @@ class PrivateCaService:
             sans=_dedupe(sans), validity=self._validity(req.validity, ca),
             key_usage=None, extended_key_usages=(), criticals=(), custom_serial=None,
             common=req.common)
-        return self._issue(owner, ca, ctx, plan)
+        return self._dispatch(owner, ca, ctx, plan, req, job)
 
-    def create_client_certificate(self, owner: str, req: CreateClientCertificate
-                                  ) -> IssuedCertificate:
+    def create_client_certificate(self, owner: str, req: CreateClientCertificate, *,
+                                  job: JobLease | None = None) -> IssuedCertificate:
         """CreateClientCertificateWithCsr / CreateClientCertificate."""
         ca, ctx = self._issuing_ca(owner, req.common)
         csr = self._parse_csr(req.csr, ctx) if req.csr is not None else None
@@ -504,10 +506,10 @@ class PrivateCaService:
             sans=_dedupe(parse_client_sans(req.san_type, req.san_value)),
             validity=self._validity(req.validity, ca), key_usage=None,
             extended_key_usages=(), criticals=(), custom_serial=None, common=req.common)
-        return self._issue(owner, ca, ctx, plan)
+        return self._dispatch(owner, ca, ctx, plan, req, job)
 
-    def create_custom_certificate(self, owner: str, req: CreateCustomCertificate
-                                  ) -> IssuedCertificate:
+    def create_custom_certificate(self, owner: str, req: CreateCustomCertificate, *,
+                                  job: JobLease | None = None) -> IssuedCertificate:
         """CreateCustomCertificate: subject, extensions, criticals and serial as passed."""
         ca, ctx = self._issuing_ca(owner, req.common)
         csr = self._parse_csr(req.csr, ctx)
@@ -536,16 +538,17 @@ class PrivateCaService:
             key_usage=ap.key_usage, extended_key_usages=ekus, criticals=ap.criticals,
             custom_serial=serial, common=req.common,
             custom_identifier=req.custom_identifier or None)
-        return self._issue(owner, ca, ctx, plan)
+        return self._dispatch(owner, ca, ctx, plan, req, job)
+
+    def _dispatch(self, owner: str, ca: CaRow, ctx: _CaContext, plan: _LeafPlan,
+                  req: jobs.Request, job: JobLease | None) -> IssuedCertificate:
+        """Issue now, store an asynchronous job, or replay a custom_identifier (jobs.py)."""
+        return jobs.dispatch(self, owner, ca, ctx, plan, req, job)
 
     def _issuing_ca(self, owner: str, common: IssueCommon) -> tuple[CaRow, _CaContext]:
         """Step 1: the parent exists for this owner, is a SUB CA and may issue."""
-        if common.immediately is None or common.immediately == 0:
-            raise InvalidArgument(
-                "asynchronous issuance (immediately = 0, the API default) is not available "
-                "yet; set immediately to 1 (certificate) or 2 (certificate and chain)",
-                reason="InvalidParameter.Immediately")
-        if common.immediately not in (1, 2):
+        # None is the API default, 0: asynchronous (issue 4, service/private_ca/jobs.py).
+        if common.immediately not in (None, 0, 1, 2):
             raise InvalidArgument(f"immediately must be 0, 1 or 2, got {common.immediately}",
                                   reason="InvalidParameter.Immediately")
         cached = self._contexts.get((owner, common.parent_identifier))
@@ -617,12 +620,13 @@ class PrivateCaService:
         check_within_issuer(validity, ca.not_before, ca.not_after)
         return validity
 
-    def _issue(self, owner: str, ca: CaRow, ctx: _CaContext, plan: _LeafPlan
-               ) -> IssuedCertificate:
+    def _issue(self, owner: str, ca: CaRow, ctx: _CaContext, plan: _LeafPlan,
+               job: JobLease | None = None) -> IssuedCertificate:
         """Steps 2b-10 for a validated plan."""
         issuer = ctx.issuer_with_crl if plan.common.enable_crl else ctx.issuer
         assert issuer is not None  # _issuing_ca refused enable_crl without a CRL issuer
-        identifier = str(uuid.uuid4())
+        # A job (issue 4) already has its row, PENDING and leased to us: it keeps its id.
+        identifier = job.identifier if job is not None else str(uuid.uuid4())
         sans_der = _general_names_der(plan.sans) if plan.sans else None
         # Step 2b: a system-generated key, labelled with the certificate identifier.
         key_id: bytes | None = None
@@ -665,7 +669,10 @@ class PrivateCaService:
                 resource_group_id=plan.common.resource_group_id or None,
                 enable_crl=plan.common.enable_crl)
             with self._write() as conn:
-                repo.reserve_certificate(conn, row)
+                if job is not None:
+                    repo.reserve_claimed(conn, row, job.worker_id)
+                else:
+                    repo.reserve_certificate(conn, row)
                 # After the INSERT, so this transaction holds the write lock: a CA revoked
                 # meanwhile (issue 4) is seen here and the reservation rolls back.
                 status = conn.execute(_CA_STATUS, {"identifier": ca.identifier}).scalar_one()

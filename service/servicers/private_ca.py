@@ -2,12 +2,13 @@
 
 No error handling here: domain code raises service.errors classes and the one interceptor
 (service/rpc/interceptor.py) maps them to gRPC statuses with the API's reasons. The RPCs
-of issue 4 (lookup, revocation, private key retrieval, UpdateCACertificateStatus) are left
-to the generated base class, which answers UNIMPLEMENTED.
+of issue 4 (lookup, revocation, private key retrieval, UpdateCACertificateStatus) call
+service/private_ca/lifecycle.py.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,8 @@ import grpc
 from service.errors import InvalidArgument
 from service.gen.hsmca.v1 import common_pb2, private_ca_pb2, private_ca_pb2_grpc
 from service.pki.profiles import KeyUsage
+from service.private_ca.crls import CrlPublisher
+from service.private_ca.lifecycle import ClientCertificateInfo, Lifecycle
 from service.private_ca.requests import (
     ApiPassthrough,
     CaInfo,
@@ -124,14 +127,137 @@ def _ca_message(c: CaInfo) -> private_ca_pb2.CACertificate:
         tags=[common_pb2.Tag(key=k, value=v) for k, v in c.tags.items()])
 
 
+def _millis(value: dt.datetime | None) -> int:
+    return int(value.timestamp() * 1000) if value is not None else 0
+
+
+def _client_message(c: ClientCertificateInfo) -> private_ca_pb2.ClientCertificate:
+    s = c.subject
+    return private_ca_pb2.ClientCertificate(
+        identifier=c.identifier, parent_identifier=c.parent_identifier,
+        certificate_type=c.certificate_type, status=c.status, serial_number=c.serial_number,
+        algorithm=c.algorithm, key_size=c.key_size, sign_algorithm=c.sign_algorithm,
+        subject_dn=c.subject_dn, common_name=s.get("common_name", ""),
+        organization=s.get("organization", ""),
+        organization_unit=s.get("organization_unit", ""),
+        country_code=s.get("country_code", ""), state=s.get("state", ""),
+        locality=s.get("locality", ""), san=c.san, before_date=_millis(c.not_before),
+        after_date=_millis(c.not_after), x509_certificate=c.certificate_pem,
+        certificate_chain=c.chain_pem, sha2=c.sha2, revoke_date=_millis(c.revoked_at),
+        failure_reason=c.failure_reason, system_generated_key=c.system_generated_key,
+        tags=[common_pb2.Tag(key=k, value=v) for k, v in c.tags.items()],
+        resource_group_id=c.resource_group_id, custom_identifier=c.custom_identifier)
+
+
 class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
     """hsmca.v1.PrivateCa over :class:`PrivateCaService`, for one owner."""
 
-    def __init__(self, service: PrivateCaService, default_owner: str) -> None:
+    def __init__(self, service: PrivateCaService, default_owner: str,
+                 lifecycle: Lifecycle | None = None) -> None:
         if not default_owner:
             raise ValueError("default_owner is required")
         self._service = service
         self._owner = default_owner
+        self._lifecycle = lifecycle or Lifecycle(service, CrlPublisher(service))
+
+    # --- issue 4: lookup and lifecycle -------------------------------------------------
+
+    def UpdateCACertificateStatus(
+        self, request: private_ca_pb2.UpdateCACertificateStatusRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.UpdateCACertificateStatusResponse:
+        """Revoke a CA (ISSUE -> REVOKE)."""
+        self._lifecycle.update_ca_status(self._owner, request.identifier, request.status)
+        return private_ca_pb2.UpdateCACertificateStatusResponse()
+
+    def DescribeClientCertificate(
+        self, request: private_ca_pb2.DescribeClientCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.DescribeClientCertificateResponse:
+        """Describe one end-entity certificate."""
+        info = self._lifecycle.describe(self._owner, request.identifier)
+        return private_ca_pb2.DescribeClientCertificateResponse(
+            certificate=_client_message(info))
+
+    def DescribeClientCertificateForSerialNumber(
+        self, request: private_ca_pb2.DescribeClientCertificateForSerialNumberRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.DescribeClientCertificateForSerialNumberResponse:
+        """Describe the end-entity certificates with a serial number."""
+        infos = self._lifecycle.describe_by_serial(self._owner, request.serial_number)
+        return private_ca_pb2.DescribeClientCertificateForSerialNumberResponse(
+            certificate_list=[_client_message(i) for i in infos])
+
+    def DescribeClientCertificateStatus(
+        self, request: private_ca_pb2.DescribeClientCertificateStatusRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.DescribeClientCertificateStatusResponse:
+        """Statuses of comma-separated certificate identifiers."""
+        statuses = self._lifecycle.statuses(self._owner, request.identifier)
+        return private_ca_pb2.DescribeClientCertificateStatusResponse(certificate_status=[
+            private_ca_pb2.CertificateStatus(
+                identifier=s.identifier, status=s.status, serial_number=s.serial_number,
+                revoke_time=_millis(s.revoked_at), failure_reason=s.failure_reason)
+            for s in statuses])
+
+    def ListClientCertificate(
+        self, request: private_ca_pb2.ListClientCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.ListClientCertificateResponse:
+        """List end-entity certificates, one page."""
+        r = request
+        page = self._lifecycle.list(self._owner, current_page=r.current_page,
+                                    show_size=r.show_size, parent_identifier=r.parent_identifier,
+                                    status=r.status, tags=_tags(r.tags),
+                                    resource_group_id=r.resource_group_id)
+        return private_ca_pb2.ListClientCertificateResponse(
+            certificate_list=[_client_message(c) for c in page.items],
+            total_count=page.total_count, page_count=page.page_count,
+            current_page=page.current_page, show_size=page.show_size)
+
+    def DescribeCertificatePrivateKey(
+        self, request: private_ca_pb2.DescribeCertificatePrivateKeyRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.DescribeCertificatePrivateKeyResponse:
+        """A system-generated exportable key as encrypted PKCS#8 PEM."""
+        pem = self._lifecycle.private_key(self._owner, request.identifier,
+                                          request.encrypted_code)
+        return private_ca_pb2.DescribeCertificatePrivateKeyResponse(encrypted_private_key=pem)
+
+    def CreateRevokeClientCertificate(
+        self, request: private_ca_pb2.CreateRevokeClientCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.CreateRevokeClientCertificateResponse:
+        """Revoke an end-entity certificate (RFC 5280 reason code)."""
+        when = self._lifecycle.revoke(self._owner, request.identifier, request.reason_code)
+        return private_ca_pb2.CreateRevokeClientCertificateResponse(revoke_date=_millis(when))
+
+    def ListRevokeCertificate(
+        self, request: private_ca_pb2.ListRevokeCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.ListRevokeCertificateResponse:
+        """List revoked end-entity certificates, one page."""
+        r = request
+        page = self._lifecycle.list_revoked(self._owner, current_page=r.current_page,
+                                            show_size=r.show_size,
+                                            parent_identifier=r.parent_identifier)
+        return private_ca_pb2.ListRevokeCertificateResponse(
+            certificate_list=[private_ca_pb2.RevokedCertificate(
+                identifier=i.identifier, parent_identifier=i.parent_identifier,
+                serial_number=i.serial_number, revoke_date=_millis(i.revoked_at),
+                reason_code=i.reason_code, common_name=i.common_name) for i in page.items],
+            total_count=page.total_count, page_count=page.page_count,
+            current_page=page.current_page, show_size=page.show_size)
+
+    def DeleteClientCertificate(
+        self, request: private_ca_pb2.DeleteClientCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> private_ca_pb2.DeleteClientCertificateResponse:
+        """Delete a revoked certificate (and its system-generated key)."""
+        self._lifecycle.delete(self._owner, request.identifier)
+        return private_ca_pb2.DeleteClientCertificateResponse()
+
+    # --- issue 3: CA hierarchy and issuance ----------------------------------------------
 
     def CreateRootCACertificate(
         self, request: private_ca_pb2.CreateRootCACertificateRequest,
@@ -259,7 +385,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
 
 
 def private_ca_servicer_pair(
-    service: PrivateCaService, default_owner: str
+    service: PrivateCaService, default_owner: str, lifecycle: Lifecycle | None = None
 ) -> tuple[AddServicerFn, PrivateCaServicer]:
     """The (add_fn, servicer) pair build_server takes."""
-    return add_to_server, PrivateCaServicer(service, default_owner)
+    return add_to_server, PrivateCaServicer(service, default_owner, lifecycle)

@@ -345,6 +345,12 @@ def get_ca(conn: Connection, owner: str, identifier: str) -> CaRow | None:
     return _ca_from(row._mapping) if row else None
 
 
+def get_ca_any_owner(conn: Connection, identifier: str) -> CaRow | None:
+    """The CA with this identifier whatever its owner (CRL publishing; CRLs are public)."""
+    row = conn.execute(select(ca_t).where(ca_t.c.identifier == identifier)).first()
+    return _ca_from(row._mapping) if row else None
+
+
 def list_cas(
     conn: Connection,
     owner: str,
@@ -928,6 +934,7 @@ __all__ = [
     "delete_certificate",
     "delete_kms_certificate",
     "get_ca",
+    "get_ca_any_owner",
     "get_certificate",
     "get_certificate_by_custom_identifier",
     "get_certificate_by_serial",

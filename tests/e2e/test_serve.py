@@ -31,6 +31,8 @@ def _env(state: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HSMCA_") and k != "SOFTHSM2_CONF"}
     env["HSMCA_STATE_DIR"] = str(state)
+    # Each server also binds the CRL HTTP port (issue 4): a free one, so servers coexist.
+    env["HSMCA_HTTP_LISTEN"] = f"127.0.0.1:{_free_port()}"
     env.update(extra)
     return env
 

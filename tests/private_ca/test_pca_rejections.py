@@ -107,9 +107,8 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      lambda p, r, e, c: p.stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
          common_name="sm2 root", algorithm="SM2_256", years=1)),
      grpc.StatusCode.FAILED_PRECONDITION, "UnsupportedOperation.Algorithm"),
-    ("immediately-0-is-async", lambda p, r, e, c: _server(e, immediately=0)(p),
-     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Immediately"),
-    ("immediately-unset-defaults-to-async", lambda p, r, e, c: _server(e, immediately=None)(p),
+    # immediately = 0 / unset is asynchronous issuance (issue 4); 3 is no documented value.
+    ("immediately-out-of-range", lambda p, r, e, c: _server(e, immediately=3)(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Immediately"),
     ("system-key-other-family",
      lambda p, r, e, c: p.stub.CreateClientCertificate(pb.CreateClientCertificateRequest(

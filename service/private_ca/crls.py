@@ -1,0 +1,102 @@
+"""CRL publishing: every CA with CRLs enabled has a current, signed, verified CRL (issue 4).
+
+A CRL is (re)issued on every revocation under the CA and again before its nextUpdate (the
+background thread calls :meth:`CrlPublisher.publish_due`). The steps:
+  1. take the next cRLNumber in the same write transaction that reads the revoked entries,
+     so a higher number never lists fewer revocations (RFC 5280 5.2.3: strictly increasing);
+  2. build the TBSCertList (v2, AKI, cRLNumber; reasonCode only when not unspecified);
+  3. sign it in the token with the CA key;
+  4. verify the signature against the CA public key (DESIGN.md invariant 3);
+  5. store it; the HTTP endpoint (service/http.py) serves the latest one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING
+
+from service.errors import FailedPrecondition, NotFound
+from service.pki.crl import ReasonCode, RevokedCertificate, assemble_crl, build_tbs_crl
+from service.pki.verify import verify_crl
+from service.storage import repo
+from service.storage.repo import CrlRow
+
+if TYPE_CHECKING:
+    from service.private_ca.service import PrivateCaService
+
+__all__ = ["CRL_RENEW_MARGIN", "CrlPublisher"]
+
+_log = logging.getLogger("hsmca.private_ca.crls")
+
+# A CRL is re-issued once its nextUpdate is less than this far away, so relying parties
+# never see an expired one (crl_day is at least one day).
+CRL_RENEW_MARGIN = dt.timedelta(hours=6)
+
+
+class CrlPublisher:
+    """Issues and stores CRLs for the CAs of a PrivateCaService."""
+
+    def __init__(self, svc: PrivateCaService) -> None:
+        self._svc = svc
+
+    def publish(self, ca_identifier: str) -> CrlRow:
+        """Issue, verify and store a new CRL for one CA (steps 1-5)."""
+        svc = self._svc
+        with svc._engine.connect() as conn:
+            ca = repo.get_ca_any_owner(conn, ca_identifier)
+        if ca is None or ca.certificate is None:
+            raise NotFound(f"no CA {ca_identifier!r}", reason="NotFound.Identifier")
+        if not ca.enable_crl or not ca.crl_day:
+            raise FailedPrecondition(f"CA {ca_identifier} has CRLs disabled",
+                                     reason="IncorrectStatus.CrlDisabled")
+        ctx = svc._context(ca.owner, ca)
+        issuer = ctx.issuer
+        this_update = svc._now()
+        # RFC 5280 5.1.2.5: nextUpdate is when the next CRL will be issued at the latest.
+        next_update = this_update + dt.timedelta(days=ca.crl_day)
+        with svc._write() as conn:
+            number = repo.next_crl_number(conn, ca.identifier)
+            revoked = [
+                RevokedCertificate(int(e.serial, 16),
+                                   e.revoked_at.astimezone(dt.UTC).replace(microsecond=0),
+                                   ReasonCode(e.revocation_reason or 0))
+                for e in repo.list_revoked(conn, ca.identifier)]
+            tbs = build_tbs_crl(issuer, number, this_update, next_update, revoked)
+            # Signing inside the transaction keeps numbers and contents in one order across
+            # processes; it holds the write lock for one signature (about a millisecond).
+            signature = ctx.signer.sign(tbs)
+            der = assemble_crl(tbs, issuer.signature_algorithm_der, signature)
+            verify_crl(der, issuer.public_key_info)
+            row = CrlRow(ca_identifier=ca.identifier, crl_number=number, owner=ca.owner,
+                         this_update=this_update, next_update=next_update, der=der,
+                         created_at=this_update)
+            repo.insert_crl(conn, row)
+        _log.info("CA %s: CRL %d with %d entries", ca.identifier, number, len(revoked))
+        return row
+
+    def publish_if_enabled(self, ca_identifier: str) -> CrlRow | None:
+        """Publish when the CA has CRLs enabled; None otherwise."""
+        with self._svc._engine.connect() as conn:
+            ca = repo.get_ca_any_owner(conn, ca_identifier)
+        if ca is None or not ca.enable_crl or not ca.crl_day:
+            return None
+        return self.publish(ca_identifier)
+
+    def publish_due(self) -> int:
+        """Re-issue every CRL whose nextUpdate is near (or that has none yet)."""
+        with self._svc._engine.connect() as conn:
+            due = repo.list_crl_due(conn, self._svc._now() + CRL_RENEW_MARGIN)
+        done = 0
+        for identifier in due:
+            try:
+                self.publish(identifier)
+                done += 1
+            except Exception:
+                _log.exception("could not publish the CRL of CA %s", identifier)
+        return done
+
+    def latest(self, ca_identifier: str) -> CrlRow | None:
+        """The CA's current CRL (public: not owner-scoped)."""
+        with self._svc._engine.connect() as conn:
+            return repo.get_latest_crl(conn, ca_identifier)

@@ -1,0 +1,336 @@
+"""Asynchronous issuance (immediately = 0) and custom_identifier idempotency (issue 4).
+
+A job is a ``certificate`` row in status PENDING holding the normalized request as JSON.
+Every request is validated in full before the row is written (DESIGN.md invariant 5), so a
+bad request is refused synchronously with nothing stored. A background :class:`JobWorker`
+thread in every worker process leases jobs with ``repo.claim_pending`` and issues them
+through the same numbered steps as synchronous issuance (PrivateCaService._issue, with the
+row's identifier and ``repo.reserve_claimed`` at step 6). Exactly once, across processes
+and kill -9:
+- the lease is a compare-and-set UPDATE, so one claimer wins; an expired lease is reclaimed;
+- a job that died after step 6 (RESERVED) is re-signed from its stored TBS, so the serial
+  reserved first is the only one it ever gets, and ``mark_issued`` (from RESERVED only)
+  records at most one certificate.
+
+custom_identifier is an idempotency key per owner: a request carrying it is always stored
+as a job row first, so the UNIQUE (owner, custom_identifier) constraint decides between
+racing requests; the loser re-reads the winner's row and returns its result if the request
+fingerprints (SHA-256 of the canonical JSON) are equal, else AlreadyExists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+import time
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Union
+
+from service.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    HsmcaError,
+    Unavailable,
+)
+from service.pki.builder import assemble_certificate
+from service.pki.verify import verify_certificate
+from service.private_ca.requests import (
+    CreateClientCertificate,
+    CreateCustomCertificate,
+    CreateServerCertificate,
+    IssuedCertificate,
+)
+from service.storage import repo
+from service.storage.repo import CertificateRow
+
+if TYPE_CHECKING:
+    from service.private_ca.service import PrivateCaService, _CaContext, _LeafPlan
+    from service.storage.repo import CaRow
+
+__all__ = ["JobLease", "JobWorker", "decode_request", "encode_request", "fingerprint"]
+
+_log = logging.getLogger("hsmca.private_ca.jobs")
+
+LEASE_SECONDS = 60.0
+MAX_ATTEMPTS = 5
+# How long a synchronous call waits for a racing identical request (same custom_identifier)
+# to finish issuing before answering UNAVAILABLE (retry-safe: same key, same result).
+REPLAY_WAIT_SECONDS = 30.0
+
+Request = CreateServerCertificate | CreateClientCertificate | CreateCustomCertificate
+_TYPES: dict[str, type[Any]] = {
+    "SERVER": CreateServerCertificate,
+    "CLIENT": CreateClientCertificate,
+    "CUSTOM": CreateCustomCertificate,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobLease:
+    """A job row this worker holds the lease of: issue it under its own identifier."""
+
+    identifier: str
+    worker_id: str
+
+
+# --- the normalized request as JSON ------------------------------------------------------
+
+
+def encode_request(req: Request) -> dict[str, Any]:
+    """The request as a JSON-ready object: {"type": SERVER|CLIENT|CUSTOM, "request": {...}}."""
+    kind = next(k for k, t in _TYPES.items() if isinstance(req, t))
+    return {"type": kind, "request": dataclasses.asdict(req)}
+
+
+def fingerprint(encoded: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON, ignoring ``immediately`` (how much to return)."""
+    body = json.loads(json.dumps(encoded))  # a deep copy with tuples as lists
+    body["request"]["common"].pop("immediately", None)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def decode_request(encoded: Mapping[str, Any]) -> Request:
+    """The request dataclass back from :func:`encode_request`'s output."""
+    cls = _TYPES[encoded["type"]]
+    value: Request = _decode(cls, encoded["request"])
+    return value
+
+
+def _decode(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _decode(args[0], value) if len(args) == 1 else value
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        hints = typing.get_type_hints(hint)
+        return hint(**{f.name: _decode(hints[f.name], value[f.name])
+                       for f in dataclasses.fields(hint) if f.name in value})
+    if origin is tuple:
+        items = typing.get_args(hint)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return tuple(_decode(items[0], v) for v in value)
+        return tuple(_decode(a, v) for a, v in zip(items, value, strict=True))
+    if origin is not None and issubclass(origin, Mapping):
+        return dict(value)
+    return value
+
+
+# --- submission and replay (called from PrivateCaService._dispatch) ----------------------
+
+
+def dispatch(svc: PrivateCaService, owner: str, ca: CaRow, ctx: _CaContext, plan: _LeafPlan,
+             req: Request, job: JobLease | None) -> IssuedCertificate:
+    """Issue now, store a job, or replay an idempotent request, for a validated plan."""
+    if job is not None:
+        return svc._issue(owner, ca, ctx, plan, job)
+    asynchronous = plan.common.immediately in (None, 0)
+    if not asynchronous and plan.custom_identifier is None:
+        return svc._issue(owner, ca, ctx, plan)
+    encoded = encode_request(req)
+    digest = fingerprint(encoded)
+    custom = plan.custom_identifier
+    if custom is not None:
+        existing = _by_custom_identifier(svc, owner, custom)
+        if existing is not None:
+            return _replay(svc, owner, existing, digest, plan, ctx)
+    now = svc._now()
+    identifier = str(uuid.uuid4())
+    # A synchronous idempotent call holds the lease of its own job, so no background worker
+    # takes it meanwhile; if this process dies, the lease runs out and a worker finishes it.
+    lease = None if asynchronous else JobLease(identifier, f"sync-{uuid.uuid4()}")
+    row = CertificateRow(
+        identifier=identifier, owner=owner, issuer_identifier=ca.identifier, status="PENDING",
+        kind=plan.kind, created_at=now, updated_at=now, common_name=plan.common_name,
+        request=encoded, request_fingerprint=digest, custom_identifier=custom,
+        asynchronous=True, lease_owner=lease.worker_id if lease else None,
+        lease_expires_at=now + dt.timedelta(seconds=LEASE_SECONDS) if lease else None,
+        tags=dict(plan.common.tags), resource_group_id=plan.common.resource_group_id or None,
+        enable_crl=plan.common.enable_crl)
+    try:
+        with svc._write() as conn:
+            # Read inside the write transaction: a CA revoked by another process is seen.
+            status = repo.get_ca(conn, owner, ca.identifier)
+            if status is None or status.status != "ISSUE":
+                raise FailedPrecondition(
+                    f"the issuing CA is {status.status if status else 'gone'}, not ISSUE",
+                    reason="IncorrectStatus.CA")
+            repo.insert_pending(conn, row)
+    except AlreadyExists as e:
+        if custom is None or e.reason != "AlreadyExists.CustomIdentifier":
+            raise
+        # Lost the race to an identical (or conflicting) request: the winner's row decides.
+        winner = _by_custom_identifier(svc, owner, custom)
+        if winner is None:
+            raise
+        return _replay(svc, owner, winner, digest, plan, ctx)
+    if lease is None:
+        return IssuedCertificate(identifier, "", "", "")
+    try:
+        return svc._issue(owner, ca, ctx, plan, lease)
+    except HsmcaError as e:
+        with svc._write() as conn:
+            repo.mark_failed(conn, identifier, _reason(e))
+        raise
+
+
+def _by_custom_identifier(svc: PrivateCaService, owner: str, custom: str
+                          ) -> CertificateRow | None:
+    with svc._engine.connect() as conn:
+        return repo.get_certificate_by_custom_identifier(conn, owner, custom)
+
+
+def _replay(svc: PrivateCaService, owner: str, row: CertificateRow, digest: str,
+            plan: _LeafPlan, ctx: _CaContext) -> IssuedCertificate:
+    """The result recorded under a custom_identifier, if the request is the same."""
+    if row.request_fingerprint != digest or row.issuer_identifier != ctx.ca.identifier:
+        raise AlreadyExists(
+            f"custom_identifier {plan.custom_identifier!r} was used for a different request",
+            reason="AlreadyExists.CustomIdentifier")
+    if plan.common.immediately in (None, 0):
+        return IssuedCertificate(row.identifier, "", row.serial or "", "")
+    deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+    while row.status in ("PENDING", "RESERVED"):
+        if time.monotonic() > deadline:
+            raise Unavailable(f"certificate {row.identifier} is still being issued; retry "
+                              "the same request", reason="ServiceUnavailable.Issuing")
+        time.sleep(0.05)
+        with svc._engine.connect() as conn:
+            fresh = repo.get_certificate(conn, owner, row.identifier)
+        if fresh is None:
+            break
+        row = fresh
+    if row.status == "FAILED" or row.certificate is None:
+        raise FailedPrecondition(
+            f"certificate {row.identifier} is {row.status}: {row.failure_reason or ''}",
+            reason="IncorrectStatus.Certificate")
+    from service.private_ca.service import _pem  # noqa: PLC0415 - circular at import time
+
+    chain = ctx.certificate_pem + ctx.chain_above_pem if plan.common.immediately == 2 else ""
+    return IssuedCertificate(row.identifier, _pem(row.certificate), row.serial or "", chain)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, HsmcaError):
+        return f"{e.reason}: {e.message}"
+    return f"InternalError: {type(e).__name__}"
+
+
+# --- running claimed jobs ----------------------------------------------------------------
+
+
+def claim(svc: PrivateCaService, worker_id: str, lease_seconds: float = LEASE_SECONDS
+          ) -> CertificateRow | None:
+    """Lease one claimable job (committed at once so other processes see the lease)."""
+    with svc._write() as conn:
+        return repo.claim_pending(conn, worker_id, lease_seconds, svc._now())
+
+
+def run(svc: PrivateCaService, row: CertificateRow, worker_id: str) -> None:
+    """Issue one claimed job; a job that cannot be issued ends FAILED with the reason."""
+    try:
+        if row.status == "RESERVED":
+            _resign(svc, row)
+            return
+        assert row.request is not None
+        req = decode_request(row.request)
+        lease = JobLease(row.identifier, worker_id)
+        if isinstance(req, CreateServerCertificate):
+            svc.create_server_certificate(row.owner, req, job=lease)
+        elif isinstance(req, CreateClientCertificate):
+            svc.create_client_certificate(row.owner, req, job=lease)
+        else:
+            svc.create_custom_certificate(row.owner, req, job=lease)
+    except Unavailable as e:
+        # The token or database is away: leave the job; its lease runs out and it is retried.
+        if row.attempts < MAX_ATTEMPTS:
+            _log.warning("job %s: %s; will retry", row.identifier, e)
+            return
+        _fail(svc, row, e)
+    except HsmcaError as e:
+        _fail(svc, row, e)
+    except Exception as e:
+        _log.exception("job %s failed", row.identifier)
+        _fail(svc, row, e)
+
+
+def _fail(svc: PrivateCaService, row: CertificateRow, e: BaseException) -> None:
+    _log.info("job %s failed: %s", row.identifier, _reason(e))
+    with svc._write() as conn:
+        repo.mark_failed(conn, row.identifier, _reason(e))
+
+
+def _resign(svc: PrivateCaService, row: CertificateRow) -> None:
+    """A job that died after step 6: sign its stored TBS (same serial), verify, record."""
+    assert row.tbs is not None
+    with svc._engine.connect() as conn:
+        ca = repo.get_ca(conn, row.owner, row.issuer_identifier)
+    if ca is None or ca.status != "ISSUE":
+        raise FailedPrecondition("the issuing CA is no longer ISSUE",
+                                 reason="IncorrectStatus.CA")
+    ctx = svc._context(row.owner, ca)
+    signature = ctx.signer.sign(row.tbs)
+    cert = assemble_certificate(row.tbs, ctx.issuer.signature_algorithm_der, signature)
+    verify_certificate(cert, ctx.issuer.public_key_info)  # DESIGN.md invariant 3
+    try:
+        with svc._write() as conn:
+            repo.mark_issued(conn, row.identifier, cert)
+    except FailedPrecondition:
+        # The first holder woke up and recorded it: still exactly one certificate.
+        _log.info("job %s was recorded by its first worker", row.identifier)
+
+
+class JobWorker:
+    """The background thread of one worker process: async jobs and due CRLs."""
+
+    def __init__(self, svc: PrivateCaService, *, poll_seconds: float = 0.5,
+                 crl_check: Callable[[], object] | None = None,
+                 crl_check_seconds: float = 5.0) -> None:
+        self._svc = svc
+        self._poll = poll_seconds
+        self._crl_check = crl_check
+        self._crl_every = crl_check_seconds
+        self.worker_id = f"worker-{uuid.uuid4()}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hsmca-jobs", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the job in hand, then stop."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False if there was none."""
+        row = claim(self._svc, self.worker_id)
+        if row is None:
+            return False
+        run(self._svc, row, self.worker_id)
+        return True
+
+    def _loop(self) -> None:
+        next_crl = 0.0
+        while not self._stop.is_set():
+            try:
+                if self._crl_check is not None and time.monotonic() >= next_crl:
+                    next_crl = time.monotonic() + self._crl_every
+                    self._crl_check()
+                if self.run_once():
+                    continue
+            except Exception:
+                # A database hiccup must not kill the thread; the next round retries.
+                _log.exception("background round failed")
+            self._stop.wait(self._poll)

@@ -1,0 +1,384 @@
+"""End-entity lookup and lifecycle: describe, list, private key, revoke, delete (issue 4).
+
+Also UpdateCACertificateStatus (ISSUE -> REVOKE). Revocations re-issue the CA's CRL at once
+(service/private_ca/crls.py). API statuses map from storage statuses as the proto says:
+PENDING (PENDING, RESERVED), ISSUE (ISSUED), REVOKE (REVOKED), FAILED (FAILED).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from hsm.errors import HsmError, KeyNotExportable, TokenUnavailable
+from hsm.export import export_private_key, unwrap_export
+from hsm.keys import destroy_key
+from service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from service.errors import Unavailable as UnavailableError
+from service.pki.algorithms import CaAlgorithm
+from service.pki.crl import parse_reason_code
+from service.storage import repo
+from service.storage.repo import CertificateRow
+
+if TYPE_CHECKING:
+    from hsm.token import Token
+    from service.private_ca.crls import CrlPublisher
+    from service.private_ca.service import PrivateCaService
+
+__all__ = [
+    "CertificatePage",
+    "CertificateStatusInfo",
+    "ClientCertificateInfo",
+    "Lifecycle",
+    "RevokedInfo",
+    "RevokedPage",
+]
+
+_log = logging.getLogger("hsmca.private_ca.lifecycle")
+
+END_ENTITY_KINDS = ("SERVER", "CLIENT", "CUSTOM")
+MAX_ENCRYPTED_CODE_BYTES = 32
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+_API_STATUS = {"PENDING": "PENDING", "RESERVED": "PENDING", "ISSUED": "ISSUE",
+               "REVOKED": "REVOKE", "FAILED": "FAILED"}
+_STORAGE_STATUSES = {"PENDING": ("PENDING", "RESERVED"), "ISSUE": ("ISSUED",),
+                     "REVOKE": ("REVOKED",), "FAILED": ("FAILED",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientCertificateInfo:
+    """An end-entity certificate as DescribeClientCertificate reports it."""
+
+    identifier: str
+    parent_identifier: str
+    certificate_type: str
+    status: str
+    serial_number: str
+    algorithm: str
+    key_size: int
+    sign_algorithm: str
+    subject_dn: str
+    subject: Mapping[str, str]  # common_name, organization, ... -> value
+    san: str
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    certificate_pem: str
+    chain_pem: str
+    sha2: str
+    revoked_at: dt.datetime | None
+    failure_reason: str
+    system_generated_key: bool
+    tags: Mapping[str, str]
+    resource_group_id: str
+    custom_identifier: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateStatusInfo:
+    """DescribeClientCertificateStatus.CertificateStatus.N."""
+
+    identifier: str
+    status: str
+    serial_number: str
+    revoked_at: dt.datetime | None
+    failure_reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificatePage:
+    """One page of ListClientCertificate."""
+
+    items: tuple[ClientCertificateInfo, ...]
+    total_count: int
+    page_count: int
+    current_page: int
+    show_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokedInfo:
+    """ListRevokeCertificate.CertificateList.N."""
+
+    identifier: str
+    parent_identifier: str
+    serial_number: str
+    revoked_at: dt.datetime
+    reason_code: int
+    common_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokedPage:
+    """One page of ListRevokeCertificate."""
+
+    items: tuple[RevokedInfo, ...]
+    total_count: int
+    page_count: int
+    current_page: int
+    show_size: int
+
+
+_SUBJECT_OIDS = {"common_name": NameOID.COMMON_NAME, "organization": NameOID.ORGANIZATION_NAME,
+                 "organization_unit": NameOID.ORGANIZATIONAL_UNIT_NAME,
+                 "country_code": NameOID.COUNTRY_NAME,
+                 "state": NameOID.STATE_OR_PROVINCE_NAME, "locality": NameOID.LOCALITY_NAME}
+
+
+def _page_args(current_page: int, show_size: int) -> tuple[int, int]:
+    page = current_page or 1
+    size = show_size or DEFAULT_PAGE_SIZE
+    if page < 1:
+        raise InvalidArgument("current_page must be at least 1",
+                              reason="InvalidParameter.CurrentPage")
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise InvalidArgument(f"show_size must be 1..{MAX_PAGE_SIZE}",
+                              reason="InvalidParameter.ShowSize")
+    return page, size
+
+
+def _key_algorithm(cert: cx509.Certificate) -> tuple[str, int]:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA_{key.key_size}", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        # The API names P-521 ECC_512 (issue 3).
+        bits = key.curve.key_size
+        return f"ECC_{512 if bits == 521 else bits}", bits
+    return "SM2_256", 256
+
+
+class Lifecycle:
+    """Lookups, private key retrieval, revocation and deletion over PrivateCaService."""
+
+    def __init__(self, svc: PrivateCaService, crls: CrlPublisher) -> None:
+        self._svc = svc
+        self._crls = crls
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def _get(self, owner: str, identifier: str) -> CertificateRow:
+        if not identifier:
+            raise InvalidArgument("identifier is required", reason="InvalidParameter.Identifier")
+        with self._svc._engine.connect() as conn:
+            row = repo.get_certificate(conn, owner, identifier)
+        if row is None or row.kind not in END_ENTITY_KINDS:
+            raise NotFound(f"no certificate with identifier {identifier!r}",
+                           reason="NotFound.Identifier")
+        return row
+
+    def describe(self, owner: str, identifier: str) -> ClientCertificateInfo:
+        """DescribeClientCertificate."""
+        return self._info(owner, self._get(owner, identifier))
+
+    def describe_by_serial(self, owner: str, serial_number: str) -> tuple[ClientCertificateInfo,
+                                                                          ...]:
+        """DescribeClientCertificateForSerialNumber (hex, case-insensitive)."""
+        text = serial_number.strip().lower().removeprefix("0x").replace(":", "")
+        try:
+            serial = int(text, 16)
+        except ValueError:
+            raise InvalidArgument("serial_number must be hexadecimal",
+                                  reason="InvalidParameter.SerialNumber") from None
+        if serial <= 0:
+            raise InvalidArgument("serial_number must be positive",
+                                  reason="InvalidParameter.SerialNumber")
+        with self._svc._engine.connect() as conn:
+            page = repo.list_certificates(conn, owner, kinds=END_ENTITY_KINDS,
+                                          limit=repo.MAX_PAGE_SIZE)
+            rows = [r for r in page.items if r.serial == format(serial, "x")]
+            if page.total > len(page.items):
+                one = repo.get_certificate_by_serial(conn, owner, format(serial, "x"))
+                rows = [one] if one is not None and one.kind in END_ENTITY_KINDS else []
+        return tuple(self._info(owner, r) for r in rows)
+
+    def statuses(self, owner: str, identifiers: str) -> tuple[CertificateStatusInfo, ...]:
+        """DescribeClientCertificateStatus: comma-separated identifiers."""
+        ids = [i.strip() for i in identifiers.split(",") if i.strip()]
+        if not ids:
+            raise InvalidArgument("identifier is required", reason="InvalidParameter.Identifier")
+        out = []
+        for identifier in ids:
+            row = self._get(owner, identifier)
+            # A serial is shown once there is a certificate (RESERVED may still be retried).
+            serial = row.serial if row.serial and row.certificate is not None else ""
+            out.append(CertificateStatusInfo(identifier, _API_STATUS[row.status], serial,
+                                             row.revoked_at, row.failure_reason or ""))
+        return tuple(out)
+
+    def list(self, owner: str, *, current_page: int, show_size: int,
+             parent_identifier: str = "", status: str = "",
+             tags: Mapping[str, str] | None = None,
+             resource_group_id: str = "") -> CertificatePage:
+        """ListClientCertificate: one page, oldest first; every filter must match."""
+        page, size = _page_args(current_page, show_size)
+        if status and status not in _STORAGE_STATUSES:
+            raise InvalidArgument("status must be PENDING, ISSUE, REVOKE or FAILED",
+                                  reason="InvalidParameter.Status")
+        with self._svc._engine.connect() as conn:
+            result = repo.list_certificates(
+                conn, owner, offset=(page - 1) * size, limit=size,
+                issuer_identifier=parent_identifier or None,
+                status=_STORAGE_STATUSES[status] if status else None, kinds=END_ENTITY_KINDS,
+                tags=tags or None, resource_group_id=resource_group_id or None)
+        return CertificatePage(tuple(self._info(owner, r) for r in result.items), result.total,
+                               (result.total + size - 1) // size, page, size)
+
+    def list_revoked(self, owner: str, *, current_page: int, show_size: int,
+                     parent_identifier: str = "") -> RevokedPage:
+        """ListRevokeCertificate: revoked end-entity certificates, one page."""
+        page, size = _page_args(current_page, show_size)
+        with self._svc._engine.connect() as conn:
+            result = repo.list_certificates(
+                conn, owner, offset=(page - 1) * size, limit=size,
+                issuer_identifier=parent_identifier or None, status="REVOKED",
+                kinds=END_ENTITY_KINDS)
+        items = tuple(RevokedInfo(r.identifier, r.issuer_identifier, r.serial or "",
+                                  r.revoked_at or r.updated_at, r.revocation_reason or 0,
+                                  r.common_name or "") for r in result.items)
+        return RevokedPage(items, result.total, (result.total + size - 1) // size, page, size)
+
+    def _info(self, owner: str, row: CertificateRow) -> ClientCertificateInfo:
+        from service.private_ca.service import _SIGN_ALGORITHM_NAMES, _pem  # noqa: PLC0415
+
+        algorithm, key_size, sign_algorithm, subject_dn, chain = "", 0, "", "", ""
+        subject: dict[str, str] = {}
+        cert_pem = sha2 = ""
+        with self._svc._engine.connect() as conn:
+            ca = repo.get_ca(conn, owner, row.issuer_identifier)
+        if ca is not None:
+            sign_algorithm = _SIGN_ALGORITHM_NAMES[CaAlgorithm(ca.algorithm).signature_algorithm]
+            if ca.certificate is not None:
+                chain = self._svc._context(owner, ca).certificate_pem
+                chain += self._svc._context(owner, ca).chain_above_pem
+        if row.certificate is not None:
+            cert = cx509.load_der_x509_certificate(row.certificate)
+            algorithm, key_size = _key_algorithm(cert)
+            subject_dn = cert.subject.rfc4514_string()
+            for name, oid in _SUBJECT_OIDS.items():
+                attrs = cert.subject.get_attributes_for_oid(oid)
+                if attrs:
+                    subject[name] = str(attrs[0].value)
+            cert_pem = _pem(row.certificate)
+            sha2 = hashlib.sha256(row.certificate).hexdigest()
+        issued = row.status in ("ISSUED", "REVOKED")
+        return ClientCertificateInfo(
+            identifier=row.identifier, parent_identifier=row.issuer_identifier,
+            certificate_type=row.kind, status=_API_STATUS[row.status],
+            serial_number=row.serial if issued and row.serial else "",
+            algorithm=algorithm, key_size=key_size, sign_algorithm=sign_algorithm,
+            subject_dn=subject_dn, subject=subject,
+            san=",".join(v for _, v in row.sans), not_before=row.not_before,
+            not_after=row.not_after, certificate_pem=cert_pem, chain_pem=chain if issued else "",
+            sha2=sha2, revoked_at=row.revoked_at, failure_reason=row.failure_reason or "",
+            system_generated_key=row.key_id is not None, tags=dict(row.tags),
+            resource_group_id=row.resource_group_id or "",
+            custom_identifier=row.custom_identifier or "")
+
+    # --- private key ---------------------------------------------------------------------
+
+    def _token(self, key_token: str | None) -> Token:
+        from service.private_ca.service import KEY_TOKEN_HSM  # noqa: PLC0415
+
+        return self._svc._hsm if key_token == KEY_TOKEN_HSM else self._svc._software
+
+    def private_key(self, owner: str, identifier: str, encrypted_code: str) -> str:
+        """DescribeCertificatePrivateKey: the system key as encrypted PKCS#8 PEM."""
+        passphrase = encrypted_code.encode("utf-8")
+        if not 1 <= len(passphrase) <= MAX_ENCRYPTED_CODE_BYTES:
+            raise InvalidArgument(
+                f"encrypted_code must be 1..{MAX_ENCRYPTED_CODE_BYTES} bytes",
+                reason="InvalidParameter.EncryptedCode")
+        row = self._get(owner, identifier)
+        if row.key_id is None:
+            raise FailedPrecondition(
+                "the certificate was issued for a caller's CSR: the service never had its "
+                "private key", reason="UnsupportedOperation.NoSystemGeneratedKey")
+        if row.status not in ("ISSUED", "REVOKED"):
+            raise FailedPrecondition(f"the certificate is {_API_STATUS[row.status]}",
+                                     reason="IncorrectStatus.Certificate")
+        if not row.exportable:
+            # DESIGN.md invariant 1: the token would refuse as well (CKA_EXTRACTABLE false).
+            raise PermissionDenied("the private key was generated non-exportable",
+                                   reason="Forbidden.KeyNotExportable")
+        # An ephemeral in-process RSA key receives the wrapped key; it never leaves here.
+        recipient = rsa.generate_private_key(65537, 2048)
+        spki = recipient.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        try:
+            wrapped = export_private_key(self._token(row.key_token), bytes.fromhex(row.key_id),
+                                         spki)
+        except KeyNotExportable as e:
+            raise PermissionDenied(f"the token refused to export the key: {e}",
+                                   reason="Forbidden.KeyNotExportable") from e
+        except TokenUnavailable as e:
+            raise UnavailableError(f"the token is unavailable: {e}") from e
+        pkcs8 = unwrap_export(wrapped, recipient)
+        key = serialization.load_der_private_key(pkcs8, password=None)
+        pem: bytes = key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(passphrase))
+        return pem.decode("ascii")
+
+    # --- revocation and deletion ---------------------------------------------------------
+
+    def revoke(self, owner: str, identifier: str, reason_code: int) -> dt.datetime:
+        """CreateRevokeClientCertificate; the CA's CRL is re-issued at once."""
+        reason = parse_reason_code(reason_code)
+        row = self._get(owner, identifier)
+        now = self._svc._now()
+        with self._svc._write() as conn:
+            moved = repo.revoke_certificate(conn, owner, identifier, int(reason), now=now)
+        if not moved:
+            raise FailedPrecondition(
+                f"the certificate is {_API_STATUS[row.status]}; only ISSUE can be revoked",
+                reason="IncorrectStatus.Certificate")
+        self._crls.publish_if_enabled(row.issuer_identifier)
+        return now
+
+    def delete(self, owner: str, identifier: str) -> None:
+        """DeleteClientCertificate: only REVOKE; destroys a system-generated key."""
+        row = self._get(owner, identifier)
+        with self._svc._write() as conn:
+            deleted = repo.delete_certificate(conn, owner, identifier, now=self._svc._now())
+        if not deleted:
+            raise FailedPrecondition(
+                f"the certificate is {_API_STATUS[row.status]}; revoke it before deleting",
+                reason="IncorrectStatus.Certificate")
+        if row.key_id is not None:
+            try:
+                destroy_key(self._token(row.key_token), bytes.fromhex(row.key_id))
+            except HsmError:
+                # The row is already hidden; a key left behind is logged for the operator.
+                _log.exception("could not destroy the key of certificate %s", identifier)
+
+    def update_ca_status(self, owner: str, identifier: str, status: str) -> None:
+        """UpdateCACertificateStatus: REVOKE, only from ISSUE; the parent's CRL lists it."""
+        if status != "REVOKE":
+            raise InvalidArgument("status must be REVOKE", reason="InvalidParameter.Status")
+        if not identifier:
+            raise InvalidArgument("identifier is required", reason="InvalidParameter.Identifier")
+        now = self._svc._now()
+        with self._svc._write() as conn:
+            ca = repo.get_ca(conn, owner, identifier)
+            if ca is None or ca.status in ("RESERVED", "FAILED"):
+                raise NotFound(f"no CA with identifier {identifier!r}",
+                               reason="NotFound.Identifier")
+            if not repo.update_ca_status(conn, owner, identifier, "REVOKE", expected=("ISSUE",),
+                                         now=now, revocation_reason=0):
+                raise FailedPrecondition(f"the CA is {ca.status}; only ISSUE can be revoked",
+                                         reason="IncorrectStatus.CA")
+            if ca.parent_identifier is not None:
+                # RFC 5280 5.1.2.6: the parent lists the subordinate CA's serial on its CRL.
+                repo.revoke_certificate(conn, owner, identifier, 0, now=now)
+        if ca.parent_identifier is not None:
+            self._crls.publish_if_enabled(ca.parent_identifier)

@@ -1,0 +1,78 @@
+"""A real PrivateCa gRPC server with the issue-4 parts: job thread, CRL HTTP server."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "private_ca"))
+
+from pca_support import OWNER, Hierarchy, Pca, create_hierarchy  # noqa: E402
+
+from service.gen.hsmca.v1 import private_ca_pb2_grpc  # noqa: E402
+from service.http import start_crl_server  # noqa: E402
+from service.private_ca.crls import CrlPublisher  # noqa: E402
+from service.private_ca.jobs import JobWorker  # noqa: E402
+from service.private_ca.lifecycle import Lifecycle  # noqa: E402
+from service.private_ca.service import PrivateCaService  # noqa: E402
+from service.rpc.server import build_server, graceful_stop  # noqa: E402
+from service.servicers.private_ca import private_ca_servicer_pair  # noqa: E402
+from service.storage.db import create_engine_for, migrate  # noqa: E402
+
+
+@dataclass
+class Lc(Pca):
+    """The server plus its CRL HTTP port and publisher."""
+
+    http_port: int = 0
+    crls: CrlPublisher | None = None
+
+
+@pytest.fixture(scope="session")
+def lc(tmp_path_factory: pytest.TempPathFactory, hsm_token: object,
+       software_token: object) -> Iterator[Lc]:
+    """gRPC on 127.0.0.1:0, HTTP on 127.0.0.1:0 (the CRL base URL), job thread running."""
+    db: Path = tmp_path_factory.mktemp("pca-lc") / "hsmca.sqlite3"
+    url = f"sqlite:///{db}"
+    migrate(url)
+    engine = create_engine_for(url)
+    holder: dict[str, CrlPublisher] = {}
+    http, _ = start_crl_server("127.0.0.1:0", lambda ca: holder["crls"].latest(ca),
+                               reuse_port=False)
+    service = PrivateCaService(engine, hsm_token, software_token,  # type: ignore[arg-type]
+                               public_base_url=f"http://127.0.0.1:{http.port}",
+                               min_rsa_bits=2048)
+    crls = holder["crls"] = CrlPublisher(service)
+    lifecycle = Lifecycle(service, crls)
+    server, port = build_server([private_ca_servicer_pair(service, OWNER, lifecycle)],
+                                "127.0.0.1:0", max_workers=8, reuse_port=False)
+    server.start()
+    worker = JobWorker(service, poll_seconds=0.05, crl_check=crls.publish_due,
+                       crl_check_seconds=0.5)
+    worker.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Lc(private_ca_pb2_grpc.PrivateCaStub(channel), engine, service, channel,
+                 http.port, crls)
+    finally:
+        channel.close()
+        graceful_stop(server, 0)
+        worker.stop()
+        http.shutdown()
+        http.server_close()
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def ecc(lc: Lc) -> Hierarchy:
+    return create_hierarchy(lc, "ECC_256")
+
+
+@pytest.fixture(scope="session")
+def rsa_h(lc: Lc) -> Hierarchy:
+    return create_hierarchy(lc, "RSA_2048")
