@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from typing import Any
 
 from hsm.config import TokenRole
@@ -18,20 +17,6 @@ from service.rpc.server import build_server, graceful_stop
 from service.storage.db import create_engine_for
 
 log = logging.getLogger(__name__)
-
-
-# Background job thread knobs (issue 4). Environment only: tests start a server whose job
-# thread is off (HSMCA_JOBS_ENABLED=false) to leave a job PENDING across a kill -9.
-ENV_JOBS_ENABLED = "HSMCA_JOBS_ENABLED"
-ENV_JOBS_POLL_SECONDS = "HSMCA_JOBS_POLL_SECONDS"
-
-
-def _jobs_enabled() -> bool:
-    return os.environ.get(ENV_JOBS_ENABLED, "true").strip().lower() not in ("0", "false", "no")
-
-
-def _jobs_poll_seconds() -> float:
-    return float(os.environ.get(ENV_JOBS_POLL_SECONDS, "0.5"))
 
 
 @dataclasses.dataclass
@@ -110,13 +95,14 @@ class App:
         )
         server.start()
         worker = None
-        if _jobs_enabled():
-            worker = JobWorker(self.private_ca, poll_seconds=_jobs_poll_seconds(),
+        if self.config.jobs.enabled:
+            worker = JobWorker(self.private_ca, poll_seconds=self.config.jobs.poll_seconds,
                                crl_check=self.crls.publish_due)
             worker.start()
         else:
-            log.warning("%s is false: asynchronous jobs and CRL renewal are not run here",
-                        ENV_JOBS_ENABLED)
+            # Tests turn the thread off to leave a job PENDING across a kill -9.
+            log.warning("jobs.enabled is false: asynchronous jobs and CRL renewal are not "
+                        "run in this process")
         return Running(grpc_server=server, grpc_port=port, http_port=http_server.port,
                        http_server=http_server, job_worker=worker)
 

@@ -121,6 +121,14 @@ class PolicyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobsConfig:
+    """The asynchronous issuance worker thread of each worker process."""
+
+    enabled: bool
+    poll_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """The whole validated configuration (no secrets: PINs are read on demand)."""
 
@@ -133,6 +141,7 @@ class Config:
     http: HttpConfig
     kms: KmsConfig
     policy: PolicyConfig
+    jobs: JobsConfig
 
     def token_config(self, role: TokenRole) -> TokenConfig:
         """The hsm-layer TokenConfig of one role; reads that role's PIN now."""
@@ -195,6 +204,18 @@ def _rsa_bits(key: str, value: Any, from_env: bool) -> int:
     if bits > 16384:
         raise _fail(key, "must be at most 16384", value)
     return bits
+
+
+def _bool(key: str, value: Any, from_env: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if from_env and isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+    raise _fail(key, "must be true or false", value)
 
 
 def _seconds(key: str, value: Any, from_env: bool) -> float:
@@ -307,6 +328,7 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
     "http": {"listen": _listen, "public_base_url": _base_url},
     "kms": {"region": _region, "account_id": _account_id},
     "policy": {"min_rsa_bits": _rsa_bits, "default_owner": _owner},
+    "jobs": {"enabled": _bool, "poll_seconds": _seconds},
 }
 _SCHEMA["software"] = dict(_SCHEMA["hsm"])
 
@@ -334,6 +356,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "http": {"listen": "127.0.0.1:8080", "public_base_url": "http://127.0.0.1:8080"},
     "kms": {"region": "cn-local", "account_id": "000000000000"},
     "policy": {"min_rsa_bits": 2048, "default_owner": "default"},
+    "jobs": {"enabled": True, "poll_seconds": 0.5},
 }
 
 _TOP_LEVEL_KEYS = frozenset({"state_dir"})
@@ -460,6 +483,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         http=HttpConfig(**values["http"]),
         kms=KmsConfig(**values["kms"]),
         policy=PolicyConfig(**values["policy"]),
+        jobs=JobsConfig(**values["jobs"]),
     )
     if env is None:
         export_softhsm2_conf(config, os.environ)

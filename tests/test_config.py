@@ -40,6 +40,7 @@ def test_defaults(tmp_path: Path) -> None:
     )
     assert (cfg.kms.region, cfg.kms.account_id) == ("cn-local", "000000000000")
     assert (cfg.policy.min_rsa_bits, cfg.policy.default_owner) == (2048, "default")
+    assert (cfg.jobs.enabled, cfg.jobs.poll_seconds) == (True, 0.5)
 
 
 def test_default_state_dir_is_var_under_cwd(
@@ -159,6 +160,7 @@ BAD_TOML = [
     ("[grcp]\nworkers = 2\n", "grcp: unknown section"),
     ('grpc = "x"\n', "grpc: must be a [grpc] table"),
     ("[grpc\n", "invalid TOML"),
+    ('[jobs]\nenabled = "yes"\n', "jobs.enabled: must be true or false"),
 ]
 
 
@@ -182,7 +184,13 @@ BAD_ENV = [
     ({"HSMCA_GRPC_WORKER": "2"}, "HSMCA_GRPC_WORKER: unknown setting for section [grpc]"),
     ({"HSMCA_CONFIG": "/nonexistent/hsmca.toml"}, "does not exist"),
     ({"HSMCA_DATABASE_URL": "postgresql://u:pw@h:notaport/db"}, "database.url"),
+    ({"HSMCA_JOBS_ENABLED": "maybe"}, "jobs.enabled (from HSMCA_JOBS_ENABLED): must be true"),
 ]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("0", False), ("TRUE", True)])
+def test_jobs_enabled_from_env(value: str, expected: bool) -> None:
+    assert load_config(env={"HSMCA_JOBS_ENABLED": value}).jobs.enabled is expected
 
 
 @pytest.mark.parametrize(("env", "message"), BAD_ENV)
