@@ -10,7 +10,7 @@ import pytest
 from asn1crypto import x509 as ax509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.asymmetric import ec
-from pkib_checkers import errors, openssl_verify, pkilint_rfc5280, pkilint_serverauth
+from pki_checkers import errors, openssl_verify, pkilint_rfc5280, pkilint_serverauth
 from pkib_support import NOW, Hierarchy, build_hierarchy, ec_signer, name, rsa_signer
 
 from service.pki.builder import (

@@ -10,7 +10,7 @@ from asn1crypto import crl as acrl
 from asn1crypto import x509 as ax509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.asymmetric import ec
-from pkib_checkers import crl_pem, errors, openssl, openssl_verify, pem, pkilint_crl
+from pki_checkers import crl_pem, errors, openssl, openssl_verify, pem, pkilint_crl
 from pkib_support import NOW, Hierarchy, ec_signer, name, sign_and_check
 
 from service.errors import Internal, InvalidArgument

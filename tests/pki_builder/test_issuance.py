@@ -12,7 +12,7 @@ import pytest
 from asn1crypto import x509 as ax509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.asymmetric import ec
-from pkib_checkers import errors, openssl_verify, pkilint_rfc5280
+from pki_checkers import errors, openssl_verify, pkilint_rfc5280
 from pkib_support import (
     NOW,
     Hierarchy,

@@ -24,11 +24,11 @@ from pca_support import (
     key_pem,
     make_csr,
     new_key,
-    openssl_verify,
     pem,
     pem_to_der,
     pkilint_errors,
 )
+from pki_checkers import openssl_verify
 
 from hsm.export import export_private_key, unwrap_export
 from hsm.keys import read_key_attributes

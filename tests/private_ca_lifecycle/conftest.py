@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from pca_support import OWNER, Hierarchy, Pca, create_hierarchy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "private_ca"))
-
-from pca_support import OWNER, Hierarchy, Pca, create_hierarchy  # noqa: E402
-
-from service.gen.hsmca.v1 import private_ca_pb2_grpc  # noqa: E402
-from service.http import start_crl_server  # noqa: E402
-from service.private_ca.crls import CrlPublisher  # noqa: E402
-from service.private_ca.jobs import JobWorker  # noqa: E402
-from service.private_ca.lifecycle import Lifecycle  # noqa: E402
-from service.private_ca.service import PrivateCaService  # noqa: E402
-from service.rpc.server import build_server, graceful_stop  # noqa: E402
-from service.servicers.private_ca import private_ca_servicer_pair  # noqa: E402
-from service.storage.db import create_engine_for, migrate  # noqa: E402
+from service.gen.hsmca.v1 import private_ca_pb2_grpc
+from service.http import start_crl_server
+from service.private_ca.crls import CrlPublisher
+from service.private_ca.jobs import JobWorker
+from service.private_ca.lifecycle import Lifecycle
+from service.private_ca.service import PrivateCaService
+from service.rpc.server import build_server, graceful_stop
+from service.servicers.private_ca import private_ca_servicer_pair
+from service.storage.db import create_engine_for, migrate
 
 
 @dataclass

@@ -12,8 +12,7 @@ from typing import Any
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pkilint import loader, pkix
-from pkilint.pkix import crl, extension, name
+from pki_checkers import errors, pkilint_crl
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 
@@ -62,21 +61,8 @@ def fetch_crl_with_number_at_least(url: str, number: int, timeout: float = 10
 
 
 def pkilint_crl_errors(crl_der: bytes) -> list[tuple[str, str]]:
-    """ERROR/FATAL findings of pkilint's RFC 5280 CRL validator (as tests/pki_builder)."""
-    validator = crl.create_pkix_crl_validator_container(
-        [pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-         pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)],
-        [crl.create_issuer_validator_container([]),
-         crl.create_validity_validator_container([]),
-         crl.create_extensions_validator_container([])],
-    )
-    doc = loader.RFC5280CertificateListDocumentLoader().load_der_document(crl_der, "crl")
-    out = []
-    for result in validator.validate(doc.root):
-        for fd in result.finding_descriptions:
-            if fd.finding.severity.name in ("ERROR", "FATAL"):
-                out.append((fd.finding.severity.name, f"{fd.finding.code} @ {result.node.path}"))
-    return out
+    """ERROR/FATAL findings of pkilint's RFC 5280 CRL validator."""
+    return errors(pkilint_crl(crl_der))
 
 
 def openssl_verify_crl(root_der: bytes, sub_der: bytes, leaf_der: bytes,

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,8 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from pkilint import loader
-from pkilint.pkix import certificate, extension, name
+from pki_checkers import errors, pkilint_rfc5280
 from sqlalchemy import Engine
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
@@ -85,39 +81,8 @@ def key_pem(key: Any) -> bytes:
 
 
 def pkilint_errors(cert_der: bytes) -> list[tuple[str, str]]:
-    """ERROR/FATAL findings of pkilint's RFC 5280 validator (as tests/pki_builder)."""
-    validator = certificate.create_pkix_certificate_validator_container(
-        certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS,
-                                               extension.EXTENSION_MAPPINGS),
-        [
-            certificate.create_issuer_validator_container([]),
-            certificate.create_validity_validator_container(),
-            certificate.create_subject_validator_container([]),
-            certificate.create_extensions_validator_container([]),
-            certificate.create_spki_validator_container([]),
-        ],
-    )
-    doc = loader.RFC5280CertificateDocumentLoader().load_der_document(cert_der, "cert")
-    out = []
-    for result in validator.validate(doc.root):
-        for fd in result.finding_descriptions:
-            if fd.finding.severity.name in ("ERROR", "FATAL"):
-                out.append((fd.finding.severity.name, f"{fd.finding.code} @ {result.node.path}"))
-    return out
-
-
-def openssl_verify(root_der: bytes, sub_der: bytes, leaf_der: bytes,
-                   purpose: str) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory() as d:
-        paths = {}
-        for fname, der in (("root", root_der), ("sub", sub_der), ("leaf", leaf_der)):
-            p = Path(d) / f"{fname}.pem"
-            p.write_bytes(pem(der))
-            paths[fname] = str(p)
-        return subprocess.run(
-            ["openssl", "verify", "-x509_strict", "-purpose", purpose, "-CAfile",
-             paths["root"], "-untrusted", paths["sub"], paths["leaf"]],
-            capture_output=True, text=True, check=False)
+    """ERROR/FATAL findings of pkilint's RFC 5280 certificate validator."""
+    return errors(pkilint_rfc5280(cert_der))
 
 
 def create_hierarchy(pca: Pca, algorithm: str, *, sub_ekus: tuple[str, ...] = (),
