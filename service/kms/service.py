@@ -63,6 +63,7 @@ from service.kms.algorithms import (
 )
 from service.kms.csr import build_csr
 from service.kms.dn import format_subject, parse_subject, parse_subject_alternative_names
+from service.kms.pkcs12 import build_pkcs12
 from service.pki.signer import Signer
 from service.storage import repo
 from service.storage.repo import KmsCertificateRow
@@ -811,10 +812,16 @@ class KmsCertificatesService:
         encryption = serialization.BestAvailableEncryption(secret)
         if row.key_spec == KeySpec.EC_SM2.value:
             if export_format == ExportFormat.PKCS12:
-                raise FailedPrecondition(
-                    "PKCS12 export of EC_SM2 keys is not supported yet; use ExportFormat PEM",
-                    reason="UnsupportedOperation.Pkcs12Sm2",
+                # cryptography cannot load SM2 keys, so the PFX is built from ASN.1 (pkcs12.py).
+                chain_pem = (row.certificate_chain or "").encode("ascii")
+                blob = build_pkcs12(
+                    pkcs8,
+                    asn1_pem.unarmor(row.certificate.encode("ascii"))[2],
+                    [der for _, _, der in asn1_pem.unarmor(chain_pem, multiple=True)],
+                    passphrase,
+                    friendly_name=certificate_id,
                 )
+                return ExportedCertificate(certificate_id=certificate_id, pkcs12=blob)
             sm2_key = sm2_serialization.load_der_private_key(pkcs8, password=None)
             private_pem = sm2_key.private_bytes(
                 sm2_serialization.Encoding.PEM,

@@ -585,14 +585,22 @@ def test_export_pkcs12_round_trip(kms: Any, issuer: Issuer, combo: Combo) -> Non
     openssl("pkcs12", "-in", "out.p12", "-passin", f"pass:{PASSPHRASE}", "-noout", cwd=d)
 
 
-def test_export_pkcs12_of_sm2_is_refused_clearly(kms: Any, issuer: Issuer) -> None:
+def test_export_pkcs12_of_sm2_round_trips_through_openssl(kms: Any, issuer: Issuer) -> None:
+    """cryptography cannot read SM2 keys; OpenSSL reads the PFX (more in test_kms_pkcs12.py)."""
     issued = issuer.active(Combo("EC_SM2", "SOFTWARE", True))
-    request = kms_pb2.ExportCertificateRequest(
-        certificate_id=issued.certificate_id, export_format="PKCS12", passphrase=PASSPHRASE
+    exported = kms.stub.ExportCertificate(
+        kms_pb2.ExportCertificateRequest(
+            certificate_id=issued.certificate_id, export_format="PKCS12", passphrase=PASSPHRASE
+        )
     )
-    assert rpc_error(kms.stub.ExportCertificate, request) == (
-        grpc.StatusCode.FAILED_PRECONDITION, "UnsupportedOperation.Pkcs12Sm2"
-    )
+    d = issued.directory
+    (d / "out.p12").write_bytes(exported.pkcs12_blob)
+    assert openssl("pkcs12", "-in", "out.p12", "-passin", "pass:wrong", "-noout", cwd=d,
+                   check=False).returncode != 0
+    openssl("pkcs12", "-in", "out.p12", "-passin", f"pass:{PASSPHRASE}", "-nodes",
+            "-out", "out.pem", cwd=d)
+    out = openssl("pkey", "-in", "out.pem", "-pubout", cwd=d)
+    assert out.stdout == (d / "pub.pem").read_text()
 
 
 @pytest.mark.parametrize("combo", _NON_EXPORTABLE, ids=[c.id for c in _NON_EXPORTABLE])
