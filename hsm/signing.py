@@ -22,7 +22,6 @@ from typing import Any
 
 import pkcs11
 from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
-from pkcs11.util.ec import encode_ecdsa_signature
 
 from hsm.token import Token
 
@@ -106,7 +105,32 @@ def sign_digest(token: Token, key_id: bytes, mechanism: SignMechanism, digest: b
     if mechanism is SignMechanism.RSA_PSS_SHA256:
         return _sign_with(token, key_id, digest, Mechanism.RSA_PKCS_PSS, _PSS_SHA256_PARAMS)
     raw = _sign_with(token, key_id, digest, Mechanism.ECDSA)
-    return bytes(encode_ecdsa_signature(raw))
+    return encode_ecdsa_der(raw)
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _der_unsigned_integer(value: bytes) -> bytes:
+    body = value.lstrip(b"\0") or b"\0"
+    if body[0] & 0x80:
+        body = b"\0" + body  # X.690 8.3: a positive INTEGER whose top bit is set
+    return b"\x02" + _der_length(len(body)) + body
+
+
+def encode_ecdsa_der(raw: bytes) -> bytes:
+    """PKCS#11 raw r||s (equal halves) -> DER Ecdsa-Sig-Value (RFC 3279 2.2.3)."""
+    # The same bytes as pkcs11.util.ec.encode_ecdsa_signature, without an asn1crypto
+    # round trip on every certificate.
+    if not raw or len(raw) % 2:
+        raise ValueError(f"raw ECDSA signature of odd length {len(raw)}")
+    half = len(raw) // 2
+    body = _der_unsigned_integer(raw[:half]) + _der_unsigned_integer(raw[half:])
+    return b"\x30" + _der_length(len(body)) + body
 
 
 class DecryptionError(ValueError):

@@ -102,3 +102,21 @@ def test_garbage_ciphertext_is_a_decryption_error(
         decrypt(hsm_token, key.key_id, oaep_hash, b"\x01" * 256)
     # The session survives a failed decryption.
     assert sign(hsm_token, key.key_id, SignMechanism.RSA_PKCS1_SHA256, MESSAGE)
+
+
+@pytest.mark.parametrize("half", [32, 48, 66])
+def test_ecdsa_der_encoding_matches_python_pkcs11(half: int) -> None:
+    """encode_ecdsa_der gives the bytes of pkcs11.util.ec.encode_ecdsa_signature."""
+    import os
+
+    from pkcs11.util.ec import encode_ecdsa_signature
+
+    from hsm.signing import encode_ecdsa_der
+
+    for i in range(500):
+        raw = bytearray(os.urandom(2 * half))
+        if i % 3 == 0:
+            raw[: i % half] = b"\0" * (i % half)  # short r
+        if i % 4 == 0:
+            raw[half] |= 0x80  # s needs a sign octet
+        assert encode_ecdsa_der(bytes(raw)) == bytes(encode_ecdsa_signature(bytes(raw)))
