@@ -146,6 +146,20 @@ def read_tlv(data: bytes, offset: int = 0) -> tuple[int, int, int]:
     return tag, pos, end
 
 
+
+def der_children(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """The TLVs between start and end: (tag, TLV start, content start, content end)."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, cstart, cend = read_tlv(der, pos)
+        if cend > end:
+            raise ValueError("child overruns its parent")
+        out.append((tag, pos, cstart, cend))
+        pos = cend
+    return out
+
+
 def _whole_tlv(data: bytes, tag: int, what: str) -> None:
     """Refuse ``data`` unless it is exactly one TLV with ``tag``."""
     try:

@@ -28,7 +28,7 @@ from service.pki.algorithms import (
     KeyFamily,
     key_family_of_spki,
 )
-from service.pki.builder import read_tlv
+from service.pki.builder import der_children, read_tlv
 from service.pki.names import SanType, SubjectAltName, common_name_of
 
 REASON_CSR = "InvalidParameter.Csr"
@@ -342,31 +342,18 @@ _SAN_TAGS = {0x81: SanType.RFC822_NAME, 0x82: SanType.DNS_NAME, 0x86: SanType.UR
 _CN_STRING_TAGS = {0x13: "ascii", 0x16: "ascii", 0x0C: "utf-8"}  # Printable, IA5, UTF8
 
 
-def _kids(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """The TLVs between start and end: (tag, TLV start, content start, content end)."""
-    out = []
-    pos = start
-    while pos < end:
-        tag, cstart, cend = read_tlv(der, pos)
-        if cend > end:
-            raise ValueError("child overruns its parent")
-        out.append((tag, pos, cstart, cend))
-        pos = cend
-    return out
-
-
 def _parse_fast(der: bytes, min_rsa_bits: int) -> ParsedCsr | None:
     """The common CSR, fully checked; None for anything the asn1crypto path should judge."""
     request = cx509.load_der_x509_csr(der)  # DER only, whole input (X.690 10)
     tag, start, end = read_tlv(der)
-    outer = _kids(der, start, end)
+    outer = der_children(der, start, end)
     if tag != 0x30 or end != len(der) or [k[0] for k in outer] != [0x30, 0x30, 0x03]:
         return None
     algorithm = _FAST_SIGNATURE_ALGORITHMS.get(der[outer[1][1]:outer[1][3]])
     if algorithm is None:
         return None
     signature_algorithm, family = algorithm
-    info = _kids(der, outer[0][2], outer[0][3])
+    info = der_children(der, outer[0][2], outer[0][3])
     if [k[0] for k in info] != [0x02, 0x30, 0x30, 0xA0]:
         return None
     if der[info[0][1]:info[0][3]] != b"\x02\x01\x00":
@@ -392,7 +379,7 @@ def _parse_fast(der: bytes, min_rsa_bits: int) -> ParsedCsr | None:
             return None
         key_bits = CURVE_BITS[curve]
         # RFC 5480 2.1.1: id-ecPublicKey with a namedCurve, nothing else.
-        spki_alg = _kids(spki, alg_start, alg_end)
+        spki_alg = der_children(spki, alg_start, alg_end)
         if (len(spki_alg) != 2 or spki[spki_alg[0][1]:spki_alg[0][3]] != _ID_EC_PUBLIC_KEY
                 or spki_alg[1][0] != 0x06):
             return None
@@ -420,11 +407,11 @@ def _parse_fast(der: bytes, min_rsa_bits: int) -> ParsedCsr | None:
 def _fast_common_name(der: bytes, start: int, end: int) -> str | None:
     """The last commonName of the subject (as common_name_of), from the DER."""
     cn: str | None = None
-    for rdn_tag, _, rs, re_ in _kids(der, start, end):
+    for rdn_tag, _, rs, re_ in der_children(der, start, end):
         if rdn_tag != 0x31:
             raise ValueError("RDN is not a SET")
-        for atv_tag, _, a_s, a_e in _kids(der, rs, re_):
-            parts = _kids(der, a_s, a_e)
+        for atv_tag, _, a_s, a_e in der_children(der, rs, re_):
+            parts = der_children(der, a_s, a_e)
             if atv_tag != 0x30 or len(parts) != 2 or parts[0][0] != 0x06:
                 raise ValueError("AttributeTypeAndValue is malformed")
             if der[parts[0][2]:parts[0][3]] == _OID_CN:
@@ -438,12 +425,12 @@ def _fast_common_name(der: bytes, start: int, end: int) -> str | None:
 def _fast_requested_sans(der: bytes, start: int, end: int) -> tuple[SubjectAltName, ...] | None:
     """SANs of the extensionRequest (PKCS#9) as _requested_sans; None: use that one."""
     requests = []
-    for attr_tag, _, s, e in _kids(der, start, end):
-        parts = _kids(der, s, e)
+    for attr_tag, _, s, e in der_children(der, start, end):
+        parts = der_children(der, s, e)
         if attr_tag != 0x30 or len(parts) != 2 or parts[0][0] != 0x06 or parts[1][0] != 0x31:
             return None
         if der[parts[0][2]:parts[0][3]] == _OID_EXTENSION_REQUEST:
-            requests.extend(_kids(der, parts[1][2], parts[1][3]))
+            requests.extend(der_children(der, parts[1][2], parts[1][3]))
     if len(requests) > 1:
         return None
     if not requests:
@@ -453,8 +440,8 @@ def _fast_requested_sans(der: bytes, start: int, end: int) -> tuple[SubjectAltNa
         return None
     seen: set[bytes] = set()
     sans: tuple[SubjectAltName, ...] = ()
-    for ext_tag, _, es, ee in _kids(der, s, e):
-        parts = _kids(der, es, ee)
+    for ext_tag, _, es, ee in der_children(der, s, e):
+        parts = der_children(der, es, ee)
         if ext_tag != 0x30 or len(parts) not in (2, 3) or parts[0][0] != 0x06:
             return None
         if len(parts) == 3 and (parts[1][0] != 0x01 or parts[1][3] - parts[1][2] != 1):
@@ -466,11 +453,11 @@ def _fast_requested_sans(der: bytes, start: int, end: int) -> tuple[SubjectAltNa
             return None
         seen.add(oid)
         if oid == _OID_SAN:
-            names = _kids(der, parts[-1][2], parts[-1][3])
+            names = der_children(der, parts[-1][2], parts[-1][3])
             if len(names) != 1 or names[0][0] != 0x30:
                 return None
             sans = tuple(_fast_san(der, t, ns, ne)
-                         for t, _, ns, ne in _kids(der, names[0][2], names[0][3]))
+                         for t, _, ns, ne in der_children(der, names[0][2], names[0][3]))
     return sans
 
 

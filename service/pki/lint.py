@@ -14,6 +14,7 @@ from asn1crypto import core, x509
 from service.errors import Internal, InvalidArgument
 from service.pki.builder import (
     Issuer,
+    der_children,
     der_sequence,
     der_tlv,
     key_identifier,
@@ -293,19 +294,6 @@ _GN_IA5 = frozenset((0x81, 0x82, 0x86))
 _GN_IP = 0x87
 
 
-def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """The TLVs between start and end: (tag, TLV start, content start, content end)."""
-    out = []
-    pos = start
-    while pos < end:
-        tag, cstart, cend = read_tlv(der, pos)
-        if cend > end:
-            raise ValueError("child overruns its parent")
-        out.append((tag, pos, cstart, cend))
-        pos = cend
-    return out
-
-
 @functools.lru_cache(maxsize=1024)
 def _oid_dotted(contents: bytes) -> str:
     """X.690 8.19 OBJECT IDENTIFIER contents -> dotted string (minimal encoding only)."""
@@ -346,16 +334,16 @@ def _fast_time(der: bytes, tag: int, start: int, end: int) -> datetime | None:
 
 def _fast_name_clean(der: bytes, start: int, end: int) -> bool:
     """The subject string rules of _name_findings (RFC 5280 4.1.2.4/4.1.2.6) on DER."""
-    for tag, _, rs, re_ in _children(der, start, end):
+    for tag, _, rs, re_ in der_children(der, start, end):
         if tag != _SET:
             return False
-        atvs = _children(der, rs, re_)
+        atvs = der_children(der, rs, re_)
         if not atvs:
             return False
         for atag, _, a_s, a_e in atvs:
             if atag != _SEQUENCE:
                 return False
-            parts = _children(der, a_s, a_e)
+            parts = der_children(der, a_s, a_e)
             if len(parts) != 2 or parts[0][0] != _OID:
                 return False
             oid = der[parts[0][2]:parts[0][3]]
@@ -399,7 +387,7 @@ def _fast_clean(tbs: bytes, issuer: Issuer) -> bool:
     tag, start, end = read_tlv(tbs)
     if tag != _SEQUENCE or end != len(tbs):
         return False
-    fields = _children(tbs, start, end)
+    fields = der_children(tbs, start, end)
     if len(fields) != 8 or [f[0] for f in fields] != [
             _EXPLICIT_0, _INTEGER, _SEQUENCE, _SEQUENCE, _SEQUENCE, _SEQUENCE, _SEQUENCE,
             _EXPLICIT_3]:
@@ -418,7 +406,7 @@ def _fast_clean(tbs: bytes, issuer: Issuer) -> bool:
     if tbs[iss[1]:iss[3]] != issuer.subject_der:
         return False
     # 4.1.2.5 validity: encodings, order, within the issuer's.
-    times = _children(tbs, validity[2], validity[3])
+    times = der_children(tbs, validity[2], validity[3])
     if len(times) != 2:
         return False
     nb = _fast_time(tbs, times[0][0], times[0][2], times[0][3])
@@ -432,14 +420,14 @@ def _fast_clean(tbs: bytes, issuer: Issuer) -> bool:
         return False
     spki = tbs[spki_f[1]:spki_f[3]]
     # Extensions: [3] EXPLICIT SEQUENCE OF Extension, no duplicates (4.2).
-    outer = _children(tbs, exts_f[2], exts_f[3])
+    outer = der_children(tbs, exts_f[2], exts_f[3])
     if len(outer) != 1 or outer[0][0] != _SEQUENCE:
         return False
     values: dict[bytes, tuple[bool, int, int]] = {}
-    for etag, estart, es, ee in _children(tbs, outer[0][2], outer[0][3]):
+    for etag, estart, es, ee in der_children(tbs, outer[0][2], outer[0][3]):
         if etag != _SEQUENCE:
             return False
-        parts = _children(tbs, es, ee)
+        parts = der_children(tbs, es, ee)
         if len(parts) == 3 and parts[1][0] == _BOOLEAN:
             critical = _der_boolean(tbs, parts[1][2], parts[1][3])
             if not critical:
@@ -461,7 +449,7 @@ def _fast_clean(tbs: bytes, issuer: Issuer) -> bool:
 
 def _single(tbs: bytes, start: int, end: int, tag: int) -> tuple[int, int]:
     """The contents span of the one TLV filling start..end, which must have ``tag``."""
-    kids = _children(tbs, start, end)
+    kids = der_children(tbs, start, end)
     if len(kids) != 1 or kids[0][0] != tag:
         raise ValueError("unexpected extension value")
     return kids[0][2], kids[0][3]
@@ -479,7 +467,7 @@ def _fast_extensions_clean(tbs: bytes, exts: dict[bytes, tuple[bool, int, int]],
     if _EXT_AKI not in exts or exts[_EXT_AKI][0]:
         return False
     s, e = _single(tbs, exts[_EXT_AKI][1], exts[_EXT_AKI][2], _SEQUENCE)
-    aki_fields = _children(tbs, s, e)
+    aki_fields = der_children(tbs, s, e)
     if not aki_fields or aki_fields[0][0] != 0x80 or (
             tbs[aki_fields[0][2]:aki_fields[0][3]] != issuer.key_identifier):
         return False
@@ -491,7 +479,7 @@ def _fast_extensions_clean(tbs: bytes, exts: dict[bytes, tuple[bool, int, int]],
         return False
     critical, vs, ve = exts[_EXT_BC]
     s, e = _single(tbs, vs, ve, _SEQUENCE)
-    bc = _children(tbs, s, e)
+    bc = der_children(tbs, s, e)
     is_ca = False
     path_len: int | None = None
     if bc and bc[0][0] == _BOOLEAN:
@@ -533,7 +521,7 @@ def _fast_extensions_clean(tbs: bytes, exts: dict[bytes, tuple[bool, int, int]],
     if _EXT_EKU in exts:
         critical, vs, ve = exts[_EXT_EKU]
         s, e = _single(tbs, vs, ve, _SEQUENCE)
-        purposes = _children(tbs, s, e)
+        purposes = der_children(tbs, s, e)
         if not purposes or any(t != _OID for t, *_ in purposes):
             return False
         ekus = tuple(_oid_dotted(tbs[ps:pe]) for _, _, ps, pe in purposes)
@@ -545,7 +533,7 @@ def _fast_extensions_clean(tbs: bytes, exts: dict[bytes, tuple[bool, int, int]],
     if _EXT_SAN in exts:
         critical, vs, ve = exts[_EXT_SAN]
         s, e = _single(tbs, vs, ve, _SEQUENCE)
-        names = _children(tbs, s, e)
+        names = der_children(tbs, s, e)
         if not names:
             return False
         for t, ts, ns, ne in names:

@@ -26,6 +26,7 @@ from service.errors import FailedPrecondition, InvalidArgument, NotFound, Permis
 from service.errors import Unavailable as UnavailableError
 from service.pki.algorithms import CaAlgorithm
 from service.pki.crl import parse_reason_code
+from service.private_ca.requests import page_args
 from service.storage import repo
 from service.storage.repo import CertificateRow
 
@@ -47,8 +48,6 @@ _log = logging.getLogger("hsmca.private_ca.lifecycle")
 
 END_ENTITY_KINDS = ("SERVER", "CLIENT", "CUSTOM")
 MAX_ENCRYPTED_CODE_BYTES = 32
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 _API_STATUS = {"PENDING": "PENDING", "RESERVED": "PENDING", "ISSUED": "ISSUE",
                "REVOKED": "REVOKE", "FAILED": "FAILED"}
 _STORAGE_STATUSES = {"PENDING": ("PENDING", "RESERVED"), "ISSUE": ("ISSUED",),
@@ -134,18 +133,6 @@ _SUBJECT_OIDS = {"common_name": NameOID.COMMON_NAME, "organization": NameOID.ORG
                  "state": NameOID.STATE_OR_PROVINCE_NAME, "locality": NameOID.LOCALITY_NAME}
 
 
-def _page_args(current_page: int, show_size: int) -> tuple[int, int]:
-    page = current_page or 1
-    size = show_size or DEFAULT_PAGE_SIZE
-    if page < 1:
-        raise InvalidArgument("current_page must be at least 1",
-                              reason="InvalidParameter.CurrentPage")
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise InvalidArgument(f"show_size must be 1..{MAX_PAGE_SIZE}",
-                              reason="InvalidParameter.ShowSize")
-    return page, size
-
-
 def _key_algorithm(cert: cx509.Certificate) -> tuple[str, int]:
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
@@ -220,7 +207,7 @@ class Lifecycle:
              tags: Mapping[str, str] | None = None,
              resource_group_id: str = "") -> CertificatePage:
         """ListClientCertificate: one page, oldest first; every filter must match."""
-        page, size = _page_args(current_page, show_size)
+        page, size = page_args(current_page, show_size)
         if status and status not in _STORAGE_STATUSES:
             raise InvalidArgument("status must be PENDING, ISSUE, REVOKE or FAILED",
                                   reason="InvalidParameter.Status")
@@ -236,7 +223,7 @@ class Lifecycle:
     def list_revoked(self, owner: str, *, current_page: int, show_size: int,
                      parent_identifier: str = "") -> RevokedPage:
         """ListRevokeCertificate: revoked end-entity certificates, one page."""
-        page, size = _page_args(current_page, show_size)
+        page, size = page_args(current_page, show_size)
         with self._svc._engine.connect() as conn:
             result = repo.list_certificates(
                 conn, owner, offset=(page - 1) * size, limit=size,

@@ -11,7 +11,24 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 
+from service.errors import InvalidArgument
 from service.pki.profiles import KeyUsage
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def page_args(current_page: int, show_size: int) -> tuple[int, int]:
+    """Validated (page, size) of a paged call; 0 means the default (page 1, 20 per page)."""
+    page = current_page or 1
+    size = show_size or DEFAULT_PAGE_SIZE
+    if page < 1:
+        raise InvalidArgument("current_page must be at least 1",
+                              reason="InvalidParameter.CurrentPage")
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise InvalidArgument(f"show_size must be 1..{MAX_PAGE_SIZE}",
+                              reason="InvalidParameter.ShowSize")
+    return page, size
 
 
 @dataclasses.dataclass(frozen=True)

@@ -103,6 +103,7 @@ from service.private_ca.requests import (
     SubjectFields,
     SystemKey,
     ValidityPeriod,
+    page_args,
 )
 from service.storage import repo
 from service.storage.group_commit import BATCH_SCRATCH, group_committer, write_gate
@@ -120,8 +121,6 @@ KEY_TOKEN_SOFTWARE = "software"  # noqa: S105
 DEFAULT_CRL_DAY = 7
 MAX_CRL_DAY = 365
 MAX_CA_YEARS = 100
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 
 _SIGN_ALGORITHM_NAMES: dict[SignatureAlgorithm, str] = {
     SignatureAlgorithm.SHA256_RSA: "SHA256WithRSA",
@@ -410,14 +409,7 @@ class PrivateCaService:
     def list_cas(self, owner: str, *, current_page: int, show_size: int, identifier: str = "",
                  ca_status: str = "") -> CaPage:
         """DescribeCACertificateList: one page, oldest first."""
-        page = current_page or 1
-        size = show_size or DEFAULT_PAGE_SIZE
-        if page < 1:
-            raise InvalidArgument("current_page must be at least 1",
-                                  reason="InvalidParameter.CurrentPage")
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            raise InvalidArgument(f"show_size must be 1..{MAX_PAGE_SIZE}",
-                                  reason="InvalidParameter.ShowSize")
+        page, size = page_args(current_page, show_size)
         if ca_status not in ("", "ISSUE", "REVOKE"):
             raise InvalidArgument("ca_status must be ISSUE or REVOKE",
                                   reason="InvalidParameter.CaStatus")
