@@ -86,6 +86,17 @@ def _make_csrs(algorithm: str) -> list[str]:
 
 def _client(target: str, sub_id: str, csrs: list[str], threads: int, start_at: float,
             seconds: float) -> ClientResult:
+    """A client process (see _client_run); its errors cross back to the parent as text."""
+    try:
+        return _client_run(target, sub_id, csrs, threads, start_at, seconds)
+    except BaseException as e:
+        # gRPC errors hold locks and do not pickle: the pool would report only that.
+        import traceback
+        raise RuntimeError("".join(traceback.format_exception(e))) from None
+
+
+def _client_run(target: str, sub_id: str, csrs: list[str], threads: int, start_at: float,
+                seconds: float) -> ClientResult:
     """A client process: ``threads`` blocking callers, each with one call in flight."""
     import grpc
 

@@ -106,7 +106,12 @@ class GroupCommitter:
         self._gate = gate
         self._max_batch = max_batch
         self._queue: list[_Pending[Any]] = []
-        self._queue_lock = threading.Lock()
+        # Guards the queue and the leader flag; waiters sleep on it until their operation
+        # is done or nobody leads. (A plain lock that every waiter had to take in turn kept
+        # threads whose operation was already committed queued behind the next commits.)
+        self._cond = threading.Condition(threading.Lock())
+        self._leading = False
+        # Held by the leader while it commits (and by close()).
         self._commit_lock = threading.Lock()
         # Held for the process lifetime (used under the commit lock only): a pool checkout
         # and its reset-on-return ROLLBACK per batch cost more than the batch's INSERT.
@@ -118,25 +123,52 @@ class GroupCommitter:
     def run(self, op: Callable[[Connection], T]) -> T:
         """Run ``op(conn)`` in a transaction; return once that transaction has committed."""
         mine: _Pending[T] = _Pending(op)
-        with self._queue_lock:
+        with self._cond:
             self._queue.append(mine)
-        # Whoever holds the commit lock commits everything queued so far: while one batch
-        # commits, the next one gathers, and the next holder commits it for all of them.
-        while not mine.done:
-            with self._commit_lock:
-                if mine.done:
-                    break
-                with self._queue_lock:
-                    batch = self._queue[: self._max_batch]
-                    del self._queue[: self._max_batch]
-                self._commit(batch)
+            # One leader at a time commits everything queued so far: while one batch
+            # commits, the next one gathers, and the next leader commits it for all of them.
+            while self._leading and not mine.done:
+                self._cond.wait()
+            if not mine.done:
+                self._leading = True
+        if not mine.done:
+            self._lead(mine)
         if mine.error is not None:
             raise mine.error
         return mine.result  # type: ignore[return-value]  # set by _commit when no error
 
-    def _commit(self, batch: list[_Pending[Any]]) -> None:
+    def _lead(self, mine: _Pending[Any]) -> None:
+        """Commit batches until ``mine`` is done, then hand leadership on."""
+        try:
+            with self._commit_lock:
+                while not mine.done:
+                    self._commit()
+                    with self._cond:
+                        self._cond.notify_all()  # the batch's callers may go on
+        except BaseException:
+            # Not even taken (the gate failed): it must never run after we raised.
+            with self._cond:
+                if not mine.done and mine in self._queue:
+                    self._queue.remove(mine)
+            raise
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()  # one waiter whose operation is queued leads next
+
+    def _take(self) -> list[_Pending[Any]]:
+        with self._cond:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+        return batch
+
+    def _commit(self) -> None:
+        batch: list[_Pending[Any]] = []
         try:
             with self._gate.held():
+                # The batch is taken once the gate is ours: whatever queued while another
+                # process held it (most of a busy gate's wait) shares this commit too.
+                batch = self._take()
                 while batch:
                     failed = self._try(batch)
                     if failed is None:
