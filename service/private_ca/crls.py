@@ -93,6 +93,7 @@ class CrlPublisher:
                 self.publish(identifier)
                 done += 1
             except Exception:
+                # One CA's failure (e.g. its key gone) must not keep the others' CRLs stale.
                 _log.exception("could not publish the CRL of CA %s", identifier)
         return done
 

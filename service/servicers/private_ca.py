@@ -9,8 +9,8 @@ service/private_ca/lifecycle.py.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -28,6 +28,7 @@ from service.private_ca.requests import (
     CreateServerCertificate,
     CreateSubCa,
     IssueCommon,
+    IssuedCertificate,
     PassthroughSubject,
     SubjectFields,
     SystemKey,
@@ -53,6 +54,9 @@ def _tags(tags: Iterable[common_pb2.Tag]) -> dict[str, str]:
     return out
 
 
+_R = TypeVar("_R")
+
+
 def _opt(msg: Any, name: str) -> Any:
     """A proto3 ``optional`` field's value, or None when absent."""
     return getattr(msg, name) if msg.HasField(name) else None
@@ -62,6 +66,13 @@ def _validity(msg: Any) -> ValidityPeriod:
     return ValidityPeriod(years=_opt(msg, "years"), months=_opt(msg, "months"),
                           days=_opt(msg, "days"), before_time=_opt(msg, "before_time"),
                           after_time=_opt(msg, "after_time"))
+
+
+def _issued(response_type: Callable[..., _R], issued: IssuedCertificate) -> _R:
+    """The response of the four server/client issuance calls, which share their fields."""
+    return response_type(
+        x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
+        identifier=issued.identifier, serial_number=issued.serial_number)
 
 
 def _common(msg: Any) -> IssueCommon:
@@ -338,9 +349,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
         issued = self._service.create_server_certificate(self._owner, CreateServerCertificate(
             common=_common(r), subject=_leaf_subject(r), validity=_validity(r), csr=r.csr,
             domain=r.domain, algorithm=r.algorithm))
-        return private_ca_pb2.CreateServerCertificateWithCsrResponse(
-            x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
-            identifier=issued.identifier, serial_number=issued.serial_number)
+        return _issued(private_ca_pb2.CreateServerCertificateWithCsrResponse, issued)
 
     def CreateServerCertificate(
         self, request: private_ca_pb2.CreateServerCertificateRequest,
@@ -352,9 +361,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
             common=_common(r), subject=_leaf_subject(r), validity=_validity(r), csr=None,
             domain=r.domain, algorithm=r.algorithm,
             key=SystemKey(_opt(r, "exportable_private_key"), r.protection_level)))
-        return private_ca_pb2.CreateServerCertificateResponse(
-            x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
-            identifier=issued.identifier, serial_number=issued.serial_number)
+        return _issued(private_ca_pb2.CreateServerCertificateResponse, issued)
 
     def CreateClientCertificate(
         self, request: private_ca_pb2.CreateClientCertificateRequest,
@@ -366,9 +373,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
             common=_common(r), subject=_leaf_subject(r), validity=_validity(r), csr=None,
             san_type=r.san_type, san_value=r.san_value, algorithm=r.algorithm,
             key=SystemKey(_opt(r, "exportable_private_key"), r.protection_level)))
-        return private_ca_pb2.CreateClientCertificateResponse(
-            x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
-            identifier=issued.identifier, serial_number=issued.serial_number)
+        return _issued(private_ca_pb2.CreateClientCertificateResponse, issued)
 
     def CreateClientCertificateWithCsr(
         self, request: private_ca_pb2.CreateClientCertificateWithCsrRequest,
@@ -379,9 +384,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
         issued = self._service.create_client_certificate(self._owner, CreateClientCertificate(
             common=_common(r), subject=_leaf_subject(r), validity=_validity(r), csr=r.csr,
             san_type=r.san_type, san_value=r.san_value, algorithm=r.algorithm))
-        return private_ca_pb2.CreateClientCertificateWithCsrResponse(
-            x509_certificate=issued.certificate_pem, certificate_chain=issued.chain_pem,
-            identifier=issued.identifier, serial_number=issued.serial_number)
+        return _issued(private_ca_pb2.CreateClientCertificateWithCsrResponse, issued)
 
 
 def private_ca_servicer_pair(
