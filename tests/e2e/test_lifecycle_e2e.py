@@ -3,12 +3,7 @@ and the CRL is served over HTTP by the worker processes at the URL in the certif
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,57 +13,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from serve_support import ServeProcess, free_port, init_state
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Serve:
-    """`python -m service.cli serve` in its own process group (so kill -9 takes all)."""
-
-    def __init__(self, state: Path, grpc_port: int, http_port: int, **extra: str) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("HSMCA_") and k != "SOFTHSM2_CONF"}
-        env.update(HSMCA_STATE_DIR=str(state), HSMCA_GRPC_LISTEN=f"127.0.0.1:{grpc_port}",
-                   HSMCA_HTTP_LISTEN=f"127.0.0.1:{http_port}",
-                   HSMCA_HTTP_PUBLIC_BASE_URL=f"http://127.0.0.1:{http_port}",
-                   HSMCA_JOBS_POLL_SECONDS="0.1", **extra)
-        self.log = state / f"serve-{time.monotonic_ns()}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--workers", "2"], env=env,
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=REPO,
-            start_new_session=True)
-        self.target = f"127.0.0.1:{grpc_port}"
-        deadline = time.monotonic() + 60
-        while "worker process(es)" not in self.log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(self.log.read_text())
-            time.sleep(0.1)
-
-    def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
-
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("lifecycle-state")
-    subprocess.run([str(REPO / "softhsm" / "init-tokens.sh"), str(state / "softhsm")],
-                   check=True, stdout=subprocess.DEVNULL)
-    return state
+    return init_state(tmp_path_factory.mktemp("lifecycle-state"))
 
 
 def _csr(cn: str) -> str:
@@ -81,9 +34,10 @@ def _csr(cn: str) -> str:
 
 
 def test_job_pending_at_kill9_is_issued_once_after_restart(state: Path) -> None:
-    grpc_port, http_port = _free_port(), _free_port()
+    grpc_port, http_port = free_port(), free_port()
     # 1. Job thread off: the job stays PENDING until the kill.
-    first = Serve(state, grpc_port, http_port, HSMCA_JOBS_ENABLED="false")
+    first = ServeProcess(state, workers=2, grpc_port=grpc_port, http_port=http_port,
+                         HSMCA_JOBS_POLL_SECONDS="0.1", HSMCA_JOBS_ENABLED="false")
     try:
         with grpc.insecure_channel(first.target) as ch:
             stub = private_ca_pb2_grpc.PrivateCaStub(ch)
@@ -103,7 +57,8 @@ def test_job_pending_at_kill9_is_issued_once_after_restart(state: Path) -> None:
     finally:
         first.kill9()
     # 2. Restart normally (two workers race for the job); it is issued exactly once.
-    second = Serve(state, grpc_port, http_port)
+    second = ServeProcess(state, workers=2, grpc_port=grpc_port, http_port=http_port,
+                          HSMCA_JOBS_POLL_SECONDS="0.1")
     try:
         with grpc.insecure_channel(second.target) as ch:
             stub = private_ca_pb2_grpc.PrivateCaStub(ch)

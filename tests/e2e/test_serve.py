@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,79 +12,24 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_support import REPO, ServeProcess, free_port, init_state, serve_env
 
 from service.gen.hsmca.v1 import private_ca_pb2, private_ca_pb2_grpc
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(state: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HSMCA_") and k != "SOFTHSM2_CONF"}
-    env["HSMCA_STATE_DIR"] = str(state)
-    # Each server also binds the CRL HTTP port (issue 4): a free one, so servers coexist.
-    env["HSMCA_HTTP_LISTEN"] = f"127.0.0.1:{_free_port()}"
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("serve-state")
-    subprocess.run([str(REPO / "softhsm" / "init-tokens.sh"), str(state / "softhsm")],
-                   check=True, stdout=subprocess.DEVNULL)
-    return state
-
-
-class Server:
-    def __init__(self, state: Path, workers: int) -> None:
-        self.port = _free_port()
-        self.log = state / f"serve-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)],
-            env=_env(state, HSMCA_GRPC_LISTEN=f"127.0.0.1:{self.port}"),
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=REPO,
-        )
-        self.target = f"127.0.0.1:{self.port}"
-
-    def wait_serving(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited early:\n{self.log.read_text()}")
-            try:
-                with grpc.insecure_channel(self.target) as ch:
-                    resp = health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(service="hsmca.v1.PrivateCa"), timeout=1)
-                    # The supervisor logs once every worker serves.
-                    if (resp.status == health_pb2.HealthCheckResponse.SERVING
-                            and "worker process(es)" in self.log.read_text()):
-                        return
-            except grpc.RpcError:
-                time.sleep(0.2)
-        raise AssertionError(f"not serving after {timeout}s:\n{self.log.read_text()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
+    return init_state(tmp_path_factory.mktemp("serve-state"))
 
 
 @pytest.fixture(scope="module")
-def server(state: Path) -> Iterator[Server]:
-    srv = Server(state, workers=2)
-    srv.wait_serving()
+def server(state: Path) -> Iterator[ServeProcess]:
+    srv = ServeProcess(state, workers=2)
     yield srv
     srv.stop()
 
 
-def test_two_workers_share_the_port_and_answer(server: Server) -> None:
+def test_two_workers_share_the_port_and_answer(server: ServeProcess) -> None:
     log = server.log.read_text()
     assert "2 worker process(es)" in log
     # New connections are spread over the workers by the kernel; every one answers.
@@ -98,13 +40,12 @@ def test_two_workers_share_the_port_and_answer(server: Server) -> None:
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_migrated_database_lives_under_the_state_dir(server: Server, state: Path) -> None:
+def test_migrated_database_lives_under_the_state_dir(server: ServeProcess, state: Path) -> None:
     assert (state / "hsmca.db").is_file()
 
 
 def test_sigterm_drains_an_in_flight_call(state: Path) -> None:
-    srv = Server(state, workers=1)
-    srv.wait_serving()
+    srv = ServeProcess(state, workers=1)
     result: dict[str, object] = {}
 
     def slow_call() -> None:
@@ -137,7 +78,7 @@ def test_sigterm_drains_an_in_flight_call(state: Path) -> None:
 def _serve_once(state: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "service.cli", "serve", "--workers", "1"],
-        env=_env(state, HSMCA_GRPC_LISTEN=f"127.0.0.1:{_free_port()}", **env),
+        env=serve_env(state, HSMCA_GRPC_LISTEN=f"127.0.0.1:{free_port()}", **env),
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )
 
@@ -154,7 +95,7 @@ def test_wrong_pin_is_a_clear_error(state: Path, tmp_path: Path) -> None:
         [sys.executable, "-c",
          "from service.cli import _preflight; from service.config import load_config; "
          "_preflight(load_config()); print('login ok')"],
-        env=_env(state), capture_output=True, text=True, timeout=60, cwd=REPO)
+        env=serve_env(state), capture_output=True, text=True, timeout=60, cwd=REPO)
     assert "login ok" in check.stdout, check.stderr
 
 
@@ -178,7 +119,8 @@ def test_migrate_command_brings_a_new_database_to_head(tmp_path: Path) -> None:
     from service.storage.db import create_engine_for, current_revision, head_revision
 
     out = subprocess.run([sys.executable, "-m", "service.cli", "migrate"],
-                         env=_env(tmp_path), capture_output=True, text=True, timeout=60, cwd=REPO)
+                         env=serve_env(tmp_path), capture_output=True, text=True, timeout=60,
+                         cwd=REPO)
     assert out.returncode == 0, out.stderr
     engine = create_engine_for(f"sqlite:///{tmp_path / 'hsmca.db'}")
     try:

@@ -1,0 +1,92 @@
+"""`hsmca serve` as a subprocess with its own state dir, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def init_state(state: Path) -> Path:
+    """Create the SoftHSM tokens under state/softhsm, as `make serve` does under var/."""
+    subprocess.run([str(REPO / "softhsm" / "init-tokens.sh"), str(state / "softhsm")],
+                   check=True, stdout=subprocess.DEVNULL)
+    return state
+
+
+def serve_env(state: Path, **extra: str) -> dict[str, str]:
+    """This environment without HSMCA_* and SOFTHSM2_CONF, pointed at ``state``.
+
+    The server then finds its tokens through the embedded defaults under the state dir, as
+    a user's would. The CRL HTTP port is a free one unless given, so servers coexist.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HSMCA_") and k != "SOFTHSM2_CONF"}
+    env["HSMCA_STATE_DIR"] = str(state)
+    env["HSMCA_HTTP_LISTEN"] = f"127.0.0.1:{free_port()}"
+    env.update(extra)
+    return env
+
+
+class ServeProcess:
+    """`python -m service.cli serve` in its own process group (so kill -9 takes all)."""
+
+    def __init__(self, state: Path, *, workers: int, grpc_port: int | None = None,
+                 http_port: int | None = None, **extra: str) -> None:
+        self.grpc_port = grpc_port or free_port()
+        self.http_port = http_port or free_port()
+        self.target = f"127.0.0.1:{self.grpc_port}"
+        self.log = state / f"serve-{time.monotonic_ns()}.log"
+        env = serve_env(state, HSMCA_GRPC_LISTEN=self.target,
+                        HSMCA_HTTP_LISTEN=f"127.0.0.1:{self.http_port}",
+                        HSMCA_HTTP_PUBLIC_BASE_URL=f"http://127.0.0.1:{self.http_port}", **extra)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)],
+            env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=REPO,
+            start_new_session=True)
+        self._wait_serving()
+
+    def _wait_serving(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited early:\n{self.log.read_text()}")
+            try:
+                with grpc.insecure_channel(self.target) as ch:
+                    resp = health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(service="hsmca.v1.PrivateCa"), timeout=1)
+                    # The supervisor logs once every worker serves.
+                    if (resp.status == health_pb2.HealthCheckResponse.SERVING
+                            and "worker process(es)" in self.log.read_text()):
+                        return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"not serving after {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> int:
+        """SIGTERM (drain) and wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def kill9(self) -> None:
+        """SIGKILL the supervisor and every worker at once."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
