@@ -108,8 +108,12 @@ class App:
 
     def close(self) -> None:
         """Close token sessions (logging out) and dispose of database connections."""
+        from service.storage.group_commit import group_committer
+
         self.hsm_token.close()
         self.software_token.close()
+        # The committer holds a connection for the process lifetime; hand it back first.
+        group_committer(self.engine).close()
         self.engine.dispose()
 
 
