@@ -15,10 +15,17 @@ free. Two measures, neither of which weakens durability:
 - :class:`GroupCommitter`: operations submitted by concurrent request threads of one process
   run in one transaction and share one commit. Each caller returns only after the commit
   that contains its operation, so "committed before the token signs" holds per request.
+  ``run_many`` submits several operations that share one transaction (a batch of
+  issuances: two commits for all of them).
 
 An operation that raises is reported to its caller only: the batch is rolled back and run
 again without it (operations are plain SQL on a connection, so re-running them after a
 rollback is safe).
+
+Wake-ups are counted, because each costs a pair of context switches (~40% of a busy worker's
+CPU went to futex wake/wait in the kernel when every commit woke every waiting thread): a
+caller sleeps on its own lock, released once -- by the leader whose commit finished the
+caller's operations, or to hand the caller the lead. Nobody else is woken.
 """
 
 from __future__ import annotations
@@ -28,11 +35,12 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from _thread import allocate_lock as _allocate_lock
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, RootTransaction, exc
 from sqlalchemy.engine import make_url
 
 __all__ = ["BATCH_SCRATCH", "GroupCommitter", "WriteGate", "group_committer", "write_gate"]
@@ -56,19 +64,34 @@ class WriteGate:
         self._pid = os.getpid()
         self._depth = 0
 
+    def acquire(self) -> None:
+        """Take the gate (reentrant within a thread); pair with :meth:`release`."""
+        self._lock.acquire()
+        try:
+            if self._depth == 0:
+                self._lock_file()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth += 1
+
+    def release(self) -> None:
+        """Give back one :meth:`acquire`."""
+        self._depth -= 1
+        try:
+            if self._depth == 0:
+                self._unlock_file()
+        finally:
+            self._lock.release()
+
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """Hold the gate (reentrant within a thread)."""
-        with self._lock:
-            if self._depth == 0:
-                self._lock_file()
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._unlock_file()
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
     def _lock_file(self) -> None:
         if self._path is None:
@@ -84,15 +107,33 @@ class WriteGate:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
-class _Pending(Generic[T]):
-    """One submitted operation and, once its batch committed, its result or error."""
+class _Caller:
+    """One call of run/run_many: its own wake-up lock and how many operations are left.
 
-    __slots__ = ("done", "error", "op", "result")
+    The lock is taken when created and released exactly once: by the leader that finished
+    the caller's last operation, or by the leader handing leadership to this caller. So a
+    commit wakes only the threads whose operations it contained (no ``notify_all`` herd).
+    """
 
-    def __init__(self, op: Callable[[Connection], T]) -> None:
+    __slots__ = ("lead", "left", "wake")
+
+    def __init__(self, operations: int) -> None:
+        self.left = operations  # changed by the leader only
+        self.lead = False
+        self.wake = _allocate_lock()
+        self.wake.acquire()
+
+
+class _Pending:
+    """One submitted operation and, once finished, its result or error."""
+
+    __slots__ = ("caller", "done", "error", "op", "result")
+
+    def __init__(self, op: Callable[[Connection], Any], caller: _Caller) -> None:
         self.op = op
+        self.caller = caller
         self.done = False
-        self.result: T | None = None
+        self.result: Any = None
         self.error: BaseException | None = None
 
 
@@ -105,117 +146,225 @@ class GroupCommitter:
         self._engine = engine
         self._gate = gate
         self._max_batch = max_batch
-        self._queue: list[_Pending[Any]] = []
-        # Guards the queue and the leader flag; waiters sleep on it until their operation
-        # is done or nobody leads. (A plain lock that every waiter had to take in turn kept
-        # threads whose operation was already committed queued behind the next commits.)
-        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[_Pending] = []
+        # Guards the queue and the leader flag (held briefly; nobody waits on it).
+        self._mutex = threading.Lock()
         self._leading = False
         # Held by the leader while it commits (and by close()).
         self._commit_lock = threading.Lock()
         # Held for the process lifetime (used under the commit lock only): a pool checkout
         # and its reset-on-return ROLLBACK per batch cost more than the batch's INSERT.
         self._conn: Connection | None = None
+        self._trans: RootTransaction | None = None
         self._pid = os.getpid()
         self.commits = 0  # transactions committed (for tests and benchmarks)
         self.operations = 0  # operations committed
 
     def run(self, op: Callable[[Connection], T]) -> T:
         """Run ``op(conn)`` in a transaction; return once that transaction has committed."""
-        mine: _Pending[T] = _Pending(op)
-        with self._cond:
-            self._queue.append(mine)
+        ((result, error),) = self._submit([op])
+        if error is not None:
+            raise error
+        return result  # type: ignore[no-any-return]
+
+    def run_many(
+        self, ops: Sequence[Callable[[Connection], Any]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Run every op in one transaction (unless one fails); ``(result, error)`` per op.
+
+        Returns once the transaction containing them has committed. An op that raises is
+        left out and the rest run again without it (its error is in its tuple); the ops
+        are never split across transactions otherwise.
+        """
+        if not ops:
+            return []
+        outcomes = self._submit(ops)
+        for _, error in outcomes:
+            if error is not None and not isinstance(error, Exception):
+                raise error  # KeyboardInterrupt and the like are not outcomes
+        return outcomes
+
+    def _submit(
+        self, ops: Sequence[Callable[[Connection], Any]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        me = _Caller(len(ops))
+        mine = [_Pending(op, me) for op in ops]
+        with self._mutex:
+            self._queue.extend(mine)
             # One leader at a time commits everything queued so far: while one batch
             # commits, the next one gathers, and the next leader commits it for all of them.
-            while self._leading and not mine.done:
-                self._cond.wait()
-            if not mine.done:
-                self._leading = True
-        if not mine.done:
-            self._lead(mine)
-        if mine.error is not None:
-            raise mine.error
-        return mine.result  # type: ignore[return-value]  # set by _commit when no error
+            if not self._leading:
+                self._leading = me.lead = True
+        if not me.lead:
+            me.wake.acquire()  # until our operations are done, or we are handed the lead
+        if me.left:
+            self._lead(me, mine)
+        return [(p.result, p.error) for p in mine]
 
-    def _lead(self, mine: _Pending[Any]) -> None:
-        """Commit batches until ``mine`` is done, then hand leadership on."""
+    def _lead(self, me: _Caller, mine: list[_Pending]) -> None:
+        """Commit batches until ``me``'s operations are done, then hand leadership on."""
+        finished: list[_Caller] = []
         try:
             with self._commit_lock:
-                while not mine.done:
-                    self._commit()
-                    with self._cond:
-                        self._cond.notify_all()  # the batch's callers may go on
-        except BaseException:
-            # Not even taken (the gate failed): it must never run after we raised.
-            with self._cond:
-                if not mine.done and mine in self._queue:
-                    self._queue.remove(mine)
-            raise
+                while me.left:
+                    taken: list[_Pending] = []
+                    try:
+                        self._commit(taken)
+                    finally:
+                        finished = self._finish(taken, me)
+                    if me.left:
+                        self._wake(finished)
+                        finished = []
+        except BaseException as e:
+            # Ours not even taken (the gate failed): they must never run after we return,
+            # and their callers learn why (taken ones already carry the error).
+            with self._mutex:
+                for p in mine:
+                    if not p.done and p in self._queue:
+                        self._queue.remove(p)
+                        p.result, p.error, p.done = None, e, True
+            if not isinstance(e, Exception):
+                raise
         finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()  # one waiter whose operation is queued leads next
+            with self._mutex:
+                if self._queue:
+                    # The oldest queued caller leads next; only that thread is woken.
+                    successor = self._queue[0].caller
+                    successor.lead = True
+                    successor.wake.release()
+                else:
+                    self._leading = False
+            self._wake(finished)
 
-    def _take(self) -> list[_Pending[Any]]:
-        with self._cond:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
-        return batch
+    @staticmethod
+    def _finish(taken: list[_Pending], me: _Caller) -> list[_Caller]:
+        """Count finished operations; the callers (other than ``me``) now all done."""
+        finished = []
+        for p in taken:
+            caller = p.caller
+            caller.left -= 1
+            if not caller.left and caller is not me:
+                finished.append(caller)
+        return finished
 
-    def _commit(self) -> None:
-        batch: list[_Pending[Any]] = []
+    @staticmethod
+    def _wake(callers: list[_Caller]) -> None:
+        for caller in callers:
+            caller.wake.release()
+
+    def _take(self, taken: list[_Pending]) -> None:
+        with self._mutex:
+            queue = self._queue
+            n = min(self._max_batch, len(queue))
+            # A run_many call's operations stay in one transaction.
+            while 0 < n < len(queue) and queue[n].caller is queue[n - 1].caller:
+                n += 1
+            taken.extend(queue[:n])
+            del queue[:n]
+
+    def _commit(self, taken: list[_Pending]) -> None:
+        """Take a batch into ``taken`` and commit it; every taken operation ends done."""
+        self._gate.acquire()
         try:
-            with self._gate.held():
-                # The batch is taken once the gate is ours: whatever queued while another
-                # process held it (most of a busy gate's wait) shares this commit too.
-                batch = self._take()
-                while batch:
-                    failed = self._try(batch)
-                    if failed is None:
-                        self.commits += 1
-                        self.operations += len(batch)
-                        for p in batch:
-                            p.done = True
-                        return
-                    # Only the failing operation's caller sees its error; the rest run again.
-                    batch = [p for p in batch if p is not failed]
+            # The batch is taken once the gate is ours: whatever queued while another
+            # process held it (most of a busy gate's wait) shares this commit too.
+            self._take(taken)
+            batch = taken
+            while batch:
+                failed = self._try(batch)
+                if failed is None:
+                    self.commits += 1
+                    self.operations += len(batch)
+                    for p in batch:
+                        p.done = True
+                    return
+                # Only the failing operation's caller sees its error; the rest run again.
+                batch = [p for p in batch if p is not failed]
         except BaseException as e:
             # The commit itself (or the gate) failed: nobody in the batch is durable.
-            for p in batch:
+            for p in taken:
                 if not p.done:
                     p.result, p.error, p.done = None, e, True
             raise
+        finally:
+            self._gate.release()
 
-    def _try(self, batch: list[_Pending[Any]]) -> _Pending[Any] | None:
+    def _try(self, batch: list[_Pending]) -> _Pending | None:
         """Run the batch in one transaction; the operation that raised, or None if committed."""
-        current: _Pending[Any] | None = None
-        conn = self._connection()
+        conn, trans = self._transaction()
+        info = conn.info
+        info[BATCH_SCRATCH] = {}
+        current: _Pending | None = None
         try:
-            with conn.begin():
-                conn.info[BATCH_SCRATCH] = {}
-                for p in batch:
-                    current = p
-                    p.result = p.op(conn)
-                current = None
-        except Exception as e:
+            for p in batch:
+                current = p
+                p.result = p.op(conn)
+            current = None
+            self._commit_transaction(conn, trans)
+        except BaseException as e:
             if current is None:
                 self._drop_connection()  # the commit failed: start afresh next time
+                raise
+            self._rollback(trans)
+            if not isinstance(e, Exception):
                 raise
             current.result, current.error, current.done = None, e, True
             return current
         finally:
-            conn.info.pop(BATCH_SCRATCH, None)
+            info.pop(BATCH_SCRATCH, None)
         return None
 
+    # The held connection stays in one SQLAlchemy transaction (RootTransaction) across
+    # batches, and each batch ends with the DBAPI connection's own commit(): the DBAPI
+    # (pysqlite, psycopg) begins its next transaction implicitly at the next statement, and
+    # SQLAlchemy's begin emits nothing for them, so this is the same SQL as
+    # ``with conn.begin()`` per batch without SQLAlchemy's per-transaction bookkeeping. The
+    # operations see an ordinary Connection in a transaction. A failed batch is rolled back
+    # through SQLAlchemy, which then begins a new transaction for the next one.
+
+    def _transaction(self) -> tuple[Connection, RootTransaction]:
+        conn = self._connection()
+        trans = self._trans
+        if trans is None or not trans.is_active or conn.get_transaction() is not trans:
+            if conn.in_transaction():
+                conn.rollback()
+            trans = self._trans = conn.begin()
+        return conn, trans
+
+    @staticmethod
+    def _commit_transaction(conn: Connection, trans: RootTransaction) -> None:
+        if not trans.is_active or conn.get_transaction() is not trans:
+            raise exc.InvalidRequestError("an operation ended the group commit's transaction")
+        dbapi_connection = conn.connection.dbapi_connection
+        if dbapi_connection is None:
+            raise exc.ResourceClosedError("the group commit's connection is closed")
+        dialect = conn.dialect
+        error = dialect.loaded_dbapi.Error
+        try:
+            dbapi_connection.commit()
+        except error as e:
+            raise exc.DBAPIError.instance(None, None, e, error, dialect=dialect) from e
+
+    def _rollback(self, trans: RootTransaction) -> None:
+        self._trans = None
+        try:
+            trans.rollback()
+        except Exception:  # noqa: BLE001 - the connection is unusable: replace it
+            self._drop_connection()
+
     def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed or self._conn.invalidated or (
-                self._pid != os.getpid()):
-            self._conn = self._engine.connect()
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated or self._pid != os.getpid():
+            if conn is not None and self._pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    conn.close()
+            conn = self._conn = self._engine.connect()
+            self._trans = None
             self._pid = os.getpid()
-        return self._conn
+        return conn
 
     def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._trans = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()

@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import AlreadyExists, FailedPrecondition, NotFound
+from service.storage.prepared import Prepared
 from service.storage.schema import ca as ca_t
 from service.storage.schema import certificate as cert_t
 from service.storage.schema import certificate_tag as tag_t
@@ -205,13 +206,22 @@ class KmsCertificateRow:
 # --- conversions ---
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    # dataclasses.fields() rebuilds its tuple on every call; rows are converted per request.
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _values(row: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(row):
-        value = getattr(row, f.name)
+    out = {name: getattr(row, name) for name in _field_names(type(row))}
+    for name, value in out.items():
         if isinstance(value, Mapping):
-            value = dict(value)
-        out[f.name] = value
+            out[name] = dict(value)
     return out
 
 
@@ -223,8 +233,11 @@ def _ca_from(m: RowMapping) -> CaRow:
 
 
 def _cert_values(row: CertificateRow) -> dict[str, Any]:
-    d = _values(row)
+    d = {name: getattr(row, name) for name in _field_names(CertificateRow)}
     d["sans"] = [{"type": t, "value": v} for t, v in row.sans]
+    d["tags"] = dict(row.tags)
+    if isinstance(d["request"], Mapping):
+        d["request"] = dict(d["request"])
     return d
 
 
@@ -351,6 +364,20 @@ def get_ca_any_owner(conn: Connection, identifier: str) -> CaRow | None:
     return _ca_from(row._mapping) if row else None
 
 
+_CA_STATUS = Prepared(select(ca_t.c.status).where(ca_t.c.identifier == bindparam("identifier")))
+
+
+def ca_status(conn: Connection, identifier: str) -> str | None:
+    """The CA's status (RESERVED, ISSUE, REVOKE, FAILED), or None if there is no such CA.
+
+    Not owner-scoped: for the issuance path, which has already found the CA for its owner
+    and re-reads its status inside the reservation's write transaction (prepared: it runs
+    once per group-commit batch).
+    """
+    status: str | None = _CA_STATUS.scalar(conn, {"identifier": identifier})
+    return status
+
+
 def list_cas(
     conn: Connection,
     owner: str,
@@ -455,21 +482,23 @@ def _replace_tags(conn: Connection, identifier: str, tags: Mapping[str, str]) ->
         )
 
 
-_INSERT_CERTIFICATE = insert(cert_t)
+# Every column (CertificateRow has one field per column). Prepared: this runs once per
+# issued certificate, and conn.execute's machinery costs several times SQLite's own work
+# (see service/storage/prepared.py).
+_INSERT_CERTIFICATE = Prepared(insert(cert_t))
+_INSERT_TAG = Prepared(insert(tag_t))
 
 
 def _insert_certificate(conn: Connection, row: CertificateRow) -> None:
-    # Parameters passed to a prebuilt statement: ``insert().values(dict)`` re-coerces every
-    # column and rebuilds the cache key per call (~0.3 ms; this runs once per certificate).
     try:
-        conn.execute(_INSERT_CERTIFICATE, _cert_values(row))
+        _INSERT_CERTIFICATE.execute(conn, _cert_values(row))
     except IntegrityError as e:
         _raise_already_exists(e, "certificate")
         raise
     if row.tags:
         # A new row has no tags yet, so nothing to delete first.
-        conn.execute(
-            insert(tag_t),
+        _INSERT_TAG.executemany(
+            conn,
             [
                 {"certificate_identifier": row.identifier, "tag_key": k, "tag_value": v}
                 for k, v in row.tags.items()
@@ -541,8 +570,8 @@ def reserve_claimed(conn: Connection, row: CertificateRow, worker_id: str) -> No
         )
 
 
-# Prebuilt with bind parameters (runs once per certificate; see _insert_certificate).
-_MARK_ISSUED = (
+# Prepared with bind parameters (runs once per certificate; see _insert_certificate).
+_MARK_ISSUED = Prepared(
     update(cert_t)
     .where(cert_t.c.identifier == bindparam("b_identifier"), cert_t.c.status == "RESERVED")
     .values(
@@ -563,12 +592,12 @@ def mark_issued(
     now: dt.datetime | None = None,
 ) -> None:
     """Record the signed certificate; only from RESERVED (FailedPrecondition otherwise)."""
-    result = conn.execute(
-        _MARK_ISSUED,
+    rowcount = _MARK_ISSUED.execute(
+        conn,
         {"b_identifier": identifier, "b_certificate": certificate_der,
          "b_updated_at": now or utc_now()},
     )
-    if result.rowcount != 1:
+    if rowcount != 1:
         raise FailedPrecondition(
             f"certificate {identifier} is not RESERVED", reason="IncorrectStatus.Certificate"
         )
@@ -930,6 +959,7 @@ __all__ = [
     "KmsCertificateRow",
     "Page",
     "RevokedEntry",
+    "ca_status",
     "claim_pending",
     "delete_certificate",
     "delete_kms_certificate",

@@ -64,6 +64,21 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
             return value.replace(tzinfo=None)
         return value
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """SQLAlchemy's processor; on SQLite one function doing the same (~3x faster).
+
+        Five of these run per issued certificate. The fast one is used only if it gives
+        exactly SQLAlchemy's text for probe values (else SQLAlchemy's own is kept).
+        """
+        standard = super().bind_processor(dialect)
+        if dialect.name != "sqlite" or standard is None:
+            return standard
+        try:
+            same = all(_sqlite_utc_text(v) == standard(v) for v in _PROBES)
+        except Exception:  # noqa: BLE001 - any doubt: keep SQLAlchemy's processor
+            same = False
+        return _sqlite_utc_text if same else standard
+
     def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> Any:
         """Return aware UTC; naive values read back are UTC by construction."""
         if value is None:
@@ -71,6 +86,31 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+_UTC = dt.UTC
+_PROBES = (
+    None,
+    dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=_UTC),
+    dt.datetime(2026, 12, 31, 23, 59, 59, tzinfo=_UTC),
+    dt.datetime(999, 1, 1, tzinfo=_UTC),
+    dt.datetime(2026, 6, 1, 1, 30, 0, 123456,
+                tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+    dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-8))),
+)
+
+
+def _sqlite_utc_text(value: dt.datetime | None) -> str | None:
+    """UtcDateTime's process_bind_param + SQLite DATETIME's default storage format."""
+    if value is None:
+        return None
+    if value.tzinfo is not _UTC:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC datetime")
+        value = value.astimezone(_UTC)
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - fastest here
+        value.year, value.month, value.day, value.hour, value.minute, value.second,
+        value.microsecond)
 
 
 # Sizes: identifiers are UUID strings (36); owners follow policy.default_owner's rule (64);
