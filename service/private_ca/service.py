@@ -38,7 +38,7 @@ from typing import Any
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine
 
 from hsm.errors import HsmError, MechanismUnavailable, TokenUnavailable
 from hsm.keys import KeySpec, destroy_key, generate_key_pair
@@ -87,6 +87,7 @@ from service.pki.validity import (
 )
 from service.pki.verify import verify_certificate
 from service.private_ca import jobs
+from service.private_ca.batch import Batcher
 from service.private_ca.jobs import JobLease
 from service.private_ca.requests import (
     ApiPassthrough,
@@ -108,7 +109,6 @@ from service.private_ca.requests import (
 from service.storage import repo
 from service.storage.group_commit import BATCH_SCRATCH, group_committer, write_gate
 from service.storage.repo import CaRow, CertificateRow, serial_hex
-from service.storage.schema import ca as ca_table
 from service.token_signer import TokenSigner
 
 __all__ = ["PrivateCaService", "utc_now"]
@@ -209,6 +209,7 @@ class PrivateCaService:
         # SQLite's busy handler does not sleep); hot-path writes share commits.
         self._gate = write_gate(engine)
         self._committer = group_committer(engine)
+        self._batcher = Batcher(self._committer.run_many, token_error=_token_error)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -621,7 +622,17 @@ class PrivateCaService:
 
     def _issue(self, owner: str, ca: CaRow, ctx: _CaContext, plan: _LeafPlan,
                job: JobLease | None = None) -> IssuedCertificate:
-        """Steps 2b-10 for a validated plan."""
+        """Steps 2b-10 for a validated plan: prepared here, steps 6-10 batched (batch.py)."""
+        prepared = self._prepare(owner, ca, ctx, plan, job)
+        cert = self._batcher.issue(prepared)
+        # Step 10: the certificate, and the chain up to the root for immediately = 2.
+        chain = ctx.certificate_pem + ctx.chain_above_pem if plan.common.immediately == 2 else ""
+        return IssuedCertificate(prepared.row.identifier, _pem(cert),
+                                 prepared.row.serial or "", chain)
+
+    def _prepare(self, owner: str, ca: CaRow, ctx: _CaContext, plan: _LeafPlan,
+                 job: JobLease | None) -> _Prepared:
+        """Steps 2b-5: the key (if system-generated), serial, TBS and lint; the row to store."""
         issuer = ctx.issuer_with_crl if plan.common.enable_crl else ctx.issuer
         assert issuer is not None  # _issuing_ca refused enable_crl without a CRL issuer
         # A job (issue 4) already has its row, PENDING and leased to us: it keeps its id.
@@ -652,7 +663,6 @@ class PrivateCaService:
                 criticals=plan.criticals, enable_crl=plan.common.enable_crl))
             # Step 5: our own RFC 5280 checks before the token is asked (invariant 4).
             lint_tbs(tbs, issuer)
-            # Step 6: reserve (issuer, serial) and store the exact TBS (invariant 2).
             now = self._now()
             row = CertificateRow(
                 identifier=identifier, owner=owner, issuer_identifier=ca.identifier,
@@ -667,31 +677,55 @@ class PrivateCaService:
                 custom_identifier=plan.custom_identifier, tags=dict(plan.common.tags),
                 resource_group_id=plan.common.resource_group_id or None,
                 enable_crl=plan.common.enable_crl)
-            # Committed (group commit with concurrent requests) before the token signs.
-            self._committer.run(functools.partial(
-                _reserve, row, job.worker_id if job is not None else None, ca.identifier))
         except BaseException:
             if key_id is not None and placement is not None:
                 _destroy_quietly(placement[0], key_id)
             raise
-        try:
-            # Step 7: sign in the token.
-            signature = ctx.signer.sign(tbs)
-            # Step 8: assemble and verify against the CA's public key (invariant 3).
-            cert = assemble_certificate(tbs, issuer.signature_algorithm_der, signature)
-            verify_certificate(cert, issuer.public_key_info)
-        except Exception as e:
-            # The row stays (FAILED, with its serial and TBS): revocable, never silent.
-            with self._write() as conn:
-                repo.mark_failed(conn, identifier, f"{type(e).__name__}: {e}")
-            if key_id is not None and placement is not None:
-                _destroy_quietly(placement[0], key_id)
-            raise _token_error(e) from e
+        return _Prepared(row=row, issuer=issuer, signer=ctx.signer, clock=self._now,
+                         job_worker_id=job.worker_id if job is not None else None,
+                         key_token=placement[0] if key_id is not None and placement else None,
+                         key_id=key_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """Steps 6-9 of one issuance, as batch.Batcher runs them."""
+
+    row: CertificateRow  # RESERVED, with the exact TBS
+    issuer: Issuer
+    signer: TokenSigner
+    clock: Callable[[], dt.datetime]
+    job_worker_id: str | None
+    key_token: Token | None  # a system-generated key to destroy if issuance fails
+    key_id: bytes | None
+
+    def reserve_op(self) -> Callable[[Connection], None]:
+        # Step 6: reserve (issuer, serial) and store the exact TBS (invariant 2).
+        return functools.partial(_reserve, self.row, self.job_worker_id,
+                                 self.row.issuer_identifier)
+
+    def sign_and_verify(self) -> bytes:
+        assert self.row.tbs is not None
+        # Step 7: sign in the token. Step 8: assemble, verify against the CA key (invariant 3).
+        signature = self.signer.sign(self.row.tbs)
+        cert = assemble_certificate(self.row.tbs, self.issuer.signature_algorithm_der,
+                                    signature)
+        verify_certificate(cert, self.issuer.public_key_info)
+        return cert
+
+    def record_op(self, certificate: bytes) -> Callable[[Connection], None]:
         # Step 9: record the certificate (committed before it is returned).
-        self._committer.run(lambda conn: repo.mark_issued(conn, identifier, cert))
-        # Step 10: the certificate, and the chain up to the root for immediately = 2.
-        chain = ctx.certificate_pem + ctx.chain_above_pem if plan.common.immediately == 2 else ""
-        return IssuedCertificate(identifier, _pem(cert), serial_hex(serial), chain)
+        identifier = self.row.identifier
+        return lambda conn: repo.mark_issued(conn, identifier, certificate)
+
+    def failed_op(self, error: BaseException) -> Callable[[Connection], bool]:
+        # The row stays (FAILED, with its serial and TBS): revocable, never silent.
+        identifier, reason = self.row.identifier, f"{type(error).__name__}: {error}"
+        return lambda conn: repo.mark_failed(conn, identifier, reason, now=self.clock())
+
+    def release(self) -> None:
+        if self.key_token is not None and self.key_id is not None:
+            _destroy_quietly(self.key_token, self.key_id)
 
 
 # --- module helpers ----------------------------------------------------------------------
@@ -720,9 +754,6 @@ def _ca_subject(s: SubjectFields) -> asn1_x509.Name:
                       s.locality)
 
 
-_CA_STATUS = select(ca_table.c.status).where(ca_table.c.identifier == bindparam("identifier"))
-
-
 def _reserve(row: CertificateRow, job_worker_id: str | None, ca_identifier: str,
              conn: Connection) -> None:
     """Step 6 in a write transaction: the reservation, then the CA's current status."""
@@ -736,7 +767,7 @@ def _reserve(row: CertificateRow, job_worker_id: str | None, ca_identifier: str,
     scratch: dict[Any, Any] = conn.info.get(BATCH_SCRATCH, {})
     status = scratch.get(("ca_status", ca_identifier))
     if status is None:
-        status = conn.execute(_CA_STATUS, {"identifier": ca_identifier}).scalar_one()
+        status = repo.ca_status(conn, ca_identifier)
         scratch[("ca_status", ca_identifier)] = status
     if status != "ISSUE":
         raise FailedPrecondition(f"the issuing CA is {status}, not ISSUE",
@@ -754,15 +785,33 @@ def _rdn_der(field: str, value: str) -> bytes:
     return name_der[start:]
 
 
+_CN_ATV_OID = bytes.fromhex("0603550403")  # id-at-commonName
+_UB_COMMON_NAME = 64  # RFC 5280 Appendix A
+
+
+def _cn_rdn_der(cn: str) -> bytes:
+    """The commonName RDN; plain ASCII CNs are encoded here, the rest by build_name."""
+    # Every certificate has its own CN, so _rdn_der's cache does not help, and build_name
+    # costs ~60 us. This is the encoding build_name gives for such a value (UTF8String,
+    # X.690 DER), checked against it by tests; anything else takes build_name's checks.
+    if (0 < len(cn) <= _UB_COMMON_NAME and cn.isascii() and cn.isprintable()
+            and cn == cn.strip()):
+        value = cn.encode("ascii")
+        return der_tlv(0x31, der_tlv(0x30, _CN_ATV_OID + der_tlv(0x0C, value)))
+    return _rdn_der("common_name", cn)
+
+
 def _leaf_subject(s: SubjectFields, ca: CaRow, cn: str | None) -> bytes:
     """The end-entity subject: given fields, else the issuing CA's (API defaults)."""
     # The order of build_name: C, ST, L, O, OU, CN, each its own RDN.
     values = (("country", s.country or ca.country_code), ("state", s.state or ca.state),
               ("locality", s.locality or ca.locality),
               ("organization", s.organization or ca.organization),
-              ("organization_unit", s.organization_unit or ca.organization_unit),
-              ("common_name", cn))
-    return der_sequence(*(_rdn_der(f, v) for f, v in values if v))
+              ("organization_unit", s.organization_unit or ca.organization_unit))
+    rdns = [_rdn_der(f, v) for f, v in values if v]
+    if cn:
+        rdns.append(_cn_rdn_der(cn))
+    return der_sequence(*rdns)
 
 
 # RFC 5280 4.2.1.6 GeneralName IMPLICIT context tags (primitive): rfc822Name [1],

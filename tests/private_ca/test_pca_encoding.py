@@ -30,3 +30,21 @@ def test_leaf_subject_matches_build_name_with_ca_defaults() -> None:
     got = _leaf_subject(SubjectFields(organization_unit="IT", state="Shanghai"), ca, "h.test")
     want = build_name("h.test", "Org", "IT", "CN", "Shanghai", "杭州市").dump()
     assert got == bytes(want)
+
+
+def test_cn_fast_encoding_matches_build_name_and_defers_the_rest() -> None:
+    import pytest
+
+    from service.errors import InvalidArgument
+    from service.private_ca.service import _cn_rdn_der
+
+    def via_build_name(cn: str) -> bytes:
+        name = bytes(build_name(cn).dump())
+        return name[2:]  # the one RDN inside the short-form SEQUENCE header
+
+    for cn in ("a", "host-1.example.test", "x" * 64, "with inner spaces", "a(b)c=d?*",
+               "*.wild.example", "10.0.0.1", "ünïcode.example", "名字"):
+        assert _cn_rdn_der(cn) == via_build_name(cn), cn
+    for bad in ("x" * 65, " lead", "trail ", "tab\there", "del\x7f"):
+        with pytest.raises(InvalidArgument):
+            _cn_rdn_der(bad)
