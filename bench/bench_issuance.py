@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -84,72 +83,83 @@ def _make_csrs(algorithm: str) -> list[str]:
     return out
 
 
-def _client(target: str, sub_id: str, csrs: list[str], threads: int, start_at: float,
+def _client(target: str, sub_id: str, csrs: list[str], calls: int, start_at: float,
             seconds: float) -> ClientResult:
     """A client process (see _client_run); its errors cross back to the parent as text."""
     try:
-        return _client_run(target, sub_id, csrs, threads, start_at, seconds)
+        return _client_run(target, sub_id, csrs, calls, start_at, seconds)
     except BaseException as e:
         # gRPC errors hold locks and do not pickle: the pool would report only that.
         import traceback
         raise RuntimeError("".join(traceback.format_exception(e))) from None
 
 
-def _client_run(target: str, sub_id: str, csrs: list[str], threads: int, start_at: float,
+def _client_run(target: str, sub_id: str, csrs: list[str], calls: int, start_at: float,
                 seconds: float) -> ClientResult:
-    """A client process: ``threads`` blocking callers, each with one call in flight."""
+    """A client process: ``calls`` asyncio callers, each with one call in flight.
+
+    grpc.aio costs the client about half the CPU per call of blocking stubs in threads
+    (measured here: ~0.16 ms against ~0.3 ms), and the client shares the two cores with the
+    service, so a cheap client leaves the service what it would have in production.
+    """
+    import asyncio
+
     import grpc
 
     from service.gen.hsmca.v1 import private_ca_pb2 as pb
     from service.gen.hsmca.v1 import private_ca_pb2_grpc
 
-    # One channel, and one TCP connection, per thread: the kernel spreads connections over
-    # the workers (SO_REUSEPORT). Without a local subchannel pool, grpc shares one
-    # connection between all channels of a process to the same target, and with two client
-    # processes both connections land on the same worker half of the time.
-    options = [("grpc.use_local_subchannel_pool", 1)]
-    stubs = [private_ca_pb2_grpc.PrivateCaStub(grpc.insecure_channel(target, options=options))
-             for _ in range(threads)]
-    counts = [0] * threads
-    errors = [0] * threads
-    first: list[str] = []
-    stop_at = start_at + seconds
+    requests = [pb.CreateServerCertificateWithCsrRequest(
+        csr=csr, parent_identifier=sub_id, days=30, immediately=1) for csr in csrs]
 
-    def run(n: int) -> None:
-        stub, i = stubs[n], n
-        while time.time() < stop_at:
-            req = pb.CreateServerCertificateWithCsrRequest(
-                csr=csrs[i % len(csrs)], parent_identifier=sub_id, days=30, immediately=1)
-            i += threads
-            try:
-                stub.CreateServerCertificateWithCsr(req, timeout=30)
-                counts[n] += 1
-            except grpc.RpcError as e:
-                errors[n] += 1
-                if not first:
-                    first.append(f"{e.code()}: {e.details()}")
+    async def main() -> ClientResult:
+        # One channel, and one TCP connection, per caller: the kernel spreads connections
+        # over the workers (SO_REUSEPORT). Without a local subchannel pool, grpc shares one
+        # connection between all channels of a process to the same target, and with two
+        # client processes both connections land on the same worker half of the time.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(calls)]
+        stubs = [private_ca_pb2_grpc.PrivateCaStub(c) for c in channels]
+        counts = [0] * calls
+        errors = [0] * calls
+        first: list[str] = []
+        stop_at = start_at + seconds
 
-    for stub in stubs:  # connect before the clock starts
-        stub.DescribeCACertificateList(pb.DescribeCACertificateListRequest(), timeout=30)
-    time.sleep(max(0.0, start_at - time.time()))
-    cpu0, t0 = time.process_time(), time.monotonic()
-    pool = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return ClientResult(sum(counts), sum(errors), first[0] if first else "",
-                        time.monotonic() - t0, time.process_time() - cpu0)
+        async def run(n: int) -> None:
+            stub, i = stubs[n], n
+            while time.time() < stop_at:
+                req = requests[i % len(requests)]
+                i += calls
+                try:
+                    await stub.CreateServerCertificateWithCsr(req, timeout=30)
+                    counts[n] += 1
+                except grpc.RpcError as e:
+                    errors[n] += 1
+                    if not first:
+                        first.append(f"{e.code()}: {e.details()}")
+
+        for stub in stubs:  # connect before the clock starts
+            await stub.DescribeCACertificateList(pb.DescribeCACertificateListRequest(),
+                                                 timeout=30)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        cpu0, t0 = time.process_time(), time.monotonic()
+        await asyncio.gather(*(run(n) for n in range(calls)))
+        elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+        for c in channels:
+            await c.close()
+        return ClientResult(sum(counts), sum(errors), first[0] if first else "", elapsed, cpu)
+
+    return asyncio.run(main())
 
 
 def _issue_rate(ctx: Any, target: str, sub_id: str, csrs: list[str], concurrency: int,
                 clients: int, seconds: float) -> tuple[float, list[ClientResult]]:
-    threads = [concurrency // clients + (1 if i < concurrency % clients else 0)
-               for i in range(clients)]
+    calls = [concurrency // clients + (1 if i < concurrency % clients else 0)
+             for i in range(clients)]
     start_at = time.time() + 2.0  # every client connected and waiting
     with ctx.Pool(clients) as pool:
         results: list[ClientResult] = pool.starmap(
-            _client, [(target, sub_id, csrs, n, start_at, seconds) for n in threads])
+            _client, [(target, sub_id, csrs, n, start_at, seconds) for n in calls])
     elapsed = max(r.seconds for r in results)
     return sum(r.ok for r in results) / elapsed, results
 
