@@ -53,6 +53,10 @@ def der_tlv(tag: int, content: bytes) -> bytes:
     n = len(content)
     if n < 0x80:
         return bytes((tag, n)) + content
+    if n < 0x100:
+        return bytes((tag, 0x81, n)) + content
+    if n < 0x10000:
+        return bytes((tag, 0x82, n >> 8, n & 0xFF)) + content
     return bytes((tag,)) + der_length(n) + content
 
 
@@ -110,7 +114,11 @@ def der_time(value: datetime) -> bytes:
     if value.tzinfo is None:
         raise InvalidArgument("times must be timezone-aware (UTC)",
                               reason="InvalidParameter.Validity")
-    v = value.astimezone(UTC)
+    return _der_time_utc(value if value.tzinfo is UTC else value.astimezone(UTC))
+
+
+def _der_time_utc(v: datetime) -> bytes:
+    """der_time for a datetime whose tzinfo is UTC."""
     # RFC 5280 4.1.2.5.1/2: YYMMDDHHMMSSZ / YYYYMMDDHHMMSSZ, no fractional seconds.
     if v.year < _GENERALIZED_TIME_FROM:
         text = b"%02d%02d%02d%02d%02d%02dZ" % (v.year % 100, v.month, v.day, v.hour,
@@ -147,17 +155,27 @@ def read_tlv(data: bytes, offset: int = 0) -> tuple[int, int, int]:
 
 
 
-def der_children(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """The TLVs between start and end: (tag, TLV start, content start, content end)."""
-    out = []
-    pos = start
-    while pos < end:
+def read_child(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """read_tlv at ``pos`` for an element that must lie inside a parent ending at ``end``."""
+    if pos >= end:
+        raise ValueError("a required element is missing")
+    if end > len(der):
+        raise ValueError("truncated DER")
+    # read_tlv's checks, inlined for the DER walks that run on every certificate.
+    tag = der[pos]
+    if tag & 0x1F == 0x1F:
+        raise ValueError("multi-octet tags are not used here")
+    if pos + 1 >= end:
+        raise ValueError("child overruns its parent")
+    first = der[pos + 1]
+    if first < 0x80:
+        cstart = pos + 2
+        cend = cstart + first
+    else:
         tag, cstart, cend = read_tlv(der, pos)
-        if cend > end:
-            raise ValueError("child overruns its parent")
-        out.append((tag, pos, cstart, cend))
-        pos = cend
-    return out
+    if cend > end:
+        raise ValueError("child overruns its parent")
+    return tag, cstart, cend
 
 
 def _whole_tlv(data: bytes, tag: int, what: str) -> None:
@@ -252,13 +270,7 @@ def _spki_parts(spki: bytes) -> tuple[bytes, bytes, bytes]:
     return spki[alg_start:oid_end], spki[oid_end:alg_end], spki[bits_start:bits_end]
 
 
-def key_type_of(spki: bytes) -> KeyType:
-    """The key family named by a SubjectPublicKeyInfo's algorithm (RFC 5480 2.1.1)."""
-    try:
-        oid, params, _ = _spki_parts(spki)
-    except ValueError as e:
-        raise InvalidArgument(f"public key is not a valid SubjectPublicKeyInfo: {e}",
-                              reason="InvalidParameter.PublicKey") from e
+def _key_type(oid: bytes, params: bytes) -> KeyType:
     if oid == _OID_RSA:
         return KeyType.RSA
     if oid == _OID_EC_PUBLIC_KEY:
@@ -273,15 +285,34 @@ def key_type_of(spki: bytes) -> KeyType:
     return KeyType.OTHER
 
 
-def key_identifier(spki: bytes) -> bytes:
-    """RFC 5280 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING value."""
+def _checked_spki_parts(spki: bytes) -> tuple[bytes, bytes, bytes]:
     try:
-        _, _, bits = _spki_parts(spki)
+        return _spki_parts(spki)
     except ValueError as e:
         raise InvalidArgument(f"public key is not a valid SubjectPublicKeyInfo: {e}",
                               reason="InvalidParameter.PublicKey") from e
+
+
+def key_type_of(spki: bytes) -> KeyType:
+    """The key family named by a SubjectPublicKeyInfo's algorithm (RFC 5480 2.1.1)."""
+    oid, params, _ = _checked_spki_parts(spki)
+    return _key_type(oid, params)
+
+
+def _key_id(bits: bytes) -> bytes:
     # Key identifier, not a security use of SHA-1; bits[0] is the unused-bits octet.
     return hashlib.sha1(bits[1:], usedforsecurity=False).digest()
+
+
+def key_identifier(spki: bytes) -> bytes:
+    """RFC 5280 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING value."""
+    return _key_id(_checked_spki_parts(spki)[2])
+
+
+def key_type_and_identifier(spki: bytes) -> tuple[KeyType, bytes]:
+    """key_type_of and key_identifier with one parse of the SubjectPublicKeyInfo."""
+    oid, params, bits = _checked_spki_parts(spki)
+    return _key_type(oid, params), _key_id(bits)
 
 
 # --- extensions (RFC 5280 4.2) ----------------------------------------------------------
@@ -324,7 +355,14 @@ def ext_key_usage_extension(oids: tuple[str, ...], critical: bool) -> bytes:
 
 def subject_key_identifier_extension(ski: bytes) -> bytes:
     """subjectKeyIdentifier, non-critical (RFC 5280 4.2.1.2)."""
+    if len(ski) == 20:
+        return _SKI_EXTENSION_PREFIX + ski  # the SHA-1 identifiers of key_identifier
     return der_extension(OID_SUBJECT_KEY_IDENTIFIER, False, der_octet_string(ski))
+
+
+# SEQUENCE { extnID, OCTET STRING { OCTET STRING (20 octets) } }
+_SKI_EXTENSION_PREFIX = der_extension(OID_SUBJECT_KEY_IDENTIFIER, False,
+                                      der_octet_string(bytes(20)))[:-20]
 
 
 def authority_key_identifier_extension(ski: bytes) -> bytes:
@@ -352,6 +390,7 @@ def subject_alt_name_extension(general_names_der: bytes, critical: bool) -> byte
 
 
 _LEAF_BASIC_CONSTRAINTS = basic_constraints_extension(False)
+_NO_CRITICALS: frozenset[ExtensionName] = frozenset()
 _V3 = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT Version v3 (RFC 5280 4.1.2.1)
 EMPTY_NAME = b"\x30\x00"
 
@@ -365,10 +404,13 @@ def _to_der(value: x509.Name | x509.GeneralNames | bytes) -> bytes:
 
 def _utc(value: datetime) -> datetime:
     """Aware UTC datetime truncated to whole seconds, as it will be encoded."""
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is None:
         raise InvalidArgument("times must be timezone-aware (UTC)",
                               reason="InvalidParameter.Validity")
-    return value.astimezone(UTC).replace(microsecond=0)
+    if tz is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(microsecond=0) if value.microsecond else value
 
 
 @dataclass(frozen=True)
@@ -489,7 +531,7 @@ def _validity(issuer: Issuer | None, not_before: datetime, not_after: datetime) 
         if nb < issuer.not_before:
             raise InvalidArgument("notBefore is before the issuing CA's notBefore",
                                   reason="InvalidParameter.Validity")
-    return der_sequence(der_time(nb), der_time(na))
+    return der_sequence(_der_time_utc(nb), _der_time_utc(na))
 
 
 def _check_serial(serial: int) -> bytes:
@@ -512,10 +554,10 @@ def build_tbs(issuer: Issuer, req: IssuanceRequest) -> bytes:
     subject = _to_der(req.subject)
     _whole_tlv(subject, 0x30, "Subject")
     spki = req.public_key_info
-    key_type = key_type_of(spki)
+    key_type, ski = key_type_and_identifier(spki)
     serial_der = _check_serial(req.serial)
     validity = _validity(issuer, req.not_before, req.not_after)
-    ekus = tuple(eku_oid(e) for e in req.extended_key_usages)
+    ekus = tuple(eku_oid(e) for e in req.extended_key_usages) if req.extended_key_usages else ()
     if len(set(ekus)) != len(ekus):
         raise InvalidArgument("duplicate extended key usage",
                               reason="InvalidParameter.ExtendedKeyUsages")
@@ -547,12 +589,12 @@ def build_tbs(issuer: Issuer, req: IssuanceRequest) -> bytes:
                 key_usage_extension(SUB_CA_KEY_USAGE, True)]
         if ekus:
             exts.append(ext_key_usage_extension(ekus, False))
-        exts.append(subject_key_identifier_extension(key_identifier(spki)))
+        exts.append(subject_key_identifier_extension(ski))
         exts.append(issuer.aki_extension_der)
         if sans is not None:
             exts.append(subject_alt_name_extension(sans, False))
     else:
-        criticals = frozenset[ExtensionName]()
+        criticals = _NO_CRITICALS
         if req.profile is ProfileKind.CUSTOM:
             criticals = parse_criticals(req.criticals)
             ku = req.key_usage if req.key_usage is not None and not \
@@ -571,20 +613,23 @@ def build_tbs(issuer: Issuer, req: IssuanceRequest) -> bytes:
         if ku is not None:
             check_key_usage(ku, key_type, is_ca=False)
         check_key_usage_for_ekus(ku, ekus)
-        if ExtensionName.KEY_USAGE in criticals and ku is None:
-            raise InvalidArgument("KeyUsage is listed in criticals but no key usage is set",
-                                  reason="InvalidParameter.Criticals")
-        if ExtensionName.EXTENDED_KEY_USAGE in criticals and not ekus:
-            raise InvalidArgument("ExtendedKeyUsages is listed in criticals but none is set",
-                                  reason="InvalidParameter.Criticals")
-        if ExtensionName.SUBJECT_ALT_NAME in criticals and sans is None:
-            raise InvalidArgument("SubjectAlternativeNames is listed in criticals but none "
-                                  "is set", reason="InvalidParameter.Criticals")
-        eku_critical = ExtensionName.EXTENDED_KEY_USAGE in criticals
-        if eku_critical and EKU_ANY in ekus:
-            raise InvalidArgument("an extended key usage list containing 'any' must not be "
-                                  "critical (RFC 5280 4.2.1.12)",
-                                  reason="InvalidParameter.Criticals")
+        eku_critical = san_critical = False
+        if criticals:
+            if ExtensionName.KEY_USAGE in criticals and ku is None:
+                raise InvalidArgument("KeyUsage is listed in criticals but no key usage is set",
+                                      reason="InvalidParameter.Criticals")
+            if ExtensionName.EXTENDED_KEY_USAGE in criticals and not ekus:
+                raise InvalidArgument("ExtendedKeyUsages is listed in criticals but none is "
+                                      "set", reason="InvalidParameter.Criticals")
+            if ExtensionName.SUBJECT_ALT_NAME in criticals and sans is None:
+                raise InvalidArgument("SubjectAlternativeNames is listed in criticals but none "
+                                      "is set", reason="InvalidParameter.Criticals")
+            eku_critical = ExtensionName.EXTENDED_KEY_USAGE in criticals
+            if eku_critical and EKU_ANY in ekus:
+                raise InvalidArgument("an extended key usage list containing 'any' must not be "
+                                      "critical (RFC 5280 4.2.1.12)",
+                                      reason="InvalidParameter.Criticals")
+            san_critical = ExtensionName.SUBJECT_ALT_NAME in criticals
         if empty_subject and sans is None:
             raise InvalidArgument("a certificate with an empty subject needs subject "
                                   "alternative names (RFC 5280 4.2.1.6)",
@@ -597,12 +642,11 @@ def build_tbs(issuer: Issuer, req: IssuanceRequest) -> bytes:
             exts.append(key_usage_extension(ku, True))
         if ekus:
             exts.append(ext_key_usage_extension(ekus, eku_critical))
-        exts.append(subject_key_identifier_extension(key_identifier(spki)))
+        exts.append(subject_key_identifier_extension(ski))
         exts.append(issuer.aki_extension_der)
         if sans is not None:
             # RFC 5280 4.2.1.6: MUST be critical when the subject is empty.
-            exts.append(subject_alt_name_extension(
-                sans, empty_subject or ExtensionName.SUBJECT_ALT_NAME in criticals))
+            exts.append(subject_alt_name_extension(sans, empty_subject or san_critical))
     if req.enable_crl:
         if issuer.crl_dp_extension_der is None:
             raise FailedPrecondition("the issuing CA has no CRL distribution point",

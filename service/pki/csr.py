@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import csr, keys, x509
 from cryptography import x509 as cx509
@@ -28,7 +30,7 @@ from service.pki.algorithms import (
     KeyFamily,
     key_family_of_spki,
 )
-from service.pki.builder import der_children, read_tlv
+from service.pki.builder import read_child, read_tlv
 from service.pki.names import SanType, SubjectAltName, common_name_of
 
 REASON_CSR = "InvalidParameter.Csr"
@@ -57,8 +59,7 @@ class ParsedCsr:
     """A CSR that parsed strictly, verified, and passed the key policy."""
 
     der: bytes
-    subject: x509.Name = field(compare=False, hash=False, repr=False)
-    subject_der: bytes
+    subject_der: bytes  # the subject Name, exactly as in the CSR
     public_key_info: bytes  # SubjectPublicKeyInfo DER, as in the CSR
     key_family: KeyFamily
     key_bits: int  # RSA modulus bits, or the curve's field size (256/384/521)
@@ -69,12 +70,15 @@ class ParsedCsr:
 
     def __post_init__(self) -> None:
         """Keep the fields consistent with each other."""
-        if self.subject.dump() != self.subject_der:
-            raise ValueError("ParsedCsr.subject does not encode to subject_der")
         if (self.key_family == "RSA") != (self.curve is None):
             raise ValueError("ParsedCsr.curve must be set exactly for ECC and SM2 keys")
         if self.key_bits <= 0:
             raise ValueError("ParsedCsr.key_bits must be positive")
+
+    @functools.cached_property
+    def subject(self) -> x509.Name:
+        """The subject as an asn1crypto Name (decoded on first use; issuance needs only DER)."""
+        return x509.Name.load(self.subject_der, strict=True)
 
     @property
     def algorithm(self) -> CaAlgorithm | None:
@@ -134,6 +138,8 @@ def _load_strict(der: bytes) -> csr.CertificationRequest:
         # subject Name, which certificates copy byte for byte. That is ~200x faster than
         # re-encoding with asn1crypto, and this runs once per issued certificate.
         cx509.load_der_x509_csr(der)
+    except cx509.InvalidVersion as e:
+        raise _fail("the CSR version must be 0 (v1, RFC 2986 4.1)") from e
     except ValueError as e:
         raise _fail(f"the CSR is not a DER-encoded PKCS#10 request (RFC 2986): {e}") from e
     try:
@@ -246,14 +252,27 @@ def _requested_sans(req: csr.CertificationRequest) -> tuple[SubjectAltName, ...]
         return ()
     seen: set[str] = set()
     sans: tuple[SubjectAltName, ...] = ()
-    for extension in found[0]:
+    try:
+        extensions = list(found[0])
+        for extension in extensions:
+            extension["extn_id"].dotted  # noqa: B018 - decodes it now, inside the try
+            extension["critical"].native  # noqa: B018
+    except _ASN1_ERRORS as e:
+        raise _fail(f"the CSR's extensionRequest cannot be decoded: {e}") from e
+    for extension in extensions:
         oid = extension["extn_id"].dotted
         if oid in seen:
             # RFC 5280 4.2: a certificate MUST NOT include more than one instance of an extension.
             raise _fail(f"the CSR requests extension {oid} more than once")
         seen.add(oid)
         if extension["extn_id"].native == "subject_alt_name":
-            general_names = extension["extn_value"].parsed
+            try:
+                general_names = extension["extn_value"].parsed
+                if general_names is None:
+                    raise ValueError("the extension has no value")
+                general_names.native  # noqa: B018 - decodes every name now, inside the try
+            except _ASN1_ERRORS as e:
+                raise _fail(f"the CSR's subjectAltName extension cannot be decoded: {e}") from e
             sans = tuple(
                 _csr_san(general_name, i) for i, general_name in enumerate(general_names, 1)
             )
@@ -276,7 +295,7 @@ def parse_csr(text: str, *, min_rsa_bits: int) -> ParsedCsr:
     # the asn1crypto way below, which names what is wrong.
     try:
         fast = _parse_fast(der, min_rsa_bits)
-    except (*_ASN1_ERRORS, InvalidArgument, UnsupportedAlgorithm):
+    except (*_ASN1_ERRORS, InvalidArgument, UnsupportedAlgorithm, cx509.InvalidVersion):
         fast = None
     if fast is not None:
         return fast
@@ -309,7 +328,6 @@ def parse_csr(text: str, *, min_rsa_bits: int) -> ParsedCsr:
         raise _fail(f"the CSR's subject cannot be decoded: {e}") from e
     return ParsedCsr(
         der=der,
-        subject=subject,
         subject_der=subject.dump(),
         public_key_info=spki,
         key_family=family,
@@ -323,18 +341,29 @@ def parse_csr(text: str, *, min_rsa_bits: int) -> ParsedCsr:
 
 # --- the fast path ------------------------------------------------------------------------
 # AlgorithmIdentifier DER (RFC 4055 5 with NULL parameters; RFC 5758 3.2 without) -> the
-# asn1crypto name and the key family it needs.
-_FAST_SIGNATURE_ALGORITHMS: dict[bytes, tuple[str, KeyFamily]] = {
-    bytes.fromhex("300d06092a864886f70d01010b0500"): ("sha256_rsa", "RSA"),
-    bytes.fromhex("300d06092a864886f70d01010c0500"): ("sha384_rsa", "RSA"),
-    bytes.fromhex("300d06092a864886f70d01010d0500"): ("sha512_rsa", "RSA"),
-    bytes.fromhex("300a06082a8648ce3d040302"): ("sha256_ecdsa", "ECC"),
-    bytes.fromhex("300a06082a8648ce3d040303"): ("sha384_ecdsa", "ECC"),
-    bytes.fromhex("300a06082a8648ce3d040304"): ("sha512_ecdsa", "ECC"),
+# asn1crypto name, the key family it needs, and the verify() arguments after (signature,
+# data) for that family's key: what cryptography's is_signature_valid would pass for it.
+_FAST_SIGNATURE_ALGORITHMS: dict[bytes, tuple[str, KeyFamily, tuple[Any, ...]]] = {
+    bytes.fromhex("300d06092a864886f70d01010b0500"):
+        ("sha256_rsa", "RSA", (padding.PKCS1v15(), hashes.SHA256())),
+    bytes.fromhex("300d06092a864886f70d01010c0500"):
+        ("sha384_rsa", "RSA", (padding.PKCS1v15(), hashes.SHA384())),
+    bytes.fromhex("300d06092a864886f70d01010d0500"):
+        ("sha512_rsa", "RSA", (padding.PKCS1v15(), hashes.SHA512())),
+    bytes.fromhex("300a06082a8648ce3d040302"):
+        ("sha256_ecdsa", "ECC", (ec.ECDSA(hashes.SHA256()),)),
+    bytes.fromhex("300a06082a8648ce3d040303"):
+        ("sha384_ecdsa", "ECC", (ec.ECDSA(hashes.SHA384()),)),
+    bytes.fromhex("300a06082a8648ce3d040304"):
+        ("sha512_ecdsa", "ECC", (ec.ECDSA(hashes.SHA512()),)),
 }
 _RSA_ENCRYPTION = bytes.fromhex("300d06092a864886f70d0101010500")
-_ID_EC_PUBLIC_KEY = bytes.fromhex("06072a8648ce3d0201")
-_FAST_CURVES = frozenset(("secp256r1", "secp384r1", "secp521r1"))
+# RFC 5480 2.1.1: id-ecPublicKey with the namedCurve of the key's curve, nothing else.
+_EC_SPKI_ALGORITHMS = {
+    "secp256r1": bytes.fromhex("301306072a8648ce3d020106082a8648ce3d030107"),
+    "secp384r1": bytes.fromhex("301006072a8648ce3d020106052b81040022"),
+    "secp521r1": bytes.fromhex("301006072a8648ce3d020106052b81040023"),
+}
 _OID_CN = bytes.fromhex("550403")
 _OID_EXTENSION_REQUEST = bytes.fromhex("2a864886f70d01090e")
 _OID_SAN = bytes.fromhex("551d11")
@@ -344,25 +373,40 @@ _CN_STRING_TAGS = {0x13: "ascii", 0x16: "ascii", 0x0C: "utf-8"}  # Printable, IA
 
 def _parse_fast(der: bytes, min_rsa_bits: int) -> ParsedCsr | None:
     """The common CSR, fully checked; None for anything the asn1crypto path should judge."""
-    request = cx509.load_der_x509_csr(der)  # DER only, whole input (X.690 10)
+    # DER only, the whole input, version 0 (X.690 10, RFC 2986 4.1): after this the layout
+    # below is known to be well formed; the walk only locates the parts and checks forms.
+    request = cx509.load_der_x509_csr(der)
     tag, start, end = read_tlv(der)
-    outer = der_children(der, start, end)
-    if tag != 0x30 or end != len(der) or [k[0] for k in outer] != [0x30, 0x30, 0x03]:
+    if tag != 0x30 or end != len(der):
         return None
-    algorithm = _FAST_SIGNATURE_ALGORITHMS.get(der[outer[1][1]:outer[1][3]])
+    # CertificationRequest: certificationRequestInfo, signatureAlgorithm, signature.
+    tag, info_start, info_end = read_tlv(der, start)
+    if tag != 0x30:
+        return None
+    _, _, alg_end = read_tlv(der, info_end)
+    algorithm = _FAST_SIGNATURE_ALGORITHMS.get(der[info_end:alg_end])
     if algorithm is None:
         return None
-    signature_algorithm, family = algorithm
-    info = der_children(der, outer[0][2], outer[0][3])
-    if [k[0] for k in info] != [0x02, 0x30, 0x30, 0xA0]:
-        return None
-    if der[info[0][1]:info[0][3]] != b"\x02\x01\x00":
+    signature_algorithm, family, verify_args = algorithm
+    tag, sig_start, sig_end = read_tlv(der, alg_end)
+    if tag != 0x03 or sig_end != end or sig_start == sig_end or der[sig_start] != 0:
+        return None  # an octet-aligned BIT STRING, the last element
+    # CertificationRequestInfo: version, subject, subjectPKInfo, [0] attributes; nothing else.
+    if der[info_start:info_start + 3] != b"\x02\x01\x00":
         return None  # RFC 2986 4.1: version 0 (v1)
-    subject_der = der[info[1][1]:info[1][3]]
-    spki = der[info[2][1]:info[2][3]]
-    _, spki_start, _ = read_tlv(spki)
-    _, alg_start, alg_end = read_tlv(spki, spki_start)
-    spki_algorithm = spki[spki_start:alg_end]
+    subject_start = info_start + 3
+    tag, subject_cs, spki_start = read_tlv(der, subject_start)
+    if tag != 0x30:
+        return None
+    tag, spki_cs, spki_end = read_tlv(der, spki_start)
+    if tag != 0x30:
+        return None
+    tag, attrs_cs, attrs_end = read_tlv(der, spki_end)
+    if tag != 0xA0 or attrs_end != info_end:
+        return None
+    spki = der[spki_start:spki_end]
+    _, _, spki_alg_end = read_tlv(der, spki_cs)
+    spki_algorithm = der[spki_cs:spki_alg_end]
     public_key = request.public_key()
     if family == "RSA":
         # rsaEncryption with NULL parameters (RFC 3279 2.3.1), not id-RSASSA-PSS keys.
@@ -375,25 +419,22 @@ def _parse_fast(der: bytes, min_rsa_bits: int) -> ParsedCsr | None:
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             return None
         curve = public_key.curve.name
-        if curve not in _FAST_CURVES:
-            return None
+        if spki_algorithm != _EC_SPKI_ALGORITHMS.get(curve):
+            return None  # another curve, or not exactly id-ecPublicKey + namedCurve
         key_bits = CURVE_BITS[curve]
-        # RFC 5480 2.1.1: id-ecPublicKey with a namedCurve, nothing else.
-        spki_alg = der_children(spki, alg_start, alg_end)
-        if (len(spki_alg) != 2 or spki[spki_alg[0][1]:spki_alg[0][3]] != _ID_EC_PUBLIC_KEY
-                or spki_alg[1][0] != 0x06):
-            return None
-    # RFC 2986 4.2: proof of possession, with the algorithm the CSR names.
-    if not request.is_signature_valid:
+    # RFC 2986 4.2: proof of possession, with the algorithm the CSR names, over the DER of
+    # certificationRequestInfo: what request.is_signature_valid does, minus a second key load.
+    try:
+        public_key.verify(der[sig_start + 1:sig_end], der[start:info_end], *verify_args)
+    except InvalidSignature:
         return None
-    common_name = _fast_common_name(der, info[1][2], info[1][3])
-    sans = _fast_requested_sans(der, info[3][2], info[3][3])
+    common_name = _fast_common_name(der, subject_cs, spki_start)
+    sans = _fast_requested_sans(der, attrs_cs, attrs_end)
     if sans is None:
         return None
     return ParsedCsr(
         der=der,
-        subject=x509.Name.load(subject_der),
-        subject_der=subject_der,
+        subject_der=der[subject_start:spki_start],
         public_key_info=spki,
         key_family=family,
         key_bits=key_bits,
@@ -407,57 +448,88 @@ def _parse_fast(der: bytes, min_rsa_bits: int) -> ParsedCsr | None:
 def _fast_common_name(der: bytes, start: int, end: int) -> str | None:
     """The last commonName of the subject (as common_name_of), from the DER."""
     cn: str | None = None
-    for rdn_tag, _, rs, re_ in der_children(der, start, end):
+    pos = start
+    while pos < end:
+        rdn_tag, rs, pos = read_child(der, pos, end)
         if rdn_tag != 0x31:
             raise ValueError("RDN is not a SET")
-        for atv_tag, _, a_s, a_e in der_children(der, rs, re_):
-            parts = der_children(der, a_s, a_e)
-            if atv_tag != 0x30 or len(parts) != 2 or parts[0][0] != 0x06:
+        apos = rs
+        while apos < pos:
+            atv_tag, a_s, apos = read_child(der, apos, pos)
+            if atv_tag != 0x30:
                 raise ValueError("AttributeTypeAndValue is malformed")
-            if der[parts[0][2]:parts[0][3]] == _OID_CN:
-                encoding = _CN_STRING_TAGS.get(parts[1][0])
+            oid_tag, os_, oe = read_child(der, a_s, apos)
+            if oid_tag != 0x06 or oe == apos:
+                raise ValueError("AttributeTypeAndValue is malformed")
+            value_tag, vs, ve = read_child(der, oe, apos)
+            if ve != apos:
+                raise ValueError("AttributeTypeAndValue is malformed")
+            if der[os_:oe] == _OID_CN:
+                encoding = _CN_STRING_TAGS.get(value_tag)
                 if encoding is None:
                     raise ValueError("commonName string type left to asn1crypto")
-                cn = der[parts[1][2]:parts[1][3]].decode(encoding)
+                cn = der[vs:ve].decode(encoding)
     return cn
 
 
 def _fast_requested_sans(der: bytes, start: int, end: int) -> tuple[SubjectAltName, ...] | None:
     """SANs of the extensionRequest (PKCS#9) as _requested_sans; None: use that one."""
-    requests = []
-    for attr_tag, _, s, e in der_children(der, start, end):
-        parts = der_children(der, s, e)
-        if attr_tag != 0x30 or len(parts) != 2 or parts[0][0] != 0x06 or parts[1][0] != 0x31:
+    requests: list[tuple[int, int, int]] = []
+    pos = start
+    while pos < end:
+        attr_tag, s, pos = read_child(der, pos, end)
+        if attr_tag != 0x30 or s == pos:
             return None
-        if der[parts[0][2]:parts[0][3]] == _OID_EXTENSION_REQUEST:
-            requests.extend(der_children(der, parts[1][2], parts[1][3]))
+        oid_tag, os_, oe = read_child(der, s, pos)
+        if oid_tag != 0x06 or oe == pos:
+            return None
+        set_tag, vs, ve = read_child(der, oe, pos)
+        if set_tag != 0x31 or ve != pos:
+            return None
+        if der[os_:oe] == _OID_EXTENSION_REQUEST:
+            while vs < ve:
+                tag, cs, ce = read_child(der, vs, ve)
+                requests.append((tag, cs, ce))
+                vs = ce
     if len(requests) > 1:
         return None
     if not requests:
         return ()
-    tag, _, s, e = requests[0]
+    tag, s, e = requests[0]
     if tag != 0x30:
         return None
     seen: set[bytes] = set()
     sans: tuple[SubjectAltName, ...] = ()
-    for ext_tag, _, es, ee in der_children(der, s, e):
-        parts = der_children(der, es, ee)
-        if ext_tag != 0x30 or len(parts) not in (2, 3) or parts[0][0] != 0x06:
+    pos = s
+    while pos < e:
+        # Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }
+        ext_tag, es, pos = read_child(der, pos, e)
+        if ext_tag != 0x30 or es == pos:
             return None
-        if len(parts) == 3 and (parts[1][0] != 0x01 or parts[1][3] - parts[1][2] != 1):
+        oid_tag, os_, oe = read_child(der, es, pos)
+        if oid_tag != 0x06 or oe == pos:
             return None
-        if parts[-1][0] != 0x04:
+        value_tag, vs, ve = read_child(der, oe, pos)
+        if value_tag == 0x01:
+            if ve - vs != 1 or ve == pos:
+                return None
+            value_tag, vs, ve = read_child(der, ve, pos)
+        if value_tag != 0x04 or ve != pos:
             return None
-        oid = der[parts[0][2]:parts[0][3]]
+        oid = der[os_:oe]
         if oid in seen:
             return None
         seen.add(oid)
         if oid == _OID_SAN:
-            names = der_children(der, parts[-1][2], parts[-1][3])
-            if len(names) != 1 or names[0][0] != 0x30:
+            tag, ns, ne = read_child(der, vs, ve)
+            if tag != 0x30 or ne != ve:
                 return None
-            sans = tuple(_fast_san(der, t, ns, ne)
-                         for t, _, ns, ne in der_children(der, names[0][2], names[0][3]))
+            names: list[SubjectAltName] = []
+            while ns < ne:
+                tag, cs, ce = read_child(der, ns, ne)
+                names.append(_fast_san(der, tag, cs, ce))
+                ns = ce
+            sans = tuple(names)
     return sans
 
 

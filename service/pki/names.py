@@ -62,6 +62,18 @@ _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
 # RFC 3986 2: unreserved / reserved / pct-encoded; anything else must be percent-encoded.
 _URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*\Z")
+# Printable ASCII without space: 0x21..0x7E.
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*\Z")
+# A whole dNSName that passes every check of normalize_dns_name, lower-case: an optional
+# "*." then labels of _LABEL joined by dots. Only a shortcut for the accepted case; the
+# checks below still decide (and word) every refusal.
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"(?:\*\.)?(?:{_DNS_LABEL}\.)*{_DNS_LABEL}\Z")
+# Characters an IPv4 address can consist of; anything else without a ':' is no IP address.
+_IPV4_CHARS = re.compile(r"[0-9.]*\Z")
+# A dotted-quad IPv4 address already in canonical form (no leading zeros, each 0-255).
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}\Z")
 
 
 def _fail(reason: str, message: str) -> InvalidArgument:
@@ -69,7 +81,7 @@ def _fail(reason: str, message: str) -> InvalidArgument:
 
 
 def _check_printable_ascii(value: str, what: str, reason: str) -> None:
-    if not value.isascii() or any(not (0x21 <= ord(c) <= 0x7E) for c in value):
+    if not _PRINTABLE_ASCII.match(value):
         raise _fail(
             reason,
             f"{what} {value!r} contains whitespace, control or non-ASCII characters "
@@ -80,6 +92,13 @@ def _check_printable_ascii(value: str, what: str, reason: str) -> None:
 
 def normalize_dns_name(value: str, *, reason: str = REASON_SAN, wildcard: bool = True) -> str:
     """Validate a dNSName (RFC 5280 4.2.1.6, RFC 1123 2.1; ``*.`` prefix); lower-case it."""
+    # Fast acceptance (runs several times per issued certificate). isascii() first: some
+    # non-ASCII characters lower-case to ASCII (U+212A KELVIN SIGN -> "k").
+    if value.isascii() and len(value) <= 253:
+        name = value.lower()
+        if (_DNS_NAME.match(name) and (wildcard or not name.startswith("*."))
+                and not name.rpartition(".")[2].isdigit()):
+            return name
     what = "DNS name"
     if value == "":
         raise _fail(reason, "DNS name is empty")
@@ -123,6 +142,12 @@ def normalize_dns_name(value: str, *, reason: str = REASON_SAN, wildcard: bool =
 
 def normalize_ip_address(value: str, *, reason: str = REASON_SAN) -> str:
     """Validate an IPv4/IPv6 address (no prefix, no zone) and return its canonical text."""
+    if type(value) is str and ":" not in value:
+        if _CANONICAL_IPV4.match(value):
+            return value  # what ipaddress would return for it, without its parse
+        if not _IPV4_CHARS.match(value):
+            # Neither IPv6 (needs ':') nor IPv4 (digits and dots): skip ipaddress's parses.
+            raise _fail(reason, f"{value!r} is not an IPv4 or IPv6 address")
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
@@ -229,7 +254,14 @@ class SubjectAltName:
     @classmethod
     def of(cls, san_type: SanType, value: str, *, reason: str = REASON_SAN) -> SubjectAltName:
         """Validate and normalise ``value`` as ``san_type``; errors carry ``reason``."""
-        return cls(san_type, _NORMALIZERS[san_type](value, reason=reason))
+        normalized = _NORMALIZERS[san_type](value, reason=reason)
+        if cls is not SubjectAltName:
+            return cls(san_type, normalized)
+        # The normalisers are idempotent: what __post_init__ would re-check holds already.
+        san = object.__new__(cls)
+        object.__setattr__(san, "type", san_type)
+        object.__setattr__(san, "value", normalized)
+        return san
 
     @classmethod
     def from_asn1(cls, name: x509.GeneralName, *, reason: str = REASON_SAN) -> SubjectAltName:

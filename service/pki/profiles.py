@@ -62,7 +62,11 @@ class KeyUsage:
 
     def names(self) -> tuple[str, ...]:
         """The snake_case names of the set bits."""
-        return tuple(f.name for f, on in zip(fields(self), self.bits(), strict=True) if on)
+        return tuple(name for name, on in zip(_KEY_USAGE_NAMES, self.bits(), strict=True) if on)
+
+
+# The KeyUsage field names, in bit order (as bits() lists them).
+_KEY_USAGE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(KeyUsage))
 
 
 # RFC 5280 4.2.1.12 and the API's ExtendedKeyUsages names.
@@ -159,10 +163,15 @@ ROOT_CA_KEY_USAGE = KeyUsage(key_cert_sign=True, crl_sign=True)
 SUB_CA_KEY_USAGE = KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True)
 
 
+_END_ENTITY_KEY_USAGE = KeyUsage(digital_signature=True)
+_END_ENTITY_KEY_USAGE_RSA = KeyUsage(digital_signature=True, key_encipherment=True)
+
+
 def end_entity_key_usage(key_type: KeyType) -> KeyUsage:
     """Server/client default: digitalSignature, plus keyEncipherment for RSA keys only."""
     # keyEncipherment is RSA key transport (RFC 3279 2.3.1); RFC 5480 3 forbids it for EC.
-    return KeyUsage(digital_signature=True, key_encipherment=key_type is KeyType.RSA)
+    # KeyUsage is frozen: the two defaults are shared.
+    return _END_ENTITY_KEY_USAGE_RSA if key_type is KeyType.RSA else _END_ENTITY_KEY_USAGE
 
 
 def _ku_error(message: str) -> InvalidArgument:
@@ -210,12 +219,11 @@ _EKU_COMPATIBLE_KU: dict[str, tuple[str, ...]] = {
 def check_key_usage_for_ekus(ku: KeyUsage | None, ekus: Iterable[str], *,
                              is_ca: bool = False) -> None:
     """Refuse EKUs whose purpose the keyUsage bits do not allow (RFC 5280 4.2.1.12)."""
-    if ku is None or ku.is_empty() or is_ca:
+    if ku is None or is_ca or ku.is_empty():
         return
-    set_bits = set(ku.names())
     for oid in ekus:
         allowed = _EKU_COMPATIBLE_KU.get(oid)
-        if allowed is not None and not set_bits.intersection(allowed):
+        if allowed is not None and not any(getattr(ku, name) for name in allowed):
             raise _ku_error(f"extended key usage {eku_name(oid)} needs one of the key usages "
                             f"{', '.join(allowed)} (RFC 5280 4.2.1.12)")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -19,6 +22,34 @@ _HASHES: dict[SignatureAlgorithm, type[hashes.HashAlgorithm]] = {
     SignatureAlgorithm.SHA384_ECDSA: hashes.SHA384,
     SignatureAlgorithm.SHA512_ECDSA: hashes.SHA512,
 }
+
+# Per algorithm: the key class it needs and the verify() arguments after (signature, data).
+# Built once: padding, ECDSA and hash objects hold no state.
+_VERIFY_ARGS: dict[SignatureAlgorithm, tuple[type[Any], tuple[Any, ...]]] = {
+    # RFC 4055 3.1 as encoded by the builder: MGF1-SHA-256, salt 32.
+    SignatureAlgorithm.RSASSA_PSS_SHA256: (rsa.RSAPublicKey, (
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())),
+    **{alg: (rsa.RSAPublicKey, (padding.PKCS1v15(), _HASHES[alg]()))
+       for alg in (SignatureAlgorithm.SHA256_RSA, SignatureAlgorithm.SHA384_RSA,
+                   SignatureAlgorithm.SHA512_RSA)},
+    **{alg: (ec.EllipticCurvePublicKey, (ec.ECDSA(_HASHES[alg]()),))
+       for alg in (SignatureAlgorithm.SHA256_ECDSA, SignatureAlgorithm.SHA384_ECDSA,
+                   SignatureAlgorithm.SHA512_ECDSA)},
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _public_key(spki_der: bytes) -> Any:
+    """The loaded public key of an issuer SPKI, or None if it does not load.
+
+    Issuer keys repeat on every certificate and CRL they sign, and loading one costs about
+    as much as a tenth of an ECDSA verification; key objects are immutable, so they are
+    cached by their exact DER.
+    """
+    try:
+        return serialization.load_der_public_key(spki_der)
+    except (ValueError, UnsupportedAlgorithm):
+        return None
 
 
 def _verify_sm2(spki_der: bytes, data: bytes, signature: bytes) -> bool:
@@ -49,28 +80,12 @@ def verify_signature(spki_der: bytes, algorithm: SignatureAlgorithm, data: bytes
     """True iff ``signature`` over ``data`` verifies with the SPKI under ``algorithm``."""
     if algorithm is SignatureAlgorithm.SM3_SM2:
         return _verify_sm2(spki_der, data, signature)
+    key = _public_key(bytes(spki_der))
+    key_class, args = _VERIFY_ARGS[algorithm]
+    if not isinstance(key, key_class):
+        return False  # also a key that did not load (None)
     try:
-        key = serialization.load_der_public_key(spki_der)
-    except (ValueError, UnsupportedAlgorithm):
-        return False
-    hash_alg = _HASHES[algorithm]()
-    try:
-        if algorithm is SignatureAlgorithm.RSASSA_PSS_SHA256:
-            if not isinstance(key, rsa.RSAPublicKey):
-                return False
-            # RFC 4055 3.1 as encoded by the builder: MGF1-SHA-256, salt 32.
-            key.verify(signature, data,
-                       padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
-                       hash_alg)
-        elif algorithm in (SignatureAlgorithm.SHA256_RSA, SignatureAlgorithm.SHA384_RSA,
-                           SignatureAlgorithm.SHA512_RSA):
-            if not isinstance(key, rsa.RSAPublicKey):
-                return False
-            key.verify(signature, data, padding.PKCS1v15(), hash_alg)
-        else:
-            if not isinstance(key, ec.EllipticCurvePublicKey):
-                return False
-            key.verify(signature, data, ec.ECDSA(hash_alg))
+        key.verify(signature, data, *args)
     except InvalidSignature:
         return False
     return True

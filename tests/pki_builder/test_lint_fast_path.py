@@ -1,0 +1,250 @@
+"""lint_tbs's DER walk (_fast_clean) accepts what the builder emits and nothing _lint refuses.
+
+The walk remembers the decoding of extensions that repeat per CA and profile, and compares
+the subjectKeyIdentifier with the encoding it expects; every other form is decoded. These
+tests pin: every kind of TBS the builder emits is clean without the asn1crypto fallback;
+a TBS with one extension or field altered is not clean and lint_tbs raises; and remembered
+answers never leak from one extension or issuer to another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from asn1crypto import x509 as ax509
+from cryptography.hazmat.primitives.asymmetric import ec
+from pkib_support import NOW, Hierarchy, ec_signer, name, rsa_signer
+
+from service.errors import HsmcaError, InvalidArgument
+from service.pki import lint as lint_module
+from service.pki.builder import (
+    DER_TRUE,
+    IssuanceRequest,
+    build_tbs,
+    der_bit_string,
+    der_octet_string,
+    der_oid,
+    der_sequence,
+    der_tlv,
+    key_identifier,
+    read_tlv,
+)
+from service.pki.lint import LintError, lint_tbs
+from service.pki.profiles import KeyUsage, ProfileKind
+from service.pki.serial import new_serial
+from service.pki.signer import SignatureAlgorithm
+
+_EC = ec_signer(ec.SECP256R1(), SignatureAlgorithm.SHA256_ECDSA)
+_RSA = rsa_signer()
+_SANS = ax509.GeneralNames([ax509.GeneralName("dns_name", "x.example.test"),
+                            ax509.GeneralName("ip_address", "192.0.2.1")])
+
+
+def _request(**kw: object) -> IssuanceRequest:
+    base = IssuanceRequest(
+        profile=ProfileKind.SERVER, subject=name("x.example.test"),
+        public_key_info=_EC.public_key_info, serial=new_serial(), not_before=NOW,
+        not_after=NOW + timedelta(days=30), subject_alt_names=_SANS)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+REQUESTS: dict[str, Callable[[], IssuanceRequest]] = {
+    "server-ec": lambda: _request(),
+    "server-rsa-crl": lambda: _request(public_key_info=_RSA.public_key_info, enable_crl=True),
+    "client": lambda: _request(profile=ProfileKind.CLIENT),
+    "client-no-san": lambda: _request(profile=ProfileKind.CLIENT, subject_alt_names=None),
+    "custom-criticals": lambda: _request(
+        profile=ProfileKind.CUSTOM, key_usage=KeyUsage(digital_signature=True,
+                                                       key_agreement=True),
+        extended_key_usages=("serverAuth", "clientAuth", "1.3.6.1.4.1.311.20.2.2"),
+        criticals=("KeyUsage", "ExtendedKeyUsages", "SubjectAlternativeNames")),
+    "custom-no-ku-no-eku": lambda: _request(profile=ProfileKind.CUSTOM, key_usage=None),
+    "custom-empty-subject": lambda: _request(profile=ProfileKind.CUSTOM, subject=b"\x30\x00",
+                                             key_usage=KeyUsage(digital_signature=True)),
+    "custom-uri-email-sans": lambda: _request(
+        profile=ProfileKind.CLIENT, subject_alt_names=ax509.GeneralNames([
+            ax509.GeneralName("rfc822_name", "a@example.test"),
+            ax509.GeneralName("uniform_resource_identifier", "https://example.test/a")])),
+    "sub-ca": lambda: _request(profile=ProfileKind.SUB_CA, subject_alt_names=None),
+}
+
+
+def _clean(tbs: bytes, issuer) -> bool:  # type: ignore[no-untyped-def]
+    """_fast_clean's verdict as lint_tbs takes it (a check that raises means not clean)."""
+    try:
+        return lint_module._fast_clean(tbs, issuer)
+    except (ValueError, TypeError, IndexError, KeyError, InvalidArgument):
+        return False
+
+
+def _issuer(hierarchy: Hierarchy, case: str):  # type: ignore[no-untyped-def]
+    # A sub CA under the root (pathLen unconstrained) for "sub-ca"; the sub CA otherwise.
+    return hierarchy.root_issuer if case == "sub-ca" else hierarchy.sub_issuer
+
+
+@pytest.mark.parametrize("case", sorted(REQUESTS))
+def test_builder_output_is_clean_without_fallback(hierarchy: Hierarchy, case: str) -> None:
+    issuer = _issuer(hierarchy, case)
+    tbs = build_tbs(issuer, REQUESTS[case]())
+    for _ in range(2):  # the second time from the remembered extension decodings
+        assert lint_module._fast_clean(tbs, issuer) is True
+        lint_module._lint(tbs, issuer)  # the reference checks agree
+        lint_tbs(tbs, issuer)
+
+
+# --- altered TBSCertificates ---------------------------------------------------------------
+
+
+def _fields(tbs: bytes) -> list[bytes]:
+    _, pos, end = read_tlv(tbs)
+    out = []
+    while pos < end:
+        _, _, nxt = read_tlv(tbs, pos)
+        out.append(tbs[pos:nxt])
+        pos = nxt
+    return out
+
+
+def _extensions(tbs: bytes) -> list[bytes]:
+    explicit = _fields(tbs)[-1]
+    _, seq, _ = read_tlv(explicit)
+    _, pos, end = read_tlv(explicit, seq)
+    out = []
+    while pos < end:
+        _, _, nxt = read_tlv(explicit, pos)
+        out.append(explicit[pos:nxt])
+        pos = nxt
+    return out
+
+
+def _with_extensions(tbs: bytes, exts: list[bytes]) -> bytes:
+    return der_sequence(*_fields(tbs)[:-1], der_tlv(0xA3, der_sequence(*exts)))
+
+
+def _with_field(tbs: bytes, index: int, value: bytes) -> bytes:
+    fields = _fields(tbs)
+    fields[index] = value
+    return der_sequence(*fields)
+
+
+def _oid_of(ext: bytes) -> bytes:
+    _, start, _ = read_tlv(ext)
+    _, s, e = read_tlv(ext, start)
+    return ext[s:e]
+
+
+def _replace_ext(oid: str, new: Callable[[bytes], bytes | None]) -> Callable[[bytes], bytes]:
+    """Replace (or drop, for None) the extension with ``oid``."""
+    target = der_oid(oid)[2:]
+
+    def alter(tbs: bytes) -> bytes:
+        exts = []
+        for ext in _extensions(tbs):
+            if _oid_of(ext) == target:
+                replacement = new(ext)
+                if replacement is not None:
+                    exts.append(replacement)
+            else:
+                exts.append(ext)
+        return _with_extensions(tbs, exts)
+    return alter
+
+
+def _ext(oid: str, value: bytes, critical: bool = False) -> bytes:
+    return der_sequence(der_oid(oid), DER_TRUE if critical else b"", der_octet_string(value))
+
+
+_SKI, _AKI, _BC, _KU, _EKU, _SAN = ("2.5.29.14", "2.5.29.35", "2.5.29.19", "2.5.29.15",
+                                    "2.5.29.37", "2.5.29.17")
+_OTHER_KEY_ID = key_identifier(_RSA.public_key_info)
+
+
+ALTERED: dict[str, Callable[[bytes], bytes]] = {
+    "ski-critical": _replace_ext(_SKI, lambda e: _ext(
+        _SKI, der_octet_string(key_identifier(_EC.public_key_info)), critical=True)),
+    "ski-other-key": _replace_ext(_SKI, lambda e: _ext(_SKI, der_octet_string(_OTHER_KEY_ID))),
+    "ski-short": _replace_ext(_SKI, lambda e: _ext(_SKI, der_octet_string(b"\x01" * 8))),
+    "ski-trailing-octets": _replace_ext(_SKI, lambda e: _ext(
+        _SKI, der_octet_string(key_identifier(_EC.public_key_info)) + b"\x05\x00")),
+    "ski-missing": _replace_ext(_SKI, lambda e: None),
+    "aki-critical": _replace_ext(_AKI, lambda e: _ext(
+        _AKI, e[e.index(b"\x04\x18") + 2:], critical=True)),
+    "aki-other-key": _replace_ext(_AKI, lambda e: _ext(
+        _AKI, der_sequence(der_tlv(0x80, _OTHER_KEY_ID)))),
+    "aki-missing": _replace_ext(_AKI, lambda e: None),
+    "bc-ca-false-encoded": _replace_ext(_BC, lambda e: _ext(
+        _BC, der_sequence(b"\x01\x01\x00"), critical=True)),
+    "bc-path-len-without-ca": _replace_ext(_BC, lambda e: _ext(
+        _BC, der_sequence(b"\x02\x01\x00"), critical=True)),
+    "bc-ca-true-on-leaf": _replace_ext(_BC, lambda e: _ext(
+        _BC, der_sequence(DER_TRUE), critical=True)),
+    "bc-missing": _replace_ext(_BC, lambda e: None),
+    "ku-trailing-zero-bits": _replace_ext(_KU, lambda e: _ext(
+        _KU, der_bit_string(b"\x80\x00", 7), critical=True)),
+    "ku-key-cert-sign-on-leaf": _replace_ext(_KU, lambda e: _ext(
+        _KU, der_bit_string(b"\x84", 2), critical=True)),
+    "ku-key-encipherment-on-ec": _replace_ext(_KU, lambda e: _ext(
+        _KU, der_bit_string(b"\xa0", 5), critical=True)),
+    "eku-empty": _replace_ext(_EKU, lambda e: _ext(_EKU, der_sequence())),
+    "eku-any-critical": _replace_ext(_EKU, lambda e: _ext(
+        _EKU, der_sequence(der_oid("2.5.29.37.0")), critical=True)),
+    "eku-code-signing-without-digital-signature": lambda tbs: _replace_ext(_KU, lambda e: _ext(
+        _KU, der_bit_string(b"\x08", 3), critical=True))(_replace_ext(_EKU, lambda e: _ext(
+            _EKU, der_sequence(der_oid("1.3.6.1.5.5.7.3.3"))))(tbs)),
+    "san-empty": _replace_ext(_SAN, lambda e: _ext(_SAN, der_sequence())),
+    "san-ip-5-octets": _replace_ext(_SAN, lambda e: _ext(
+        _SAN, der_sequence(der_tlv(0x87, b"\x01\x02\x03\x04\x05")))),
+    "san-non-ascii-dns": _replace_ext(_SAN, lambda e: _ext(
+        _SAN, der_sequence(der_tlv(0x82, "b\u00fccher.test".encode())))),
+    "duplicate-aki": lambda tbs: _with_extensions(
+        tbs, [*_extensions(tbs), next(e for e in _extensions(tbs)
+                                      if _oid_of(e) == der_oid(_AKI)[2:])]),
+    "unknown-extension-not-decodable": lambda tbs: _with_extensions(
+        tbs, [*_extensions(tbs), _ext("2.5.29.31", b"\x30\x03\x02\x01")]),
+    "issuer-name-other": lambda tbs: _with_field(tbs, 3, name("someone else").dump()),
+    "validity-reversed": lambda tbs: _with_field(tbs, 4, der_sequence(
+        *reversed(_fields(_fields(tbs)[4])))),
+    "subject-teletex": lambda tbs: _with_field(tbs, 5, der_sequence(der_tlv(
+        0x31, der_sequence(der_oid("2.5.4.3"), der_tlv(0x14, b"x"))))),
+    "subject-country-utf8": lambda tbs: _with_field(tbs, 5, der_sequence(der_tlv(
+        0x31, der_sequence(der_oid("2.5.4.6"), der_tlv(0x0C, b"CN"))))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ALTERED))
+def test_altered_tbs_is_not_clean(ec_hierarchy: Hierarchy, case: str) -> None:
+    issuer = ec_hierarchy.sub_issuer
+    good = build_tbs(issuer, _request())
+    assert lint_module._fast_clean(good, issuer) is True  # the remembered parts are warm
+    bad = ALTERED[case](good)
+    assert bad != good
+    assert _clean(bad, issuer) is False
+    with pytest.raises(HsmcaError):
+        lint_tbs(bad, issuer)
+    # The good TBS is still clean afterwards: nothing remembered from the bad one.
+    assert lint_module._fast_clean(good, issuer) is True
+
+
+def test_internal_findings_are_lint_errors(ec_hierarchy: Hierarchy) -> None:
+    issuer = ec_hierarchy.sub_issuer
+    good = build_tbs(issuer, _request())
+    with pytest.raises(LintError):
+        lint_tbs(ALTERED["aki-other-key"](good), issuer)
+
+
+def test_remembered_aki_is_per_issuer(ec_hierarchy: Hierarchy,
+                                      rsa_hierarchy: Hierarchy) -> None:
+    """The AKI decoding is remembered by its bytes; the comparison is with each issuer."""
+    ec_tbs = build_tbs(ec_hierarchy.sub_issuer, _request())
+    rsa_tbs = build_tbs(rsa_hierarchy.sub_issuer, _request())
+    assert lint_module._fast_clean(ec_tbs, ec_hierarchy.sub_issuer) is True
+    assert lint_module._fast_clean(rsa_tbs, rsa_hierarchy.sub_issuer) is True
+    # A TBS carrying the EC sub CA's AKI but checked against the RSA sub CA.
+    aki = next(e for e in _extensions(ec_tbs) if _oid_of(e) == der_oid(_AKI)[2:])
+    mixed = _replace_ext(_AKI, lambda e: aki)(rsa_tbs)
+    assert _clean(mixed, rsa_hierarchy.sub_issuer) is False
+    with pytest.raises(LintError):
+        lint_tbs(mixed, rsa_hierarchy.sub_issuer)
