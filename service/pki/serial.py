@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-
+from service.entropy import random_bytes
 from service.errors import InvalidArgument
 
 # RFC 5280 4.1.2.2: conforming CAs MUST NOT use serialNumber values longer than 20 octets.
@@ -18,9 +17,10 @@ def serial_octets(n: int) -> int:
 def new_serial() -> int:
     """A fresh serial: 16 CSPRNG bytes with the top bit cleared, never zero."""
     # BR 7.1: at least 64 bits of CSPRNG output; 127 bits here. Clearing the top bit keeps
-    # the DER INTEGER positive and at most 16 octets (RFC 5280 4.1.2.2).
+    # the DER INTEGER positive and at most 16 octets (RFC 5280 4.1.2.2). random_bytes is
+    # the OS CSPRNG (os.urandom read a block at a time; each byte is handed out once).
     while True:
-        raw = bytearray(secrets.token_bytes(16))
+        raw = bytearray(random_bytes(16))
         raw[0] &= 0x7F
         n = int.from_bytes(raw, "big")
         if n:

@@ -43,6 +43,7 @@ from sqlalchemy import Connection, Engine
 from hsm.errors import HsmError, MechanismUnavailable, TokenUnavailable
 from hsm.keys import KeySpec, destroy_key, generate_key_pair
 from hsm.token import Token
+from service.entropy import random_uuid4
 from service.errors import (
     FailedPrecondition,
     HsmcaError,
@@ -636,7 +637,7 @@ class PrivateCaService:
         issuer = ctx.issuer_with_crl if plan.common.enable_crl else ctx.issuer
         assert issuer is not None  # _issuing_ca refused enable_crl without a CRL issuer
         # A job (issue 4) already has its row, PENDING and leased to us: it keeps its id.
-        identifier = job.identifier if job is not None else str(uuid.uuid4())
+        identifier = job.identifier if job is not None else str(random_uuid4())
         sans_der = _general_names_der(plan.sans) if plan.sans else None
         # Step 2b: a system-generated key, labelled with the certificate identifier.
         key_id: bytes | None = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from service.entropy import random_uuid4
 from service.errors import HsmcaError, Status
 
 __all__ = [
@@ -137,7 +137,7 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
     def _call(
         self, method: str, inner: UnaryHandler, request: Any, context: grpc.ServicerContext
     ) -> Any:
-        request_id = str(uuid.uuid4())
+        request_id = str(random_uuid4())
         token = _request_id.set(request_id)
         started = time.monotonic()
         code = grpc.StatusCode.UNKNOWN

@@ -1,0 +1,65 @@
+"""CSPRNG bytes for serial numbers and identifiers, read from the OS a block at a time.
+
+Every byte handed out comes from ``os.urandom`` (the kernel CSPRNG, as ``secrets`` uses)
+and is handed out once. Reading a block instead of 16 bytes per call matters under load:
+``os.urandom`` releases the GIL around its system call, and in a worker with many request
+threads each release hands the GIL to another thread and back (two context switches); a
+certificate needed three such reads (request id, certificate identifier, serial).
+
+A child process must never reuse its parent's unread bytes: the buffer is dropped in the
+child after ``fork`` (workers are spawned, but a library user may fork).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+__all__ = ["BLOCK_BYTES", "random_bytes", "random_uuid4"]
+
+#: Bytes read from the OS per refill.
+BLOCK_BYTES = 4096
+
+
+class _Pool:
+    """Unread CSPRNG bytes; each call takes the next ``n`` of them under a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._pos = 0
+        self.refills = 0  # OS reads (for tests)
+
+    def take(self, n: int) -> bytes:
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        with self._lock:
+            if self._pos + n > len(self._buffer):
+                # The unread remainder is dropped, not reused.
+                self._buffer = os.urandom(max(BLOCK_BYTES, n))
+                self._pos = 0
+                self.refills += 1
+            out = self._buffer[self._pos:self._pos + n]
+            self._pos += n
+            return out
+
+    def forget(self) -> None:
+        """Drop the unread bytes (the next call reads afresh)."""
+        self._lock = threading.Lock()  # a lock held by another thread at fork stays held
+        self._buffer = b""
+        self._pos = 0
+
+
+_pool = _Pool()
+os.register_at_fork(after_in_child=_pool.forget)
+
+
+def random_bytes(n: int) -> bytes:
+    """``n`` bytes of OS CSPRNG output that no other call of this process receives."""
+    return _pool.take(n)
+
+
+def random_uuid4() -> uuid.UUID:
+    """A random (version 4) UUID, as ``uuid.uuid4`` makes, from :func:`random_bytes`."""
+    return uuid.UUID(bytes=random_bytes(16), version=4)

@@ -1,0 +1,63 @@
+"""service/entropy.py: OS CSPRNG bytes read a block at a time, each handed out once."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from service import entropy
+from service.pki.serial import new_serial
+
+
+def test_bytes_are_never_handed_out_twice_across_refills() -> None:
+    chunks = [entropy.random_bytes(16) for _ in range(3 * entropy.BLOCK_BYTES // 16 + 7)]
+    assert all(len(c) == 16 for c in chunks)
+    assert len(set(chunks)) == len(chunks)
+
+
+def test_a_request_larger_than_the_rest_of_the_block_reads_a_fresh_block() -> None:
+    pool = entropy._Pool()
+    first = pool.take(entropy.BLOCK_BYTES - 8)
+    before = pool.refills
+    nxt = pool.take(16)
+    assert pool.refills == before + 1  # the 8 unread bytes were dropped, not combined
+    assert nxt not in first
+    big = pool.take(3 * entropy.BLOCK_BYTES)
+    assert len(big) == 3 * entropy.BLOCK_BYTES
+    assert pool.take(0) == b""
+    with pytest.raises(ValueError, match="n must be"):
+        pool.take(-1)
+
+
+def test_uuid4_has_version_and_variant() -> None:
+    u = entropy.random_uuid4()
+    assert u.version == 4 and u.variant == uuid.RFC_4122
+    assert len({entropy.random_uuid4() for _ in range(1000)}) == 1000
+
+
+def test_serials_are_positive_16_octet_values_from_the_pool() -> None:
+    serials = {new_serial() for _ in range(2000)}
+    assert len(serials) == 2000
+    assert all(0 < s < 2**127 for s in serials)
+    # 127 random bits: about half have the top remaining bit set.
+    assert 800 < sum(s >> 126 for s in serials) < 1200
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_reuse_the_parents_unread_bytes() -> None:
+    entropy.random_bytes(16)  # the parent has unread bytes in its buffer
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.write(write, entropy.random_bytes(16))
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 16
+    assert child != entropy.random_bytes(16)  # the parent's next bytes
