@@ -28,6 +28,17 @@ from service.config import Config
 log = logging.getLogger(__name__)
 
 
+#: gRPC's switch for its rollout experiments, read once when grpc is imported.
+GRPC_EXPERIMENTS_VARIABLE = "GRPC_EXPERIMENTS"
+#: What the workers run with unless the environment says otherwise. Without the EventEngine
+#: listener, accepted connections are polled by the server's own completion-queue thread
+#: (gRPC's long-standing iomgr path) instead of being handed to EventEngine's thread pool.
+#: Measured here with a sync server (16 threads, 0.3 ms handlers, 2 processes): context
+#: switches per call 11.7 -> 7.4 and server CPU per call -6%; on certificate issuance,
+#: ~23 -> ~20 switches per certificate. Thread hand-offs are what costs most on these VMs.
+GRPC_EXPERIMENTS_DEFAULT = "-event_engine_listener"
+
+
 @dataclass(frozen=True)
 class WorkerReady:
     """What a worker reports once it is serving."""
@@ -102,6 +113,8 @@ class Supervisor:
 
     def start(self) -> list[WorkerReady]:
         """Spawn every worker and wait until each one serves."""
+        # Spawned workers inherit this environment; gRPC reads it when it is imported.
+        os.environ.setdefault(GRPC_EXPERIMENTS_VARIABLE, GRPC_EXPERIMENTS_DEFAULT)
         return [self._spawn(i) for i in range(self.n)]
 
     def watch(self) -> None:

@@ -37,7 +37,7 @@ def serve_env(state: Path, **extra: str) -> dict[str, str]:
     a user's would. The CRL HTTP port is a free one unless given, so servers coexist.
     """
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HSMCA_") and k != "SOFTHSM2_CONF"}
+           if not k.startswith("HSMCA_") and k not in ("SOFTHSM2_CONF", "GRPC_EXPERIMENTS")}
     env["HSMCA_STATE_DIR"] = str(state)
     env["HSMCA_HTTP_LISTEN"] = f"127.0.0.1:{free_port()}"
     env.update(extra)

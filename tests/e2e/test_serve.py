@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -38,6 +39,17 @@ def test_two_workers_share_the_port_and_answer(server: ServeProcess) -> None:
             resp = health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service="hsmca.v1.KmsCertificates"), timeout=5)
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_workers_run_with_the_grpc_experiments_default(server: ServeProcess) -> None:
+    from service.serve import GRPC_EXPERIMENTS_DEFAULT
+
+    pids = [int(p) for p in re.findall(r"pids \[([0-9, ]+)\]", server.log.read_text())[0]
+            .split(",")]
+    assert len(pids) == 2
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"GRPC_EXPERIMENTS={GRPC_EXPERIMENTS_DEFAULT}".encode() in environ
 
 
 def test_migrated_database_lives_under_the_state_dir(server: ServeProcess, state: Path) -> None:
