@@ -1,4 +1,4 @@
-"""Steps 6-10 of issuance for many requests at once: one thread signs, two commits per batch.
+"""Steps 6-10 of issuance for many requests at once: one thread signs, one commit per round.
 
 Why: concurrent requests in one worker process each used to run steps 6-10 themselves: two
 group-committed writes, the token call and the verification. Every blocking call in that
@@ -6,23 +6,27 @@ path (SQLite statements, the commit's fsync, the write gate's flock, the token) 
 GIL to another request thread and back, and on the VMs we measured each hand-over is a pair
 of context switches: ~30 per certificate, ~40% of a worker's CPU in the kernel. Here the
 request threads only prepare their TBSCertificate (steps 1-5, pure CPU) and queue it; one
-of them at a time -- the *leader* -- takes everything queued and, for the whole batch:
+of them at a time -- the *leader* -- runs rounds. Each round:
 
-  6. reserves every (issuer, serial) with its TBS in one transaction (one commit);
-  7. signs each TBS in the token (one thread per process in the token anyway, DESIGN.md);
-  8. assembles and verifies each certificate against the CA key (invariant 3);
-  9. records every certificate, or marks FAILED the ones whose signing failed, in one
-     transaction (one commit);
- 10. hands each caller its certificate or its own error, waking only that caller.
+  - commits, in one transaction (GroupCommitter.run_many), the records of the certificates
+    signed in the previous round (step 9; signing failures are marked FAILED with their
+    reason) together with the reservations of everything queued since (step 6);
+  - wakes each recorded caller with its certificate, and each refused one with its own
+    error (step 10);
+  - signs each newly reserved TBS in the token (step 7; one thread per process in the token
+    anyway, DESIGN.md) and verifies the certificate against the CA key (step 8, invariant
+    3); the next round's commit records them.
 
-Invariant 2 holds per certificate: its reservation is committed before the token signs it,
-and it is returned only after the commit that records it. A failure of one request (a
-duplicate custom serial, a CA revoked meanwhile, a token error) is reported to that caller
-only; the group committer reruns the rest of a failed transaction without it.
+So under load every commit does two jobs, and one fsync per round serves both. Invariant 2
+holds per certificate: its reservation is committed before the token signs it, and it is
+returned only after the commit that records it. A failure of one request (a duplicate
+custom serial, a CA revoked meanwhile, a token error) reaches that caller only; the group
+committer reruns the rest of a failed transaction without it.
 
-Leadership passes like a baton, without a background thread: the leader runs batches until
-its own request is done, then hands leadership to the oldest queued request (waking only
-that thread) or, if none is queued, leaves it free for the next caller.
+Leadership passes like a baton, without a background thread: the leader runs rounds until
+its own request is recorded, then hands the lead, and the certificates still waiting for
+their record, to one of their callers (or to the oldest queued request), waking only that
+thread; with nothing in flight the lead is free for the next caller.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class _Item:
 
 
 class Batcher:
-    """Runs steps 6-10 of queued issuances in batches (see the module docstring)."""
+    """Runs steps 6-10 of queued issuances in pipelined rounds (see the module docstring)."""
 
     def __init__(self, run_all: RunAll, *, max_batch: int = MAX_BATCH,
                  token_error: Callable[[BaseException], BaseException] = lambda e: e) -> None:
@@ -88,8 +92,11 @@ class Batcher:
         self._mutex = threading.Lock()
         self._queue: list[_Item] = []
         self._leading = False
-        self.batches = 0  # leader passes that ran (for tests and benchmarks)
-        self.jobs = 0
+        # Signed (or failed to sign) in the last round, to be recorded by the next one; only
+        # the leader touches it, and it passes from leader to leader with the lead.
+        self._signed: list[tuple[_Item, Callable[[Any], Any], BaseException | None]] = []
+        self.rounds = 0  # commits made (for tests and benchmarks)
+        self.jobs = 0  # requests finished
 
     def issue(self, job: Job) -> bytes:
         """Steps 6-10 for ``job``; the verified certificate DER once it is recorded."""
@@ -110,71 +117,89 @@ class Batcher:
     def _lead(self, mine: _Item) -> None:
         try:
             while not mine.done:
-                with self._mutex:
-                    batch = self._queue[: self._max_batch]
-                    del self._queue[: self._max_batch]
-                self._run(batch, mine)
+                self._round(mine)
+        except BaseException as e:
+            # Not a request's own failure (those are caught per item): every caller whose
+            # request is in flight learns it instead of waiting forever.
+            for item, _, _ in self._signed:
+                self._fail(item, e)
+                if item is not mine:
+                    item.wake.release()
+            self.jobs += len(self._signed)
+            self._signed = []
+            raise
         finally:
             with self._mutex:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.lead = True
-                    successor.wake.release()
+                # Whoever is in flight (signed, waiting for its record) or queued leads next;
+                # only that thread is woken, and it carries the pipeline on.
+                waiting = [i for i, _, _ in self._signed] + self._queue[:1]
+                if waiting:
+                    waiting[0].lead = True
+                    waiting[0].wake.release()
                 else:
                     self._leading = False
 
-    def _run(self, batch: list[_Item], mine: _Item) -> None:
+    def _round(self, mine: _Item) -> None:
+        """One commit: record the last round's certificates and reserve the queued ones."""
+        with self._mutex:
+            new = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+        signed, self._signed = self._signed, []
+        finished: list[_Item] = []
         try:
-            self._steps(batch)
+            # Step 9 for the last round and step 6 for this one, in one transaction: a
+            # certificate is returned only once recorded, and none is signed before its
+            # reservation is committed.
+            outcomes = self._run_all([op for _, op, _ in signed]
+                                     + [i.job.reserve_op() for i in new])
+            self.rounds += 1
+            for (item, _, sign_error), (_, error) in zip(signed, outcomes[:len(signed)],
+                                                         strict=True):
+                if sign_error is not None:
+                    self._fail(item, sign_error)
+                elif error is not None:
+                    # Signed but not recorded: the row stays RESERVED with its TBS
+                    # (revocable); the caller gets the error, never an unrecorded certificate.
+                    item.certificate = None
+                    self._fail(item, error, release=False)
+                else:
+                    item.done = True
+                finished.append(item)
+            reserved = []
+            for item, (_, error) in zip(new, outcomes[len(signed):], strict=True):
+                if error is not None:
+                    self._fail(item, error)
+                    finished.append(item)
+                else:
+                    reserved.append(item)
+            # Steps 7-8: sign and verify one after another (the token takes one call at a
+            # time); the next round's commit records them.
+            for item in reserved:
+                try:
+                    certificate = item.job.sign_and_verify()
+                except Exception as e:
+                    self._signed.append((item, item.job.failed_op(e), self._token_error(e)))
+                else:
+                    item.certificate = certificate
+                    self._signed.append((item, item.job.record_op(certificate), None))
         except BaseException as e:
-            # Not a request's own failure (those are caught per item): every caller left in
-            # the batch learns it instead of waiting forever.
-            for item in batch:
-                if not item.done:
-                    item.error, item.done = e, True
-                    item.job.release()
+            # Not a request's own failure: everyone of this round not yet finished or
+            # handed on (in self._signed, which _lead fails) learns it.
+            handed_on = {id(i) for i, _, _ in self._signed}
+            for item in [i for i, _, _ in signed] + new:
+                if not item.done and id(item) not in handed_on:
+                    self._fail(item, e)
+                    finished.append(item)
             raise
         finally:
-            for item in batch:
-                if item is not mine and item.done:
+            self.jobs += len(finished)
+            for item in finished:
+                if item is not mine:
                     item.wake.release()
-        self.batches += 1
-        self.jobs += len(batch)
-
-    def _steps(self, batch: list[_Item]) -> None:
-        # Step 6: every reservation committed before the token signs anything.
-        reserved = []
-        for item, (_, error) in zip(batch, self._run_all([i.job.reserve_op() for i in batch]),
-                                    strict=True):
-            if error is not None:
-                self._fail(item, error)
-            else:
-                reserved.append(item)
-        # Steps 7-8: sign and verify, one after another (the token takes one call at a time).
-        records: list[tuple[_Item, Callable[[Any], Any], BaseException | None]] = []
-        for item in reserved:
-            try:
-                certificate = item.job.sign_and_verify()
-            except Exception as e:
-                records.append((item, item.job.failed_op(e), self._token_error(e)))
-            else:
-                item.certificate = certificate
-                records.append((item, item.job.record_op(certificate), None))
-        # Step 9: one commit records every certificate (and every failure, with its reason).
-        outcomes = self._run_all([op for _, op, _ in records])
-        for (item, _, sign_error), (_, error) in zip(records, outcomes, strict=True):
-            if sign_error is not None:
-                self._fail(item, sign_error)
-            elif error is not None:
-                # Signed but not recorded: the row stays RESERVED with its TBS (revocable);
-                # the caller gets the error, never an unrecorded certificate.
-                item.certificate = None
-                self._fail(item, error, release=False)
-            else:
-                item.done = True
 
     @staticmethod
     def _fail(item: _Item, error: BaseException, *, release: bool = True) -> None:
         item.error, item.done = error, True
         if release:
             item.job.release()
+
