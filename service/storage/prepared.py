@@ -5,12 +5,13 @@ read, the ``mark_issued`` UPDATE). Through ``Connection.execute`` each cost 20-5
 SQLAlchemy machinery here (cache key, execution context, parameter processing, result
 set-up) around 3-40 us of SQLite work. A :class:`Prepared` statement is compiled once per
 dialect; executing it converts the parameters with the bind processors SQLAlchemy itself
-uses for the statement (``UtcDateTime``, ``JSON``, ``Boolean``, ...; taken from
-``TypeEngine._cached_bind_processor``, SQLAlchemy 2.x) and runs the SQL on a cursor of the
-Connection's own DBAPI connection, so it takes part in the Connection's transaction exactly
-like ``conn.execute`` would (a Connection not yet in a transaction begins one, as
-SQLAlchemy's autobegin does). tests/storage/test_storage_prepared.py holds the stored values
-to those of ``conn.execute``.
+uses for the statement (``UtcDateTime``, ``JSON``, ``Boolean``, ...; from the public
+``dialect_impl(dialect).bind_processor(dialect)``, looked up once per statement and
+dialect) and runs the SQL on a cursor of the Connection's own DBAPI connection, so it takes
+part in the Connection's transaction exactly like ``conn.execute`` would (a Connection not
+yet in a transaction begins one, as SQLAlchemy's autobegin does).
+tests/storage/test_storage_prepared.py holds the stored values to those of
+``conn.execute``.
 
 Dialect-agnostic: positional paramstyles (SQLite ``qmark``) get a list in the compiled
 order, named ones (psycopg ``pyformat``) a dict under the compiled (escaped) names. DBAPI
@@ -74,7 +75,7 @@ class _Plan:
         #: The bind processors SQLAlchemy itself applies (type decorators, JSON, ...).
         self.processors: tuple[tuple[int, _Processor], ...] = tuple(
             (i, proc) for i, name in enumerate(order)
-            if (proc := by_name[name].type._cached_bind_processor(dialect)) is not None)
+            if (proc := _bind_processor(by_name[name].type, dialect)) is not None)
         self.result_processors: list[_Processor | None] | None = None
         # (A dialect created without its driver can compile, not execute.)
         dbapi = dialect.dbapi
@@ -94,6 +95,12 @@ class _Plan:
         if self.positional:
             return values
         return dict(zip(self.dbapi_names, values, strict=True))
+
+
+def _bind_processor(type_: Any, dialect: Dialect) -> _Processor | None:
+    """The bind processor SQLAlchemy applies for ``type_`` on ``dialect`` (public API)."""
+    proc: _Processor | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    return proc
 
 
 class Prepared:
