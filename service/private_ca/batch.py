@@ -31,10 +31,11 @@ thread; with nothing in flight the lead is free for the next caller.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from service.baton import Waiter
 
 __all__ = ["MAX_BATCH", "Batcher", "Job", "RunAll"]
 
@@ -66,17 +67,17 @@ class Job(Protocol):
 RunAll = Callable[[Sequence[Callable[[Any], Any]]], Sequence[tuple[Any, BaseException | None]]]
 
 
-@dataclasses.dataclass(eq=False)
-class _Item:
-    job: Job
-    wake: Any = dataclasses.field(default_factory=threading.Lock)
-    lead: bool = False
-    done: bool = False
-    certificate: bytes | None = None
-    error: BaseException | None = None
+class _Item(Waiter):
+    """One queued issuance and, once finished, its certificate or error."""
 
-    def __post_init__(self) -> None:
-        self.wake.acquire()  # released once: when done, or when handed leadership
+    __slots__ = ("certificate", "done", "error", "job")
+
+    def __init__(self, job: Job) -> None:
+        super().__init__()
+        self.job = job
+        self.done = False
+        self.certificate: bytes | None = None
+        self.error: BaseException | None = None
 
 
 class Batcher:
@@ -106,7 +107,7 @@ class Batcher:
             if not self._leading:
                 self._leading = item.lead = True
         if not item.lead:
-            item.wake.acquire()  # done, or leadership handed to us
+            item.park()  # done, or leadership handed to us
         if not item.done:
             self._lead(item)
         if item.error is not None:
@@ -124,7 +125,7 @@ class Batcher:
             for item, _, _ in self._signed:
                 self._fail(item, e)
                 if item is not mine:
-                    item.wake.release()
+                    item.wake()
             self.jobs += len(self._signed)
             self._signed = []
             raise
@@ -134,8 +135,7 @@ class Batcher:
                 # only that thread is woken, and it carries the pipeline on.
                 waiting = [i for i, _, _ in self._signed] + self._queue[:1]
                 if waiting:
-                    waiting[0].lead = True
-                    waiting[0].wake.release()
+                    waiting[0].hand_lead()
                 else:
                     self._leading = False
 
@@ -195,7 +195,7 @@ class Batcher:
             self.jobs += len(finished)
             for item in finished:
                 if item is not mine:
-                    item.wake.release()
+                    item.wake()
 
     @staticmethod
     def _fail(item: _Item, error: BaseException, *, release: bool = True) -> None:

@@ -35,13 +35,14 @@ import fcntl
 import os
 import threading
 import weakref
-from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, RootTransaction, exc
 from sqlalchemy.engine import make_url
+
+from service.baton import Waiter
 
 __all__ = ["BATCH_SCRATCH", "GroupCommitter", "WriteGate", "group_committer", "write_gate"]
 
@@ -107,21 +108,18 @@ class WriteGate:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
-class _Caller:
-    """One call of run/run_many: its own wake-up lock and how many operations are left.
+class _Caller(Waiter):
+    """One call of run/run_many: its wake-up (service/baton.py) and operations left.
 
-    The lock is taken when created and released exactly once: by the leader that finished
-    the caller's last operation, or by the leader handing leadership to this caller. So a
-    commit wakes only the threads whose operations it contained (no ``notify_all`` herd).
+    Woken by the leader that finished the caller's last operation, or handed the lead; so a
+    commit wakes only the threads whose operations it contained.
     """
 
-    __slots__ = ("lead", "left", "wake")
+    __slots__ = ("left",)
 
     def __init__(self, operations: int) -> None:
+        super().__init__()
         self.left = operations  # changed by the leader only
-        self.lead = False
-        self.wake = _allocate_lock()
-        self.wake.acquire()
 
 
 class _Pending:
@@ -196,7 +194,7 @@ class GroupCommitter:
             if not self._leading:
                 self._leading = me.lead = True
         if not me.lead:
-            me.wake.acquire()  # until our operations are done, or we are handed the lead
+            me.park()  # until our operations are done, or we are handed the lead
         if me.left:
             self._lead(me, mine)
         return [(p.result, p.error) for p in mine]
@@ -230,8 +228,7 @@ class GroupCommitter:
                 if self._queue:
                     # The oldest queued caller leads next; only that thread is woken.
                     successor = self._queue[0].caller
-                    successor.lead = True
-                    successor.wake.release()
+                    successor.hand_lead()
                 else:
                     self._leading = False
             self._wake(finished)
@@ -250,7 +247,7 @@ class GroupCommitter:
     @staticmethod
     def _wake(callers: list[_Caller]) -> None:
         for caller in callers:
-            caller.wake.release()
+            caller.wake()
 
     def _take(self, taken: list[_Pending]) -> None:
         with self._mutex:

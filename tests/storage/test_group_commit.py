@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from service.storage import group_commit
+from service import baton
 from service.storage.db import create_engine_for
 from service.storage.group_commit import GroupCommitter, WriteGate, write_gate
 
@@ -155,7 +155,7 @@ def test_an_operation_not_taken_when_the_gate_fails_never_runs(tmp_path: Path) -
 
 
 class _RecordingLock:
-    """A caller's wake-up lock (group_commit._allocate_lock) that logs its releases."""
+    """A caller's wake-up lock (service.baton.allocate_lock) that logs its releases."""
 
     def __init__(self, log: list[tuple[str, int]], committer: list[GroupCommitter]) -> None:
         self._lock = threading.Lock()
@@ -177,8 +177,7 @@ def test_a_commit_wakes_only_its_batch_callers(
     gate = _HeldGate()
     committer = GroupCommitter(engine, gate, max_batch=2)
     releases: list[tuple[str, int]] = []
-    monkeypatch.setattr(group_commit, "_allocate_lock",
-                        lambda: _RecordingLock(releases, [committer]))
+    monkeypatch.setattr(baton, "allocate_lock", lambda: _RecordingLock(releases, [committer]))
 
     def insert(k: int) -> None:
         committer.run(lambda conn: conn.execute(text("INSERT INTO t VALUES (:k)"), {"k": k}))
