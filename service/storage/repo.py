@@ -470,18 +470,6 @@ def _check_serial(serial: str | None) -> str:
     return serial
 
 
-def _replace_tags(conn: Connection, identifier: str, tags: Mapping[str, str]) -> None:
-    conn.execute(tag_t.delete().where(tag_t.c.certificate_identifier == identifier))
-    if tags:
-        conn.execute(
-            insert(tag_t),
-            [
-                {"certificate_identifier": identifier, "tag_key": k, "tag_value": v}
-                for k, v in tags.items()
-            ],
-        )
-
-
 # Every column (CertificateRow has one field per column). Prepared: this runs once per
 # issued certificate, and conn.execute's machinery costs several times SQLite's own work
 # (see service/storage/prepared.py).
