@@ -9,7 +9,7 @@ STATE  ?= var
 APT_PACKAGES := softhsm2 openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps system-deps token serve migrate test test-fast bench proto lint conformance clean
+.PHONY: all deps system-deps bench-deps token serve migrate test test-fast bench proto lint conformance clean
 
 all: test
 
@@ -22,6 +22,13 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# h2load (nghttp2-client) is the benchmark's load generator; only `make bench` needs it.
+bench-deps:
+	@command -v h2load >/dev/null 2>&1 || { \
+	  echo "installing Debian packages: nghttp2-client"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client >/dev/null; }
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +54,7 @@ conformance: token
 test: deps
 	$(BIN)/python -m pytest -q
 
-bench: deps
+bench: deps bench-deps
 	$(BIN)/python bench/bench_token.py
 	$(BIN)/python bench/bench_issuance.py
 
