@@ -1,0 +1,62 @@
+"""The benchmark's h2load glue: the request framing, the report parsing, the failure scan.
+
+h2load cannot see gRPC statuses, so these pieces decide whether a benchmark run counts; the
+run itself (make bench) is not part of the suite.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.gen.hsmca.v1 import private_ca_pb2 as pb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import bench_issuance  # noqa: E402
+
+# Copied from an h2load 1.52 run against `hsmca serve`.
+REPORT = """\
+starting benchmark...
+finished in 5.00s, 1456.40 req/s, 1.41MB/s
+requests: 7282 total, 7298 started, 7282 done, 7282 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 7282 2xx, 0 3xx, 0 4xx, 0 5xx
+"""
+
+
+def test_grpc_frame_is_a_length_prefixed_uncompressed_message() -> None:
+    message = pb.CreateServerCertificateWithCsrRequest(
+        csr="x" * 300, parent_identifier="sub", days=30, immediately=1)
+    framed = bench_issuance.grpc_frame(message.SerializeToString())
+    assert framed[0] == 0  # not compressed
+    length = int.from_bytes(framed[1:5], "big")
+    assert length == len(framed) - 5
+    assert pb.CreateServerCertificateWithCsrRequest.FromString(framed[5:]) == message
+
+
+def test_parse_h2load_reads_counts_and_duration() -> None:
+    counts = bench_issuance.parse_h2load(REPORT)
+    assert counts["done"] == 7282 and counts["started"] == 7298
+    assert counts["failed"] == counts["errored"] == counts["timeout"] == 0
+    assert counts["seconds"] == 5.0
+
+
+def test_parse_h2load_refuses_an_unexpected_report() -> None:
+    with pytest.raises(RuntimeError, match="unexpected h2load output"):
+        bench_issuance.parse_h2load("finished in 5.00s, 0 req/s\n")
+
+
+def test_failed_calls_reports_only_failed_issuance_calls_after_the_offset(
+        tmp_path: Path) -> None:
+    method = bench_issuance.ISSUE_METHOD
+    old = f"w INFO hsmca.rpc: rpc method={method} code=INTERNAL reason=x\n"
+    log = tmp_path / "workers.log"
+    log.write_text(old)
+    offset = log.stat().st_size
+    with log.open("a") as f:
+        f.write(f"w INFO hsmca.rpc: rpc method={method} code=OK reason=- duration_ms=1\n")
+        f.write("w INFO hsmca.rpc: rpc method=/grpc.health.v1.Health/Check code=UNAVAILABLE\n")
+        f.write(f"w INFO hsmca.rpc: rpc method={method} code=NOT_FOUND reason=NotFound.P\n")
+    failed = bench_issuance._failed_calls(log, offset)
+    assert len(failed) == 1 and "code=NOT_FOUND" in failed[0]
