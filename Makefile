@@ -6,8 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 STATE  ?= var
-APT_PACKAGES := softhsm2 openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
 .PHONY: all deps system-deps bench-deps token serve migrate test test-fast bench proto lint conformance clean
 
@@ -19,16 +19,14 @@ system-deps:
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  $(APT_INSTALL) $$missing >/dev/null; \
 	fi
 
 # h2load (nghttp2-client) is the benchmark's load generator; only `make bench` needs it.
 bench-deps:
 	@command -v h2load >/dev/null 2>&1 || { \
 	  echo "installing Debian packages: nghttp2-client"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client >/dev/null; }
+	  $(APT_INSTALL) nghttp2-client >/dev/null; }
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)

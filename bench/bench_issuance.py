@@ -414,8 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"issuing {alg}: {args.runs} runs of {args.seconds:.0f} s (concurrency "
                       f"{args.concurrency}, {client}, {args.workers} workers) ...", flush=True)
                 if args.client == "h2load":
-                    runs = [_h2load_rate(state, target, sub_id, csrs[alg][i], args.concurrency,
-                                         args.seconds) for i in range(args.runs)]
+                    runs = [_h2load_rate(state, target, sub_id, csrs[alg][i % len(csrs[alg])],
+                                         args.concurrency, args.seconds)
+                            for i in range(args.runs)]
                 else:
                     runs = [_issue_rate(ctx, target, sub_id, csrs[alg], args.concurrency,
                                         args.clients, args.seconds) for _ in range(args.runs)]
