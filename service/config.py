@@ -84,12 +84,13 @@ class DatabaseConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GrpcConfig:
-    """gRPC server: listen address, worker processes (0 = cores), threads, drain time."""
+    """gRPC server: listen address, worker processes (0 = cores), threads, drain time, pinning."""
 
     listen: str
     workers: int
     max_threads: int
     grace_seconds: float
+    pin_workers: bool = True
 
     def worker_count(self) -> int:
         """Number of worker processes to start (``workers``, or the core count if 0)."""
@@ -324,6 +325,7 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "workers": _non_negative_int,
         "max_threads": _positive_int,
         "grace_seconds": _seconds,
+        "pin_workers": _bool,
     },
     "http": {"listen": _listen, "public_base_url": _base_url},
     "kms": {"region": _region, "account_id": _account_id},
@@ -352,6 +354,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "workers": 0,
         "max_threads": 16,
         "grace_seconds": 10,
+        "pin_workers": True,
     },
     "http": {"listen": "127.0.0.1:8080", "public_base_url": "http://127.0.0.1:8080"},
     "kms": {"region": "cn-local", "account_id": "000000000000"},

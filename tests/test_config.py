@@ -34,6 +34,7 @@ def test_defaults(tmp_path: Path) -> None:
         10.0,
     )
     assert cfg.grpc.worker_count() == (os.cpu_count() or 1)
+    assert cfg.grpc.pin_workers is True
     assert (cfg.http.listen, cfg.http.public_base_url) == (
         "127.0.0.1:8080",
         "http://127.0.0.1:8080",
@@ -69,6 +70,7 @@ listen = "[::]:9443"
 workers = 4
 max_threads = 32
 grace_seconds = 2.5
+pin_workers = false
 [http]
 public_base_url = "https://pki.example.com/"
 [kms]
@@ -94,6 +96,7 @@ default_owner = "tenant-1"
     assert "s3cret" not in repr(cfg)
     assert (cfg.grpc.listen, cfg.grpc.workers, cfg.grpc.max_threads) == ("[::]:9443", 4, 32)
     assert cfg.grpc.grace_seconds == 2.5 and cfg.grpc.worker_count() == 4
+    assert cfg.grpc.pin_workers is False
     assert cfg.http.public_base_url == "https://pki.example.com"
     assert (cfg.kms.region, cfg.kms.account_id) == ("cn-hangzhou", "1234567890")
     assert (cfg.policy.min_rsa_bits, cfg.policy.default_owner) == (3072, "tenant-1")

@@ -52,6 +52,58 @@ def test_workers_run_with_the_grpc_experiments_default(server: ServeProcess) -> 
         assert f"GRPC_EXPERIMENTS={GRPC_EXPERIMENTS_DEFAULT}".encode() in environ
 
 
+def _thread_cpus(pid: int) -> dict[int, set[int]]:
+    """CPUs each thread of ``pid`` may run on (Linux /proc)."""
+    cpus: dict[int, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "status").read_text()
+        listed = re.search(r"^Cpus_allowed_list:\s*(\S+)", text, re.M)
+        assert listed is not None
+        allowed: set[int] = set()
+        for part in listed.group(1).split(","):
+            lo, _, hi = part.partition("-")
+            allowed.update(range(int(lo), int(hi or lo) + 1))
+        cpus[int(task.name)] = allowed
+    return cpus
+
+
+def _worker_pids(server: ServeProcess) -> list[int]:
+    found = re.findall(r"pids \[([0-9, ]+)\]", server.log.read_text())[0]
+    return [int(p) for p in found.split(",")]
+
+
+def test_each_worker_runs_on_its_own_cpu(server: ServeProcess) -> None:
+    import os
+
+    from service.serve import worker_cpus
+
+    allowed = os.sched_getaffinity(0)
+    expected = worker_cpus(2, allowed, pin=True)
+    pids = _worker_pids(server)
+    for pid, cpu in zip(pids, expected, strict=True):
+        threads = _thread_cpus(pid)
+        assert len(threads) > 2  # gRPC's and the pool's threads, not just the main one
+        # Every thread, including those gRPC started after the pin, stays on the worker's CPU.
+        want = allowed if cpu is None else {cpu}
+        assert set(map(frozenset, threads.values())) == {frozenset(want)}, (pid, threads)
+    if len(allowed) >= 2:
+        assert expected[0] != expected[1]
+        assert f"CPUs {expected}" in server.log.read_text()
+
+
+def test_pin_workers_false_leaves_workers_on_every_cpu(state: Path) -> None:
+    import os
+
+    srv = ServeProcess(state, workers=2, HSMCA_GRPC_PIN_WORKERS="false")
+    try:
+        allowed = os.sched_getaffinity(0)
+        for pid in _worker_pids(srv):
+            assert set(map(frozenset, _thread_cpus(pid).values())) == {frozenset(allowed)}
+        assert "CPUs ['any', 'any']" in srv.log.read_text()
+    finally:
+        assert srv.stop() == 0
+
+
 def test_migrated_database_lives_under_the_state_dir(server: ServeProcess, state: Path) -> None:
     assert (state / "hsmca.db").is_file()
 
