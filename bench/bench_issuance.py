@@ -2,6 +2,7 @@
 
     python bench/bench_issuance.py [--seconds S] [--workers N] [--concurrency C]
                                    [--client h2load|python] [--clients P] [--profile]
+                                   [--no-pin-workers]
 
 Starts the real service (service.serve.Supervisor: N worker processes sharing one port with
 SO_REUSEPORT) on a temporary SoftHSM state and SQLite database, creates an RSA_2048 and an
@@ -24,6 +25,9 @@ the service:
 - ``python``: P client processes of grpc.aio callers over a pool of connections, each call
   a different CSR, every status checked by the client. It costs about 0.3 cores at these
   rates, which the service then does not have.
+
+The workers run as ``make serve`` runs them: each pinned to its own CPU (``grpc.pin_workers``,
+service/serve.py); --no-pin-workers lets them float, for comparison.
 
 --profile also runs the domain issuance path in this process under cProfile (no gRPC) and
 prints where the time goes.
@@ -270,7 +274,7 @@ def _h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: i
 
 
 @contextlib.contextmanager
-def _service(state: Path, workers: int, port: int) -> Iterator[Any]:
+def _service(state: Path, workers: int, port: int, *, pin: bool = True) -> Iterator[Any]:
     """The real service (Supervisor + workers) on a temp SoftHSM state and SQLite file."""
     from service.config import load_config
     from service.serve import Supervisor
@@ -283,6 +287,7 @@ def _service(state: Path, workers: int, port: int) -> Iterator[Any]:
         "HSMCA_DATABASE_URL": f"sqlite:///{state / 'hsmca.db'}",
         "HSMCA_GRPC_LISTEN": f"127.0.0.1:{port}",
         "HSMCA_GRPC_WORKERS": str(workers),
+        "HSMCA_GRPC_PIN_WORKERS": "true" if pin else "false",
         "HSMCA_HTTP_LISTEN": f"127.0.0.1:{_free_port()}",
     }
     os.environ.update(env)
@@ -391,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=2, help="client processes (python client)")
     p.add_argument("--raw-seconds", type=float, default=1.0, help="raw token rate run length")
     p.add_argument("--profile", action="store_true", help="also cProfile the domain path")
+    p.add_argument("--no-pin-workers", dest="pin_workers", action="store_false",
+                   help="let worker processes float over every CPU (grpc.pin_workers = false)")
     args = p.parse_args(argv)
     if args.runs < 1 or args.seconds <= 0:
         p.error("--runs must be >= 1 and --seconds > 0")
@@ -406,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = f"127.0.0.1:{port}"
     rates: dict[str, tuple[float, list[float], list[ClientResult]]] = {}
     try:
-        with _service(state, args.workers, port):
+        with _service(state, args.workers, port, pin=args.pin_workers):
             for alg in ALGORITHMS:
                 sub_id = _create_hierarchy(target, alg)
                 client = ("h2load" if args.client == "h2load" else
@@ -446,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  first error: {x.first_error}")
     print(f"(certs/s = median of {args.runs} runs of {args.seconds:.0f} s; ratio = certs/s over "
           f"the raw {args.workers}-process signing rate measured above; client: {args.client}, "
-          f"its CPU in cores; cpu_count={os.cpu_count()}; SQLite "
+          f"its CPU in cores; cpu_count={os.cpu_count()}; workers "
+          f"{'pinned to one CPU each' if args.pin_workers else 'not pinned'}; SQLite "
           "synchronous=FULL, the durable default)")
     if args.profile:
         for alg in ALGORITHMS:
