@@ -90,7 +90,7 @@ class GrpcConfig:
     workers: int
     max_threads: int
     grace_seconds: float
-    pin_workers: bool = True
+    pin_workers: bool
 
     def worker_count(self) -> int:
         """Number of worker processes to start (``workers``, or the core count if 0)."""

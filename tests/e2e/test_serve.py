@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,28 +31,6 @@ def server(state: Path) -> Iterator[ServeProcess]:
     srv.stop()
 
 
-def test_two_workers_share_the_port_and_answer(server: ServeProcess) -> None:
-    log = server.log.read_text()
-    assert "2 worker process(es)" in log
-    # New connections are spread over the workers by the kernel; every one answers.
-    for _ in range(10):
-        with grpc.insecure_channel(server.target) as ch:
-            resp = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service="hsmca.v1.KmsCertificates"), timeout=5)
-            assert resp.status == health_pb2.HealthCheckResponse.SERVING
-
-
-def test_workers_run_with_the_grpc_experiments_default(server: ServeProcess) -> None:
-    from service.serve import GRPC_EXPERIMENTS_DEFAULT
-
-    pids = [int(p) for p in re.findall(r"pids \[([0-9, ]+)\]", server.log.read_text())[0]
-            .split(",")]
-    assert len(pids) == 2
-    for pid in pids:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        assert f"GRPC_EXPERIMENTS={GRPC_EXPERIMENTS_DEFAULT}".encode() in environ
-
-
 def _thread_cpus(pid: int) -> dict[int, set[int]]:
     """CPUs each thread of ``pid`` may run on (Linux /proc)."""
     cpus: dict[int, set[int]] = {}
@@ -72,9 +51,28 @@ def _worker_pids(server: ServeProcess) -> list[int]:
     return [int(p) for p in found.split(",")]
 
 
-def test_each_worker_runs_on_its_own_cpu(server: ServeProcess) -> None:
-    import os
+def test_two_workers_share_the_port_and_answer(server: ServeProcess) -> None:
+    log = server.log.read_text()
+    assert "2 worker process(es)" in log
+    # New connections are spread over the workers by the kernel; every one answers.
+    for _ in range(10):
+        with grpc.insecure_channel(server.target) as ch:
+            resp = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service="hsmca.v1.KmsCertificates"), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
+
+def test_workers_run_with_the_grpc_experiments_default(server: ServeProcess) -> None:
+    from service.serve import GRPC_EXPERIMENTS_DEFAULT
+
+    pids = _worker_pids(server)
+    assert len(pids) == 2
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"GRPC_EXPERIMENTS={GRPC_EXPERIMENTS_DEFAULT}".encode() in environ
+
+
+def test_each_worker_runs_on_its_own_cpu(server: ServeProcess) -> None:
     from service.serve import worker_cpus
 
     allowed = os.sched_getaffinity(0)
@@ -92,8 +90,6 @@ def test_each_worker_runs_on_its_own_cpu(server: ServeProcess) -> None:
 
 
 def test_pin_workers_false_leaves_workers_on_every_cpu(state: Path) -> None:
-    import os
-
     srv = ServeProcess(state, workers=2, HSMCA_GRPC_PIN_WORKERS="false")
     try:
         allowed = os.sched_getaffinity(0)
