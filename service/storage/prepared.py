@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Dialect, exc
 from sqlalchemy.sql.compiler import Compiled, SQLCompiler
@@ -38,6 +38,7 @@ from sqlalchemy.sql.elements import ClauseElement
 __all__ = ["Prepared"]
 
 _Processor = Callable[[Any], Any]
+T = TypeVar("T")
 
 
 class _NoDriver(Exception):  # noqa: N818 - never raised: stands in for a missing DBAPI's Error
@@ -144,15 +145,13 @@ class Prepared:
         """Run once with ``params`` in ``conn``'s transaction; the DBAPI row count."""
         plan = self.plan(conn.dialect)
         args = _args(conn, plan, params)
-        cursor = _cursor(conn)
-        try:
+
+        def run(cursor: Any) -> int:
             cursor.execute(plan.sql, args)
             rowcount: int = cursor.rowcount
-        except plan.dbapi_error as e:
-            raise _wrapped(conn, plan, args, e, cursor) from e
-        finally:
-            cursor.close()
-        return rowcount
+            return rowcount
+
+        return _on_cursor(conn, plan, args, run)
 
     def executemany(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
         """Run once per parameter set (DBAPI ``executemany``); the DBAPI row count."""
@@ -160,15 +159,13 @@ class Prepared:
         args = [_args(conn, plan, p) for p in rows]
         if not args:
             return 0
-        cursor = _cursor(conn)
-        try:
+
+        def run(cursor: Any) -> int:
             cursor.executemany(plan.sql, args)
             rowcount: int = cursor.rowcount
-        except plan.dbapi_error as e:
-            raise _wrapped(conn, plan, args, e, cursor) from e
-        finally:
-            cursor.close()
-        return rowcount
+            return rowcount
+
+        return _on_cursor(conn, plan, args, run)
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Run a SELECT; its first row (values converted as SQLAlchemy would), or None."""
@@ -176,8 +173,9 @@ class Prepared:
             raise TypeError("first() needs a statement that selects columns")
         plan = self.plan(conn.dialect)
         args = _args(conn, plan, params)
-        cursor = _cursor(conn)
-        try:
+        select_types = self._select_types
+
+        def run(cursor: Any) -> tuple[Any, ...] | None:
             cursor.execute(plan.sql, args)
             row = cursor.fetchone()
             if row is None:
@@ -188,12 +186,10 @@ class Prepared:
                 dialect = conn.dialect
                 procs = plan.result_processors = [
                     t.dialect_impl(dialect).result_processor(dialect, d[1])
-                    for t, d in zip(self._select_types, cursor.description, strict=True)]
+                    for t, d in zip(select_types, cursor.description, strict=True)]
             return tuple(v if p is None else p(v) for p, v in zip(procs, row, strict=True))
-        except plan.dbapi_error as e:
-            raise _wrapped(conn, plan, args, e, cursor) from e
-        finally:
-            cursor.close()
+
+        return _on_cursor(conn, plan, args, run)
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None if there is no row."""
@@ -218,6 +214,17 @@ def _cursor(conn: Connection) -> Any:
     if dbapi_connection is None:
         raise exc.ResourceClosedError("the connection is closed")
     return dbapi_connection.cursor()
+
+
+def _on_cursor(conn: Connection, plan: _Plan, args: Any, run: Callable[[Any], T]) -> T:
+    """``run(cursor)`` on a fresh cursor of ``conn``; DBAPI errors wrapped as SQLAlchemy's."""
+    cursor = _cursor(conn)
+    try:
+        return run(cursor)
+    except plan.dbapi_error as e:
+        raise _wrapped(conn, plan, args, e, cursor) from e
+    finally:
+        cursor.close()
 
 
 def _wrapped(conn: Connection, plan: _Plan, args: Any, error: Exception,
