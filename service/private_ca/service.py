@@ -705,10 +705,14 @@ class _Prepared:
         return functools.partial(_reserve, self.row, self.job_worker_id,
                                  self.row.issuer_identifier)
 
-    def sign_and_verify(self) -> bytes:
+    def sign(self) -> bytes:
+        # Step 7: the token signs the exact TBS that the reservation stored.
         assert self.row.tbs is not None
-        # Step 7: sign in the token. Step 8: assemble, verify against the CA key (invariant 3).
-        signature = self.signer.sign(self.row.tbs)
+        return self.signer.sign(self.row.tbs)
+
+    def finish(self, signature: bytes) -> bytes:
+        # Step 8: assemble, verify against the CA key (invariant 3).
+        assert self.row.tbs is not None
         cert = assemble_certificate(self.row.tbs, self.issuer.signature_algorithm_der,
                                     signature)
         verify_certificate(cert, self.issuer.public_key_info)

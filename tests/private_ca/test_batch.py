@@ -46,10 +46,11 @@ class FakeJob:
     """A prepared issuance whose steps record themselves; failures on request."""
 
     def __init__(self, name: str, log: Log, *, reserve_fails: bool = False,
-                 sign_fails: bool = False, record_fails: bool = False) -> None:
+                 sign_fails: bool = False, verify_fails: bool = False,
+                 record_fails: bool = False) -> None:
         self.name, self.log = name, log
-        self.reserve_fails, self.sign_fails, self.record_fails = (
-            reserve_fails, sign_fails, record_fails)
+        self.reserve_fails, self.sign_fails, self.verify_fails, self.record_fails = (
+            reserve_fails, sign_fails, verify_fails, record_fails)
         self.released = 0
 
     def reserve_op(self) -> Callable[[Any], Any]:
@@ -59,10 +60,17 @@ class FakeJob:
             self.log.add("reserve", self.name)
         return op
 
-    def sign_and_verify(self) -> bytes:
+    def sign(self) -> bytes:
         if self.sign_fails:
             raise RuntimeError(f"token refused {self.name}")
         self.log.add("sign", self.name)
+        return f"sig-{self.name}".encode()
+
+    def finish(self, signature: bytes) -> bytes:
+        assert signature == f"sig-{self.name}".encode()  # its own signature, not another's
+        if self.verify_fails:
+            raise ValueError(f"signature of {self.name} does not verify")
+        self.log.add("verify", self.name)
         return f"cert-{self.name}".encode()
 
     def record_op(self, certificate: bytes) -> Callable[[Any], Any]:
@@ -147,7 +155,12 @@ def test_a_failed_reservation_fails_only_its_caller_and_releases_its_key() -> No
     assert [j.released for j in jobs] == [1 if i == 3 else 0 for i in range(8)]
 
 
-def test_a_signing_failure_marks_the_row_failed_and_maps_the_error() -> None:
+@pytest.mark.parametrize(("failing", "message"), [
+    ("sign_fails", "token refused j1"),
+    ("verify_fails", "signature of j1 does not verify"),
+])
+def test_a_signing_or_verification_failure_marks_the_row_failed_and_maps_the_error(
+        failing: str, message: str) -> None:
     log = Log()
     mapped: list[BaseException] = []
 
@@ -155,14 +168,29 @@ def test_a_signing_failure_marks_the_row_failed_and_maps_the_error() -> None:
         mapped.append(e)
         return LookupError(f"mapped: {e}")
 
-    jobs = [FakeJob(f"j{i}", log, sign_fails=i == 1) for i in range(4)]
+    jobs = [FakeJob(f"j{i}", log, **{failing: i == 1}) for i in range(4)]
     results = issue_all(Batcher(committing(log), token_error=token_error), jobs)
     assert isinstance(results[1], LookupError)
-    assert str(results[1]) == "mapped: token refused j1"
-    assert ("failed", "j1: token refused j1") in log.events
+    assert str(results[1]) == f"mapped: {message}"
+    assert [str(e) for e in mapped] == [message]
+    assert ("failed", f"j1: {message}") in log.events
     assert ("record", "cert-j1") not in log.events
     assert jobs[1].released == 1
     assert [results[i] for i in (0, 2, 3)] == [b"cert-j0", b"cert-j2", b"cert-j3"]
+
+
+def test_a_round_signs_all_its_reservations_before_verifying_any() -> None:
+    log = Log()
+    issue_all(Batcher(committing(log, delay=0.005)), [FakeJob(f"j{i}", log) for i in range(24)])
+    rounds: list[list[str]] = [[]]
+    for what, _ in log.events:
+        if what == "commit":
+            rounds.append([])
+        elif what in ("sign", "verify"):
+            rounds[-1].append(what)
+    assert any(r.count("sign") >= 2 for r in rounds)  # some round signed several
+    for r in rounds:
+        assert r == sorted(r, key=lambda what: what == "verify")  # signs, then verifies
 
 
 def test_a_certificate_that_could_not_be_recorded_is_never_returned() -> None:
