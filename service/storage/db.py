@@ -16,6 +16,8 @@ SQLite notes, because several worker *processes* share one database file:
   commit) is shared by concurrent requests instead: service/storage/group_commit.py commits
   their writes together, and serialises writers of all worker processes on a lock file
   (``<database>.write-lock``) so that SQLite's busy handler does not sleep.
+- The WAL is checkpointed into the database file every 10000 pages (~40 MB) instead of
+  SQLite's 1000: see ``SQLITE_WAL_AUTOCHECKPOINT_PAGES``.
 
 Create engines after forking worker processes (or call ``engine.dispose(close=False)`` in
 the child): a pooled connection must not cross a fork.
@@ -36,6 +38,15 @@ from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: WAL pages after which a commit copies them back into the database file (SQLite's
+#: default is 1000). Why: that checkpoint runs inside the commit that crosses the mark, and
+#: so inside the write gate every worker waits on (group_commit.py). An issued certificate
+#: dirties ~8 pages, most of them index leaves written again by later certificates; a
+#: checkpoint every 10000 pages copies each such page once for many commits. Measured with
+#: make bench's load (P-256): commit CPU per certificate 68 -> 62 us, issuance +1-5%. The
+#: WAL then grows to ~40 MB between checkpoints; durability is unchanged (every commit
+#: still syncs the WAL).
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
 def create_engine_for(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
@@ -62,6 +73,7 @@ def create_engine_for(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
         finally:
             cursor.close()
 

@@ -47,6 +47,9 @@ def test_sqlite_connection_settings(engine: Engine) -> None:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == db.SQLITE_BUSY_TIMEOUT_MS
+        assert (conn.execute(text("PRAGMA wal_autocheckpoint")).scalar()
+                == db.SQLITE_WAL_AUTOCHECKPOINT_PAGES == 10_000)
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL (invariant 2)
 
 
 def test_migrate_creates_the_state_directory(tmp_path: Path) -> None:
