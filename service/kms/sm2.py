@@ -9,6 +9,10 @@ Cryptographic choices, fixed:
   distinguishing ID ``1234567812345678``; the value is DER SEQUENCE { r, s }.
 - Encryption (GB/T 32918.4): SM3 as the KDF and MAC hash; ciphertext is the ASN.1
   SEQUENCE { x, y, C3 hash, C2 } (GM/T 0009, "C1C3C2") that OpenSSL and Tongsuo emit.
+  The standard's all-zero mask rule is enforced here, around Tongsuo, which skips it: an
+  encryption whose KDF output t is all zeros (C2 = M XOR t would be the plaintext itself)
+  is made again with a new k (step A5), and such a ciphertext is refused on decryption
+  (step B4), as OpenSSL 3 does.
 
 tongsuopy's public API covers key generation, serialisation and message signing
 (``ECDSA(SM3())`` on an SM2 key signs as SM2 with the default ID). Signing a precomputed e,
@@ -22,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from asn1crypto import algos
+from asn1crypto import algos, core
 from tongsuopy.backends.tongsuo.backend import backend as _backend
 from tongsuopy.crypto import hashes, serialization
 from tongsuopy.crypto.asymciphers import ec
@@ -207,13 +211,25 @@ def sm2_verify(
     return bool(result == 1)
 
 
-def sm2_encrypt(public_key_info: bytes, plaintext: bytes) -> bytes:
-    """SM2PKE-encrypt (GB/T 32918.4, SM3); returns the ASN.1 C1C3C2 ciphertext."""
-    if not plaintext:
-        raise InvalidArgument(
-            "Plaintext is empty; SM2PKE encrypts 1 or more bytes",
-            reason="InvalidParameter.Plaintext",
-        )
+#: Encryptions tried before giving up on a mask that is not all zeros. Each try has a chance
+#: of 2**(-8 * len(plaintext)) of an all-zero mask, so more than one try is already rare.
+_MAX_ENCRYPT_TRIES = 64
+
+
+def _c2(ciphertext: bytes) -> bytes | None:
+    """C2 of an ASN.1 C1C3C2 ciphertext (GM/T 0009: SEQUENCE { x, y, C3, C2 }), or None."""
+    try:
+        fields = core.Sequence.load(ciphertext, strict=True)
+        if len(fields) != 4:
+            return None
+        c2 = fields[3]
+    except (ValueError, TypeError):
+        return None
+    return bytes(c2.native) if isinstance(c2, core.OctetString) else None
+
+
+def _encrypt_once(public_key_info: bytes, plaintext: bytes) -> bytes:
+    """One SM2PKE encryption by Tongsuo, whatever its mask (see sm2_encrypt)."""
     lib = _backend._lib
     ciphertext = _pkey_op(
         _load_public(public_key_info), lib.EVP_PKEY_encrypt_init, lib.EVP_PKEY_encrypt, plaintext
@@ -223,6 +239,24 @@ def sm2_encrypt(public_key_info: bytes, plaintext: bytes) -> bytes:
     return ciphertext
 
 
+def sm2_encrypt(public_key_info: bytes, plaintext: bytes) -> bytes:
+    """SM2PKE-encrypt (GB/T 32918.4, SM3); returns the ASN.1 C1C3C2 ciphertext."""
+    if not plaintext:
+        raise InvalidArgument(
+            "Plaintext is empty; SM2PKE encrypts 1 or more bytes",
+            reason="InvalidParameter.Plaintext",
+        )
+    for _ in range(_MAX_ENCRYPT_TRIES):
+        ciphertext = _encrypt_once(public_key_info, plaintext)
+        # Step A5: t = KDF(x2 || y2, klen) must not be all zeros, else choose a new k. C2 is
+        # M XOR t, so t is all zeros exactly when C2 equals the plaintext. Tongsuo does not
+        # check (17 of 3000 one-byte encryptions carried the plaintext in clear, and OpenSSL
+        # refused to decrypt them).
+        if _c2(ciphertext) != plaintext:
+            return ciphertext
+    raise RuntimeError(f"SM2 encryption drew an all-zero mask {_MAX_ENCRYPT_TRIES} times")
+
+
 def sm2_decrypt(private_pkcs8: bytes, ciphertext: bytes) -> bytes:
     """SM2PKE-decrypt an ASN.1 C1C3C2 ciphertext (GB/T 32918.4, SM3)."""
     lib = _backend._lib
@@ -230,8 +264,9 @@ def sm2_decrypt(private_pkcs8: bytes, ciphertext: bytes) -> bytes:
         _load_private(private_pkcs8), lib.EVP_PKEY_decrypt_init, lib.EVP_PKEY_decrypt, ciphertext
     )
     # A malformed ciphertext, a point off the curve and a C3 mismatch (tampering or another
-    # key) all fail here; GB/T 32918.4 7.1 B1/B7 give no reason worth telling apart.
-    if plaintext is None:
+    # key) all fail here; GB/T 32918.4 7.1 B1/B7 give no reason worth telling apart. Step B4
+    # refuses an all-zero t too, which Tongsuo does not check: then C2 is the plaintext.
+    if plaintext is None or plaintext == _c2(ciphertext):
         raise InvalidArgument(
             "CiphertextBlob could not be decrypted: it is not an SM2PKE ciphertext "
             "(ASN.1 C1C3C2) made for this certificate's public key",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from asn1crypto import core, keys
 from kms_test_support import openssl
 
 from service.errors import InvalidArgument
+from service.kms import sm2
 from service.kms.csr import build_csr
 from service.kms.dn import parse_subject
 from service.kms.sm2 import (
@@ -248,6 +250,53 @@ def test_encryption_round_trip_and_openssl_decrypts(
     ] * 2
     assert len(fields[2].native) == 32  # C3 = SM3(x2 || M || y2)
     assert len(fields[3].native) == len(plaintext)
+
+
+def _all_zero_mask_ciphertext(spki: bytes, plaintext: bytes) -> bytes:
+    """A ciphertext whose KDF mask t is all zeros, so C2 is the plaintext: Tongsuo makes one
+    in 256 one-byte encryptions."""
+    assert len(plaintext) == 1
+    for _ in range(20_000):  # ~256 expected; all fail with probability ~e**-78
+        ciphertext = sm2._encrypt_once(spki, plaintext)
+        if core.Sequence.load(ciphertext)[3].native == plaintext:
+            return ciphertext
+    pytest.fail("no all-zero mask in 20000 one-byte encryptions")
+
+
+def test_an_all_zero_mask_ciphertext_is_refused_here_as_by_openssl(
+    private_pkcs8: bytes, spki: bytes, keydir: Path
+) -> None:
+    # GB/T 32918.4 B4: a t of all zeros is an error (OpenSSL 3 checks; Tongsuo does not).
+    ciphertext = _all_zero_mask_ciphertext(spki, b"x")
+    with pytest.raises(InvalidArgument) as caught:
+        sm2_decrypt(private_pkcs8, ciphertext)
+    assert caught.value.reason == "InvalidParameter.CiphertextBlob"
+    (keydir / "ct").write_bytes(ciphertext)
+    refused = subprocess.run(
+        ["openssl", "pkeyutl", "-decrypt", "-inkey", "key.pem", "-in", "ct", "-out", "pt"],
+        cwd=keydir, capture_output=True, check=False)
+    assert refused.returncode != 0
+
+
+def test_encrypt_draws_a_new_k_when_the_mask_is_all_zeros(
+    private_pkcs8: bytes, spki: bytes, keydir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GB/T 32918.4 A5: such an encryption carries the plaintext in clear; it is made again.
+    draws = [_all_zero_mask_ciphertext(spki, b"x"), sm2._encrypt_once(spki, b"x")]
+    calls: list[bytes] = []
+
+    def once(public_key_info: bytes, plaintext: bytes) -> bytes:
+        calls.append(plaintext)
+        return draws[len(calls) - 1]
+
+    monkeypatch.setattr(sm2, "_encrypt_once", once)
+    ciphertext = sm2_encrypt(spki, b"x")
+    assert calls == [b"x", b"x"]
+    assert ciphertext == draws[1]
+    assert core.Sequence.load(ciphertext)[3].native != b"x"
+    (keydir / "ct").write_bytes(ciphertext)
+    openssl("pkeyutl", "-decrypt", "-inkey", "key.pem", "-in", "ct", "-out", "pt", cwd=keydir)
+    assert (keydir / "pt").read_bytes() == b"x"
 
 
 def test_openssl_ciphertext_decrypts_here(private_pkcs8: bytes, keydir: Path) -> None:
