@@ -110,14 +110,8 @@ def _fields(tbs: bytes) -> list[bytes]:
 
 def _extensions(tbs: bytes) -> list[bytes]:
     explicit = _fields(tbs)[-1]
-    _, seq, _ = read_tlv(explicit)
-    _, pos, end = read_tlv(explicit, seq)
-    out = []
-    while pos < end:
-        _, _, nxt = read_tlv(explicit, pos)
-        out.append(explicit[pos:nxt])
-        pos = nxt
-    return out
+    _, seq, _ = read_tlv(explicit)  # [3] EXPLICIT holds exactly the SEQUENCE OF Extension
+    return _fields(explicit[seq:])
 
 
 def _with_extensions(tbs: bytes, exts: list[bytes]) -> bytes:
