@@ -1,8 +1,10 @@
 """Asynchronous issuance (immediately = 0) and custom_identifier idempotency (issue 4).
 
 A job is a ``certificate`` row in status PENDING holding the normalized request as JSON.
-Every request is validated in full before the row is written (DESIGN.md invariant 5), so a
-bad request is refused synchronously with nothing stored. A background :class:`JobWorker`
+Every request is validated in full before the row is written (DESIGN.md invariant 5): its
+TBSCertificate is built and linted as a dry run (PrivateCaService.check_plan) and a custom
+serial is stored with the job, so a bad request is refused synchronously with nothing
+stored. A background :class:`JobWorker`
 thread in every worker process leases jobs with ``repo.claim_pending`` and issues them
 through the same numbered steps as synchronous issuance (PrivateCaService._issue, with the
 row's identifier and ``repo.reserve_claimed`` at step 6). Exactly once, across processes
@@ -48,7 +50,7 @@ from service.private_ca.requests import (
     IssuedCertificate,
 )
 from service.storage import repo
-from service.storage.repo import CertificateRow
+from service.storage.repo import CertificateRow, serial_hex
 
 if TYPE_CHECKING:
     from service.private_ca.service import PrivateCaService, _CaContext, _LeafPlan
@@ -143,6 +145,9 @@ def dispatch(svc: PrivateCaService, owner: str, ca: CaRow, ctx: _CaContext, plan
         existing = _by_custom_identifier(svc, owner, custom)
         if existing is not None:
             return _replay(svc, owner, existing, digest, plan, ctx)
+    # Everything issuing would check, checked now: a request that cannot be issued is
+    # refused here with nothing stored, not stored to fail in the background (invariant 5).
+    svc.check_plan(ctx, plan)
     now = svc._now()
     identifier = str(uuid.uuid4())
     # A synchronous idempotent call holds the lease of its own job, so no background worker
@@ -151,6 +156,9 @@ def dispatch(svc: PrivateCaService, owner: str, ca: CaRow, ctx: _CaContext, plan
     row = CertificateRow(
         identifier=identifier, owner=owner, issuer_identifier=ca.identifier, status="PENDING",
         kind=plan.kind, created_at=now, updated_at=now, common_name=plan.common_name,
+        # A custom serial is stored with the job, so the UNIQUE (issuer, serial) constraint
+        # refuses a used one now (AlreadyExists.SerialNumber), not when the job runs.
+        serial=serial_hex(plan.custom_serial) if plan.custom_serial is not None else None,
         request=encoded, request_fingerprint=digest, custom_identifier=custom,
         asynchronous=True, lease_owner=lease.worker_id if lease else None,
         lease_expires_at=now + dt.timedelta(seconds=LEASE_SECONDS) if lease else None,
@@ -165,21 +173,25 @@ def dispatch(svc: PrivateCaService, owner: str, ca: CaRow, ctx: _CaContext, plan
                     f"the issuing CA is {status.status if status else 'gone'}, not ISSUE",
                     reason="IncorrectStatus.CA")
             repo.insert_pending(conn, row)
-    except AlreadyExists as e:
-        if custom is None or e.reason != "AlreadyExists.CustomIdentifier":
-            raise
-        # Lost the race to an identical (or conflicting) request: the winner's row decides.
-        winner = _by_custom_identifier(svc, owner, custom)
+    except AlreadyExists:
+        # Lost the race to an identical (or conflicting) request, on the custom_identifier
+        # or on the custom serial both carry: the winner's row decides.
+        winner = _by_custom_identifier(svc, owner, custom) if custom is not None else None
         if winner is None:
             raise
         return _replay(svc, owner, winner, digest, plan, ctx)
     if lease is None:
-        return IssuedCertificate(identifier, "", "", "")
+        return IssuedCertificate(identifier, "", row.serial or "", "")
     try:
         return svc._issue(owner, ca, ctx, plan, lease)
     except HsmcaError as e:
         with svc._write() as conn:
-            repo.mark_failed(conn, identifier, _reason(e))
+            # Refused before its reservation (the CA revoked meanwhile, the token away): the
+            # caller has the error and nothing was reserved or signed, so the row goes and
+            # the custom_identifier stays free for the retry. After the reservation the row
+            # stays, FAILED, with its serial and TBS (never silent).
+            if not repo.discard_pending(conn, identifier, lease.worker_id):
+                repo.mark_failed(conn, identifier, _reason(e))
         raise
 
 
@@ -196,6 +208,14 @@ def _replay(svc: PrivateCaService, owner: str, row: CertificateRow, digest: str,
         raise AlreadyExists(
             f"custom_identifier {plan.custom_identifier!r} was used for a different request",
             reason="AlreadyExists.CustomIdentifier")
+    if row.deleted_at is not None:
+        # Its certificate was deleted (DeleteClientCertificate): every lookup of that
+        # identifier says NOT_FOUND, so handing it back would name a certificate that is gone;
+        # issuing another under the same key would break the key's meaning.
+        raise FailedPrecondition(
+            f"the certificate issued under custom_identifier {plan.custom_identifier!r} "
+            f"({row.identifier}) was deleted; use a new custom_identifier",
+            reason="IncorrectStatus.Certificate")
     if plan.common.immediately in (None, 0):
         return IssuedCertificate(row.identifier, "", row.serial or "", "")
     deadline = time.monotonic() + REPLAY_WAIT_SECONDS

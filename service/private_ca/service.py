@@ -38,6 +38,8 @@ from typing import Any
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import Connection, Engine
 
 from hsm.errors import HsmError, MechanismUnavailable, TokenUnavailable
@@ -631,6 +633,26 @@ class PrivateCaService:
         return IssuedCertificate(prepared.row.identifier, _pem(cert),
                                  prepared.row.serial or "", chain)
 
+    def check_plan(self, ctx: _CaContext, plan: _LeafPlan) -> None:
+        """Steps 3-5 as a dry run, for a request stored now and issued later (jobs.py).
+
+        Building and linting the TBS is where the rules that depend on the whole request are
+        checked (criticals naming present extensions, key usage against key type and EKU,
+        EKU within the issuing CA's, names). A request stored as a job must meet them before
+        it is stored (DESIGN.md invariant 5: refused at once, nothing stored), not fail
+        later in the background. Nothing is reserved or signed here. A system-generated key
+        does not exist yet: a throwaway key of the requested algorithm stands in for it.
+        """
+        issuer = ctx.issuer_with_crl if plan.common.enable_crl else ctx.issuer
+        assert issuer is not None  # _issuing_ca refused enable_crl without a CRL issuer
+        spki = plan.public_key_info
+        if spki is None:
+            assert plan.key_algorithm is not None
+            spki = _stand_in_public_key(plan.key_algorithm)
+        serial = plan.custom_serial if plan.custom_serial is not None else new_serial()
+        sans_der = _general_names_der(plan.sans) if plan.sans else None
+        _linted_tbs(issuer, plan, spki, serial, sans_der)
+
     def _prepare(self, owner: str, ca: CaRow, ctx: _CaContext, plan: _LeafPlan,
                  job: JobLease | None) -> _Prepared:
         """Steps 2b-5: the key (if system-generated), serial, TBS and lint; the row to store."""
@@ -655,15 +677,8 @@ class PrivateCaService:
         try:
             # Step 3: the serial.
             serial = plan.custom_serial if plan.custom_serial is not None else new_serial()
-            # Step 4: the TBS from the cached Issuer's pre-encoded parts.
-            tbs = build_tbs(issuer, IssuanceRequest(
-                profile=plan.profile, subject=plan.subject_der, public_key_info=spki,
-                serial=serial, not_before=plan.validity.not_before,
-                not_after=plan.validity.not_after, key_usage=plan.key_usage,
-                extended_key_usages=plan.extended_key_usages, subject_alt_names=sans_der,
-                criticals=plan.criticals, enable_crl=plan.common.enable_crl))
-            # Step 5: our own RFC 5280 checks before the token is asked (invariant 4).
-            lint_tbs(tbs, issuer)
+            # Steps 4 and 5: the TBS, and our own RFC 5280 checks before the token is asked.
+            tbs = _linted_tbs(issuer, plan, spki, serial, sans_der)
             now = self._now()
             row = CertificateRow(
                 identifier=identifier, owner=owner, issuer_identifier=ca.identifier,
@@ -734,6 +749,36 @@ class _Prepared:
 
 
 # --- module helpers ----------------------------------------------------------------------
+
+
+def _linted_tbs(issuer: Issuer, plan: _LeafPlan, spki: bytes, serial: int,
+                sans_der: bytes | None) -> bytes:
+    """Steps 4-5: the TBS from the cached Issuer's pre-encoded parts, linted (invariant 4)."""
+    tbs = build_tbs(issuer, IssuanceRequest(
+        profile=plan.profile, subject=plan.subject_der, public_key_info=spki,
+        serial=serial, not_before=plan.validity.not_before,
+        not_after=plan.validity.not_after, key_usage=plan.key_usage,
+        extended_key_usages=plan.extended_key_usages, subject_alt_names=sans_der,
+        criticals=plan.criticals, enable_crl=plan.common.enable_crl))
+    lint_tbs(tbs, issuer)
+    return tbs
+
+
+@functools.cache
+def _stand_in_public_key(algorithm: CaAlgorithm) -> bytes:
+    """A SubjectPublicKeyInfo of ``algorithm`` for check_plan's dry run (never certified)."""
+    # Made in software and thrown away: only its type and size shape the TBS and the lint.
+    # One per algorithm and process (an RSA-4096 key takes about a second to make).
+    key: Any
+    if algorithm.family == "RSA":
+        key = rsa.generate_private_key(65537, algorithm.key_bits)
+    else:
+        key = ec.generate_private_key(_STAND_IN_CURVES[algorithm.key_bits])
+    return bytes(key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+_STAND_IN_CURVES = {256: ec.SECP256R1(), 384: ec.SECP384R1(), 521: ec.SECP521R1()}
 
 
 def _check_years(years: int) -> int:

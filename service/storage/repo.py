@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     exists,
     func,
     insert,
@@ -495,9 +496,10 @@ def _insert_certificate(conn: Connection, row: CertificateRow) -> None:
 
 
 def insert_pending(conn: Connection, row: CertificateRow) -> None:
-    """Store an asynchronous issuance job (status PENDING, serial not yet reserved).
+    """Store an asynchronous issuance job (status PENDING, no TBS yet).
 
-    A duplicate (owner, custom_identifier) raises AlreadyExists.CustomIdentifier.
+    A duplicate (owner, custom_identifier) raises AlreadyExists.CustomIdentifier; a job with a
+    custom serial holds it from now, and one the issuer used raises AlreadyExists.SerialNumber.
     """
     if row.status != "PENDING" or not row.asynchronous or row.request is None:
         raise ValueError("a pending job needs status PENDING, asynchronous and a request")
@@ -589,6 +591,18 @@ def mark_issued(
         raise FailedPrecondition(
             f"certificate {identifier} is not RESERVED", reason="IncorrectStatus.Certificate"
         )
+
+
+def discard_pending(conn: Connection, identifier: str, worker_id: str) -> bool:
+    """Delete a PENDING job leased by ``worker_id`` (never reserved); True if it went."""
+    result = conn.execute(
+        delete(cert_t).where(
+            cert_t.c.identifier == identifier,
+            cert_t.c.status == "PENDING",
+            cert_t.c.lease_owner == worker_id,
+        )
+    )
+    return result.rowcount == 1
 
 
 def mark_failed(

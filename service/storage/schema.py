@@ -186,7 +186,8 @@ certificate = Table(
     Column("identifier", String(ID), primary_key=True),
     Column("owner", String(OWNER), nullable=False),
     Column("issuer_identifier", String(ID), ForeignKey("ca.identifier"), nullable=False),
-    # Lower-case hex without leading zeros; NULL while an async job waits (PENDING).
+    # Lower-case hex without leading zeros; NULL while an async job waits (PENDING), unless
+    # it asked for a custom serial (held from submission, so the constraint refuses a reuse).
     Column("serial", String(SERIAL), nullable=True),
     Column("status", String(CODE), nullable=False),
     Column("kind", String(CODE), nullable=False),
@@ -219,7 +220,7 @@ certificate = Table(
     # Deleted rows stay (hidden from lookups): a revoked serial must stay on the CRL.
     Column("deleted_at", UtcDateTime(), nullable=True),
     *_timestamps(),
-    # NULLs are distinct in both SQLite and PostgreSQL, so PENDING rows (no serial yet) and
+    # NULLs are distinct in both SQLite and PostgreSQL, so PENDING rows without a serial and
     # rows without a custom_identifier do not collide.
     UniqueConstraint("issuer_identifier", "serial"),
     UniqueConstraint("owner", "custom_identifier"),

@@ -42,16 +42,17 @@ def _server(h: Hierarchy, **kw: Any) -> Callable[[Pca], Any]:
     return call
 
 
-def _custom(h: Hierarchy, serial: str = "", ekus: tuple[str, ...] = ("serverAuth",)
-            ) -> Callable[[Pca], Any]:
+def _custom(h: Hierarchy, serial: str = "", ekus: tuple[str, ...] = ("serverAuth",), *,
+            immediately: int = 1, criticals: tuple[str, ...] = (),
+            custom_identifier: str = "") -> Callable[[Pca], Any]:
     def call(pca: Pca) -> Any:
         return pca.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
             parent_identifier=h.sub_id, csr=make_csr(new_key(h.algorithm), "c.example.test"),
-            validity="30d", immediately=1,
+            validity="30d", immediately=immediately, custom_identifier=custom_identifier,
             api_passthrough=pb.ApiPassthrough(
                 extensions=pb.Extensions(key_usage=pb.KeyUsage(digital_signature=True),
                                          extended_key_usages=list(ekus)),
-                serial_number=serial)))
+                criticals=list(criticals), serial_number=serial)))
     return call
 
 
@@ -103,6 +104,34 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
     ("eku-outside-sub-ca-server", lambda p, r, e, c: _server(c)(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
+    ("unknown-critical",
+     lambda p, r, e, c: _custom(e, criticals=("NoSuchExtension",))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Criticals"),
+    # The same refusals when the request would be stored first: as an asynchronous job
+    # (immediately = 0, the API default) or under a custom_identifier. Each is checked in
+    # full before anything is stored, not left to fail when the job runs.
+    ("async-duplicate-custom-serial",
+     lambda p, r, e, c: _custom(e, DUP_SERIAL, immediately=0)(p),
+     grpc.StatusCode.ALREADY_EXISTS, "AlreadyExists.SerialNumber"),
+    ("async-eku-outside-sub-ca-custom",
+     lambda p, r, e, c: _custom(c, ekus=("serverAuth",), immediately=0)(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
+    ("async-eku-outside-sub-ca-server", lambda p, r, e, c: _server(c, immediately=0)(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
+    ("async-unknown-critical",
+     lambda p, r, e, c: _custom(e, criticals=("NoSuchExtension",), immediately=0)(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Criticals"),
+    ("async-system-key-eku-outside-sub-ca",
+     lambda p, r, e, c: p.stub.CreateServerCertificate(pb.CreateServerCertificateRequest(
+         parent_identifier=c.sub_id, domain="k.example.test", days=1, immediately=0)),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
+    ("idempotent-unknown-critical",
+     lambda p, r, e, c: _custom(e, criticals=("NoSuchExtension",),
+                                custom_identifier="rejected-critical")(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Criticals"),
+    ("idempotent-duplicate-custom-serial",
+     lambda p, r, e, c: _custom(e, DUP_SERIAL, custom_identifier="rejected-serial")(p),
+     grpc.StatusCode.ALREADY_EXISTS, "AlreadyExists.SerialNumber"),
     ("sm2-ca-on-softhsm",
      lambda p, r, e, c: p.stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
          common_name="sm2 root", algorithm="SM2_256", years=1)),

@@ -4,6 +4,7 @@ private keys, revocation, CRLs (fetched over HTTP), CA revocation, pagination.""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -84,17 +85,33 @@ def test_bad_async_request_is_refused_and_stores_nothing(lc: Lc, ecc: Hierarchy)
     assert _rows(lc) == before
 
 
-def test_async_job_that_cannot_be_issued_ends_failed(lc: Lc, ecc: Hierarchy) -> None:
-    csr = make_csr(new_key("ECC_256"), "dup.example")
-    serial = str(uuid.uuid4().int >> 2)
-    first = lc.stub.CreateCustomCertificate(_custom_req(
-        ecc, csr, immediately=1, api_passthrough=pb.ApiPassthrough(serial_number=serial)))
-    assert int(first.serial_number, 16) == int(serial)
-    # The serial is only known to be taken when the job reserves it: the job FAILs.
-    job = lc.stub.CreateCustomCertificate(_custom_req(
-        ecc, csr, immediately=0, api_passthrough=pb.ApiPassthrough(serial_number=serial)))
+def test_async_system_key_issuance_completes(lc: Lc, rsa_h: Hierarchy) -> None:
+    # The request is checked in full before it is stored, with a stand-in for the key the
+    # job will generate; the job then issues for the key it generated.
+    resp = lc.stub.CreateClientCertificate(pb.CreateClientCertificateRequest(
+        parent_identifier=rsa_h.sub_id, san_type=1, san_value="job@example.com",
+        common_name="async key holder", algorithm="RSA_2048", days=10, immediately=0))
+    assert wait_status(lc.stub, resp.identifier).status == "ISSUE"
+    info = lc.stub.DescribeClientCertificate(
+        pb.DescribeClientCertificateRequest(identifier=resp.identifier)).certificate
+    cert = x509.load_pem_x509_certificate(info.x509_certificate.encode())
+    assert cert.public_key().key_size == 2048  # type: ignore[union-attr]
+
+
+def test_async_job_that_cannot_be_issued_ends_failed(lc: Lc, monkeypatch: Any) -> None:
+    from service.private_ca import jobs
+
+    h = create_hierarchy(lc, "ECC_256")
+    # Hold the job thread back (a claim already under way finishes within the sleep), so
+    # the CA is revoked between the job's submission and its run.
+    monkeypatch.setattr(jobs, "claim", lambda *a, **k: None)
+    time.sleep(0.3)
+    job = lc.stub.CreateServerCertificateWithCsr(_server_req(h, "late.example", immediately=0))
+    lc.stub.UpdateCACertificateStatus(pb.UpdateCACertificateStatusRequest(
+        identifier=h.sub_id, status="REVOKE"))
+    monkeypatch.undo()
     st = wait_status(lc.stub, job.identifier)
-    assert st.status == "FAILED" and "AlreadyExists.SerialNumber" in st.failure_reason
+    assert st.status == "FAILED" and "IncorrectStatus.CA" in st.failure_reason, st
     info = lc.stub.DescribeClientCertificate(
         pb.DescribeClientCertificateRequest(identifier=job.identifier)).certificate
     assert info.status == "FAILED" and info.failure_reason and not info.x509_certificate
@@ -124,6 +141,66 @@ def test_custom_identifier_is_idempotent(lc: Lc, ecc: Hierarchy, immediately: in
     described = lc.stub.DescribeClientCertificate(
         pb.DescribeClientCertificateRequest(identifier=a.identifier)).certificate
     assert described.custom_identifier == key
+
+
+def _custom_identifier_rows(lc: Lc, key: str) -> int:
+    with lc.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(cert_t)
+                                .where(cert_t.c.custom_identifier == key)).scalar_one())
+
+
+def test_refused_idempotent_request_leaves_its_custom_identifier_free(lc: Lc,
+                                                                    ecc: Hierarchy) -> None:
+    key = f"fix-{uuid.uuid4()}"
+    csr = make_csr(new_key("ECC_256"), "fix.example")
+    bad = _custom_req(ecc, csr, custom_identifier=key, immediately=1,
+                      api_passthrough=pb.ApiPassthrough(criticals=["NoSuchExtension"]))
+    before = _rows(lc)
+    assert _fails(lambda: lc.stub.CreateCustomCertificate(bad)) == \
+        (grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Criticals")
+    assert _rows(lc) == before  # nothing stored, so nothing holds the key
+    fixed = lc.stub.CreateCustomCertificate(_custom_req(ecc, csr, custom_identifier=key,
+                                                        immediately=1))
+    assert fixed.certificate and _custom_identifier_rows(lc, key) == 1
+
+
+def test_idempotent_call_that_fails_before_reserving_can_be_retried(lc: Lc, ecc: Hierarchy,
+                                                                   monkeypatch: Any) -> None:
+    from service.errors import Unavailable
+
+    def token_away(prepared: Any) -> bytes:
+        raise Unavailable("the token is unavailable: injected")
+
+    key = f"retry-{uuid.uuid4()}"
+    req = _custom_req(ecc, make_csr(new_key("ECC_256"), "retry.example"),
+                      custom_identifier=key, immediately=1,
+                      tags=[common_pb2.Tag(key="team", value="retry")])
+    before = _rows(lc)
+    monkeypatch.setattr(lc.service._batcher, "issue", token_away)
+    assert _fails(lambda: lc.stub.CreateCustomCertificate(req))[0] == \
+        grpc.StatusCode.UNAVAILABLE
+    monkeypatch.undo()
+    # Nothing was reserved or signed: the job row went with the error, and the retry the
+    # error invites issues the certificate (it used to answer FAILED_PRECONDITION forever).
+    assert _rows(lc) == before
+    again = lc.stub.CreateCustomCertificate(req)
+    assert again.certificate and _custom_identifier_rows(lc, key) == 1
+
+
+def test_custom_identifier_of_a_deleted_certificate_is_not_replayed(lc: Lc,
+                                                                   ecc: Hierarchy) -> None:
+    key = f"deleted-{uuid.uuid4()}"
+    req = _custom_req(ecc, make_csr(new_key("ECC_256"), "deleted.example"),
+                      custom_identifier=key, immediately=1)
+    issued = lc.stub.CreateCustomCertificate(req)
+    lc.stub.CreateRevokeClientCertificate(pb.CreateRevokeClientCertificateRequest(
+        identifier=issued.identifier, reason_code=5))
+    lc.stub.DeleteClientCertificate(pb.DeleteClientCertificateRequest(
+        identifier=issued.identifier))
+    # Handing back the deleted certificate would give an identifier every lookup denies.
+    code, reason = _fails(lambda: lc.stub.CreateCustomCertificate(req))
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION,
+                              "IncorrectStatus.Certificate")
 
 
 def test_racing_identical_requests_yield_one_certificate(lc: Lc, ecc: Hierarchy) -> None:
@@ -397,8 +474,8 @@ def test_job_that_died_after_reserving_is_resigned_with_its_serial(lc: Lc,
             status="RESERVED", certificate=None, lease_owner="dead-worker",
             lease_expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
     again = wait_status(lc.stub, job.identifier)
-    deadline = __import__("time").monotonic() + 10
-    while again.status != "ISSUE" and __import__("time").monotonic() < deadline:
+    deadline = time.monotonic() + 10
+    while again.status != "ISSUE" and time.monotonic() < deadline:
         again = wait_status(lc.stub, job.identifier)
     assert again.status == "ISSUE" and again.serial_number == st.serial_number
     info = lc.stub.DescribeClientCertificate(
