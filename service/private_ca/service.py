@@ -68,6 +68,7 @@ from service.pki.builder import (
 from service.pki.csr import ParsedCsr, parse_csr
 from service.pki.lint import lint_self_signed_tbs, lint_tbs
 from service.pki.names import (
+    REASON_EKU,
     SanType,
     SubjectAltName,
     build_name,
@@ -78,7 +79,7 @@ from service.pki.names import (
     parse_extended_key_usages,
     parse_san,
 )
-from service.pki.profiles import KeyUsage, ProfileKind
+from service.pki.profiles import EKU_ANY, KeyUsage, ProfileKind
 from service.pki.serial import new_serial, validate_custom_serial
 from service.pki.signer import SignatureAlgorithm
 from service.pki.validity import (
@@ -349,6 +350,14 @@ class PrivateCaService:
             raise InvalidArgument("path_len_constraint must not be negative",
                                   reason="InvalidParameter.PathLenConstraint")
         ekus = tuple(parse_extended_key_usages(req.extended_key_usages))
+        if EKU_ANY in ekus:
+            # CA/B BR 7.1.2.10.6: a CA certificate MUST NOT carry anyExtendedKeyUsage, and
+            # OpenSSL then refuses every TLS leaf under it ("unsuitable certificate purpose").
+            # Leaving the list empty already means "not constrained".
+            raise InvalidArgument(
+                "extended_key_usages of a subordinate CA must not include any "
+                "(anyExtendedKeyUsage, 2.5.29.37.0); leave the list empty for a CA that may "
+                "issue every usage", reason=REASON_EKU)
         crl_day = self._crl_settings(req.enable_crl, req.crl_day)
         subject = _ca_subject(req.subject)
         now = self._now()

@@ -107,6 +107,11 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
     ("unknown-critical",
      lambda p, r, e, c: _custom(e, criticals=("NoSuchExtension",))(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Criticals"),
+    ("sub-ca-any-eku",
+     lambda p, r, e, c: p.stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+         parent_identifier=e.root_id, common_name="any eku", algorithm="ECC_256", years=1,
+         extended_key_usages=["serverAuth", "any"])),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
     # The same refusals when the request would be stored first: as an asynchronous job
     # (immediately = 0, the API default) or under a custom_identifier. Each is checked in
     # full before anything is stored, not left to fail when the job runs.
