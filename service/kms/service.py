@@ -64,6 +64,7 @@ from service.kms.algorithms import (
 from service.kms.csr import build_csr
 from service.kms.dn import format_subject, parse_subject, parse_subject_alternative_names
 from service.kms.pkcs12 import build_pkcs12
+from service.pki import pem
 from service.pki.signer import Signer
 from service.storage import repo
 from service.storage.repo import KmsCertificateRow
@@ -252,20 +253,18 @@ def _token_errors() -> Iterator[None]:
 
 def _load_pem_certificates(text: str, what: str, reason: str) -> list[bytes]:
     """Split a PEM bundle into DER certificates; anything else in it is refused."""
-    data = text.encode("utf-8", "replace")
-    ders: list[bytes] = []
     try:
-        for kind, _headers, der in asn1_pem.unarmor(data, multiple=True):
-            if kind != "CERTIFICATE":
-                raise _invalid(reason, f"{what} holds a PEM '{kind}' block; only CERTIFICATE")
+        ders = pem.decode_blocks(text, ("CERTIFICATE",))
+    except pem.PemError as e:
+        # Strict: a block cut short must not be dropped silently (DESIGN.md invariant 5).
+        raise _invalid(reason, f"{what}: {e}") from e
+    for number, der in enumerate(ders, start=1):
+        try:
             asn1_x509.Certificate.load(der, strict=True).native  # noqa: B018 - parse it all
-            ders.append(bytes(der))
-    except HsmcaError:
-        raise
-    except (ValueError, TypeError) as e:
-        raise _invalid(reason, f"{what} is not PEM-encoded X.509: {e}") from e
-    if not ders:
-        raise _invalid(reason, f"{what} holds no PEM CERTIFICATE block")
+        except (ValueError, TypeError) as e:
+            raise _invalid(
+                reason, f"{what}: PEM block {number} is not a DER X.509 certificate: {e}"
+            ) from e
     return ders
 
 

@@ -8,11 +8,8 @@ possession, RFC 2986 3), and a key that passes the key policy.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from service.errors import InvalidArgument
+from service.pki import pem
 from service.pki.algorithms import (
     CURVE_BITS,
     SM2_CURVE,
@@ -40,8 +38,6 @@ MAX_CSR_CHARS = 64 * 1024
 MAX_RSA_BITS = 16384
 
 _ASN1_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
-_BEGIN = re.compile(r"-----BEGIN ([^-\r\n]*)-----")
-_END = re.compile(r"-----END ([^-\r\n]*)-----")
 _LABELS = ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
@@ -91,43 +87,16 @@ def decode_pem(text: str) -> bytes:
     """Extract the DER of the single CSR PEM block in ``text``, refusing anything else."""
     if len(text) > MAX_CSR_CHARS:
         raise _fail(f"the CSR is {len(text)} characters long; at most {MAX_CSR_CHARS} accepted")
-    begins = list(_BEGIN.finditer(text))
-    if not begins:
+    try:
+        ders = pem.decode_blocks(text, _LABELS)
+    except pem.PemError as e:
+        raise _fail(f"CSR: {e}") from e
+    if len(ders) > 1:
         raise _fail(
-            "the CSR is not PEM: expected a block starting with "
-            "'-----BEGIN CERTIFICATE REQUEST-----'"
-        )
-    if len(begins) > 1:
-        raise _fail(
-            f"the CSR text contains {len(begins)} PEM blocks; exactly one CERTIFICATE "
+            f"the CSR text contains {len(ders)} PEM blocks; exactly one CERTIFICATE "
             "REQUEST block is expected"
         )
-    begin = begins[0]
-    label = begin.group(1)
-    if label not in _LABELS:
-        # Name the label only: never echo what may be a private key.
-        raise _fail(f"the PEM block is a {label!r}, not a 'CERTIFICATE REQUEST'")
-    if text[: begin.start()].strip():
-        raise _fail("unexpected data before the PEM block")
-    end = _END.search(text, begin.end())
-    if end is None:
-        raise _fail(f"the PEM block has no '-----END {label}-----' line")
-    if end.group(1) != label:
-        raise _fail(f"the PEM block begins as {label!r} but ends as {end.group(1)!r}")
-    if text[end.end() :].strip():
-        raise _fail("trailing data after the PEM block")
-    body = text[begin.end() : end.start()]
-    if ":" in body:
-        # RFC 7468 2: PEM headers (RFC 1421 Proc-Type etc.) are not allowed.
-        raise _fail("the PEM block has headers; only base64 data is allowed")
-    compact = "".join(body.split())
-    try:
-        der = base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        raise _fail("the PEM block is not valid base64") from None
-    if not der:
-        raise _fail("the PEM block is empty")
-    return der
+    return ders[0]
 
 
 def _load_strict(der: bytes) -> csr.CertificationRequest:

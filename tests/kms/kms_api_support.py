@@ -49,12 +49,17 @@ class OpensslCa:
     @property
     def chain_pem(self) -> str:
         """Intermediate then root, the order UploadCertificate expects."""
-        return (self.directory / "int.pem").read_text() + (self.directory / "root.pem").read_text()
+        return self.intermediate_pem + self.root_pem
 
     @property
     def root_pem(self) -> str:
         """The root certificate alone."""
         return (self.directory / "root.pem").read_text()
+
+    @property
+    def intermediate_pem(self) -> str:
+        """The intermediate certificate alone."""
+        return (self.directory / "int.pem").read_text()
 
     def _sig_args(self) -> list[str]:
         return ["-sm3", "-sigopt", DISTID] if self.sm2 else ["-sha256"]

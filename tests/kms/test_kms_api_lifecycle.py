@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -282,32 +282,80 @@ def test_upload_of_a_certificate_for_another_key_is_refused(
     assert (row.status, row.certificate) == ("PENDING", None)
 
 
-@pytest.mark.parametrize(
-    "chain",
-    ["other", "root_only", "reversed", "garbage"],
-)
+def _cut(pem: str) -> str:
+    """``pem`` as a copy-paste truncation leaves it: last base64 line and END line lost."""
+    return "\n".join(pem.splitlines()[:-2]) + "\n"
+
+
+END = "-----END CERTIFICATE-----\n"
+
+# Chains that must be refused, with nothing stored. The PEM cases are all ones a lax parser
+# (asn1crypto's unarmor) reads as a shorter chain or ignores: a block must be complete.
+BROKEN_CHAINS: dict[str, Callable[[OpensslCa, OpensslCa], str]] = {
+    "other": lambda ca, other: other.chain_pem,  # names differ from the issuer
+    "root_only": lambda ca, other: ca.root_pem,  # the intermediate is missing
+    "reversed": lambda ca, other: ca.root_pem + ca.intermediate_pem,
+    "garbage": lambda ca, other: "-----BEGIN CERTIFICATE-----\nAAAA\n" + END,
+    "pem: root cut short": lambda ca, other: ca.intermediate_pem + _cut(ca.root_pem),
+    "pem: intermediate cut short": lambda ca, other: _cut(ca.intermediate_pem) + ca.root_pem,
+    "pem: END label differs": lambda ca, other: ca.intermediate_pem + ca.root_pem.replace(
+        END, "-----END X509 CRL-----\n"
+    ),
+    "pem: stray END line": lambda ca, other: ca.chain_pem + END,
+    "pem: text between blocks": lambda ca, other: ca.intermediate_pem + "root:\n" + ca.root_pem,
+    "pem: a CSR block": lambda ca, other: ca.chain_pem + (ca.directory / "int.csr").read_text(),
+}
+
+
+@pytest.mark.parametrize("chain", BROKEN_CHAINS)
 def test_upload_with_a_broken_chain_is_refused(
     kms: Any, issuer: Issuer, ca: OpensslCa, other_ca: OpensslCa, chain: str
 ) -> None:
     combo = Combo("EC_P256", "SOFTWARE", True)
     target = issuer.fresh(combo, upload=False)
     certificate = ca.issue(target.csr)
-    chains = {
-        "other": other_ca.chain_pem,  # names differ from the issuer
-        "root_only": ca.root_pem,  # the intermediate is missing
-        "reversed": ca.root_pem + ca.chain_pem.split(ca.root_pem)[0],
-        "garbage": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-    }
     request = kms_pb2.UploadCertificateRequest(
         certificate_id=target.certificate_id,
         certificate=certificate,
-        certificate_chain=chains[chain],
+        certificate_chain=BROKEN_CHAINS[chain](ca, other_ca),
     )
     assert rpc_error(kms.stub.UploadCertificate, request) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         "InvalidParameter.CertificateChain",
     )
-    assert _row(kms, target.certificate_id).certificate is None
+    row = _row(kms, target.certificate_id)
+    assert (row.status, row.certificate, row.certificate_chain) == ("PENDING", None, None)
+
+
+# Certificate fields that must be refused: exactly one complete CERTIFICATE block.
+BAD_CERTIFICATES: dict[str, Callable[[str, OpensslCa], str]] = {
+    "two certificates": lambda cert, ca: cert + ca.intermediate_pem,
+    "second block cut short": lambda cert, ca: cert + _cut(ca.intermediate_pem),
+    "cut short": lambda cert, ca: _cut(cert),
+    "END label differs": lambda cert, ca: cert.replace(END, "-----END X509 CRL-----\n"),
+    "stray END line": lambda cert, ca: cert + END,
+    "text before the block": lambda cert, ca: "subject=CN=kms user\n" + cert,
+    "a CSR block": lambda cert, ca: (ca.directory / "int.csr").read_text(),
+}
+
+
+@pytest.mark.parametrize("certificate", BAD_CERTIFICATES)
+def test_upload_of_a_malformed_certificate_is_refused(
+    kms: Any, issuer: Issuer, ca: OpensslCa, certificate: str
+) -> None:
+    combo = Combo("EC_P256", "SOFTWARE", True)
+    target = issuer.fresh(combo, upload=False)
+    request = kms_pb2.UploadCertificateRequest(
+        certificate_id=target.certificate_id,
+        certificate=BAD_CERTIFICATES[certificate](ca.issue(target.csr), ca),
+        certificate_chain=ca.chain_pem,
+    )
+    assert rpc_error(kms.stub.UploadCertificate, request) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "InvalidParameter.Certificate",
+    )
+    row = _row(kms, target.certificate_id)
+    assert (row.status, row.certificate, row.certificate_chain) == ("PENDING", None, None)
 
 
 @pytest.mark.parametrize("key_spec", ["EC_P256", "EC_SM2"])
