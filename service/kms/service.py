@@ -303,6 +303,32 @@ def _signed_by(subject_der: bytes, issuer_der: bytes) -> bool:
     return True
 
 
+def _issuer_problem(issuer_der: bytes, intermediates_below: int) -> str | None:
+    """Why ``issuer`` may not issue certificates, or None (RFC 5280 6.1.4 (k), (l)-(n)).
+
+    ``intermediates_below`` counts the non-self-issued CA certificates between it and the
+    uploaded certificate. Structural checks only, so they hold for every algorithm,
+    SM2 included; _signed_by checks the name and the signature.
+    """
+    issuer = asn1_x509.Certificate.load(issuer_der)
+    oids = [e["extn_id"].dotted for e in issuer["tbs_certificate"]["extensions"]]
+    if len(oids) != len(set(oids)):
+        # asn1crypto keeps the last of two basicConstraints; which one counts is ambiguous.
+        return "an extension appears more than once (RFC 5280 4.2)"
+    constraints, key_usage = issuer.basic_constraints_value, issuer.key_usage_value
+    if constraints is None or not constraints["ca"].native:
+        return "it is not a CA certificate (basicConstraints cA is not TRUE; RFC 5280 6.1.4 (k))"
+    if key_usage is not None and "key_cert_sign" not in key_usage.native:
+        return "its keyUsage does not include keyCertSign (RFC 5280 6.1.4 (n))"
+    path_len = constraints["path_len_constraint"].native
+    if path_len is not None and intermediates_below > path_len:
+        return (
+            f"its pathLenConstraint is {path_len} but {intermediates_below} intermediate CA "
+            "certificate(s) follow it (RFC 5280 6.1.4 (l), (m))"
+        )
+    return None
+
+
 def _parse_certificate(der: bytes) -> _ParsedCertificate:
     cert = asn1_x509.Certificate.load(der)
     oid = cert["signature_algorithm"]["algorithm"].dotted
@@ -523,6 +549,8 @@ class KmsCertificatesService:
                 certificate_chain, "CertificateChain", "CertificateChain"
             )
             # Each certificate must be issued by the next one: leaf <- chain[0] <- chain[1] ...
+            # and each issuer must be a CA allowed to issue at its depth.
+            intermediates_below = 0
             for index, (child, parent) in enumerate(
                 zip([cert_der, *chain_ders], chain_ders, strict=False)
             ):
@@ -533,6 +561,14 @@ class KmsCertificatesService:
                         f"chain certificate {index + 1} did not issue {what} "
                         "(issuer name or signature does not match)",
                     )
+                problem = _issuer_problem(parent, intermediates_below)
+                if problem is not None:
+                    raise _invalid(
+                        "CertificateChain",
+                        f"chain certificate {index + 1} is not a valid issuer: {problem}",
+                    )
+                if not asn1_x509.Certificate.load(parent).self_issued:
+                    intermediates_below += 1
         parsed = _parse_certificate(cert_der)
         updated = dataclasses.replace(
             row,

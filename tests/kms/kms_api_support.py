@@ -71,13 +71,8 @@ class OpensslCa:
         (directory / "ca.ext").write_text(CA_EXTENSIONS)
         (directory / "leaf.ext").write_text(LEAF_EXTENSIONS)
         ca = cls(directory, sm2)
-        keygen = (
-            ["genpkey", "-algorithm", "SM2"]
-            if sm2
-            else ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
-        )
         for name in ("root", "int"):
-            openssl(*keygen, "-out", f"{name}.key", cwd=directory)
+            ca._genkey(name)
         openssl(
             "req", "-x509", "-new", "-key", "root.key", *ca._sig_args(),
             "-subj", "/C=CN/O=hsmca tests/CN=Test Root" + (" SM2" if sm2 else ""),
@@ -93,6 +88,33 @@ class OpensslCa:
         ca._sign("int.csr", "int.pem", "root", "ca.ext")
         return ca
 
+    def _genkey(self, name: str) -> None:
+        keygen = (
+            ["genpkey", "-algorithm", "SM2"]
+            if self.sm2
+            else ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        )
+        openssl(*keygen, "-out", f"{name}.key", cwd=self.directory)
+
+    def add_issuer(
+        self, name: str, extensions: str, *, parent: str = "int", subject: str = ""
+    ) -> str:
+        """Certificate ``name`` (own key, ``extensions``) issued by ``parent``; its PEM.
+
+        Made once per CA: a later call with the same name returns the same certificate.
+        """
+        pem = self.directory / f"{name}.pem"
+        if not pem.exists():
+            self._genkey(name)
+            (self.directory / f"{name}.ext").write_text(extensions)
+            openssl(
+                "req", "-new", "-key", f"{name}.key", *self._sig_args(),
+                "-subj", subject or f"/C=CN/O=hsmca tests/CN={name}", "-out", f"{name}.csr",
+                cwd=self.directory,
+            )
+            self._sign(f"{name}.csr", f"{name}.pem", parent, f"{name}.ext")
+        return pem.read_text()
+
     def _sign(self, csr: str, out: str, issuer: str, ext: str) -> None:
         vfy = ["-vfyopt", DISTID] if self.sm2 else []
         openssl(
@@ -102,11 +124,11 @@ class OpensslCa:
             cwd=self.directory,
         )
 
-    def issue(self, csr_pem: str) -> str:
-        """Issue a leaf certificate for ``csr_pem`` from the intermediate; PEM."""
+    def issue(self, csr_pem: str, issuer: str = "int") -> str:
+        """Issue a leaf certificate for ``csr_pem`` from the intermediate (or ``issuer``); PEM."""
         name = os.urandom(6).hex()
         (self.directory / f"{name}.csr").write_text(csr_pem)
-        self._sign(f"{name}.csr", f"{name}.pem", "int", "leaf.ext")
+        self._sign(f"{name}.csr", f"{name}.pem", issuer, "leaf.ext")
         return (self.directory / f"{name}.pem").read_text()
 
 

@@ -16,13 +16,18 @@ from typing import Any
 
 import grpc
 import pytest
+from asn1crypto import pem as asn1_pem
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from kms_api_support import (
+    CA_EXTENSIONS,
     COMBO_IDS,
     COMBOS,
     DISTID,
+    LEAF_EXTENSIONS,
     Combo,
     Issued,
     OpensslCa,
@@ -376,6 +381,134 @@ def test_upload_with_a_forged_signature_is_refused(
         grpc.StatusCode.INVALID_ARGUMENT,
         "InvalidParameter.CertificateChain",
     )
+
+
+_SKI_AKI = "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n"
+_CA = "basicConstraints = critical, CA:TRUE\n"
+_CA_KU = "keyUsage = critical, keyCertSign, cRLSign\n"
+_PATHLEN_0 = ("pathlen0", "basicConstraints = critical, CA:TRUE, pathlen:0\n" + _CA_KU + _SKI_AKI)
+
+# Issuers below the intermediate, top down; the last one issues the uploaded certificate.
+# RFC 5280 6.1.4: every issuer needs cA=TRUE (k), keyCertSign if it has keyUsage (n), and
+# no more non-self-issued intermediates below it than its pathLenConstraint (l), (m).
+NOT_ISSUERS: dict[str, list[tuple[str, str]]] = {
+    "end-entity certificate": [("ee", LEAF_EXTENSIONS)],
+    "no basicConstraints": [("no-bc", _CA_KU + _SKI_AKI)],
+    "cA=FALSE with keyCertSign": [("ca-false", "basicConstraints = critical, CA:FALSE\n"
+                                   + _CA_KU + _SKI_AKI)],
+    "CA without keyCertSign": [("no-kcs", _CA + "keyUsage = critical, digitalSignature, "
+                                "cRLSign\n" + _SKI_AKI)],
+    "pathLen 0 above an intermediate": [_PATHLEN_0, ("below-pathlen0", CA_EXTENSIONS)],
+}
+ISSUERS: dict[str, list[tuple[str, str]]] = {
+    "pathLen 0 directly above": [_PATHLEN_0],
+    "CA without keyUsage": [("ca-no-ku", _CA + _SKI_AKI)],
+    # A self-issued certificate (a key rollover: same name, new key) does not count (l).
+    "pathLen 0 above a self-issued CA": [_PATHLEN_0, ("pathlen0-rollover", CA_EXTENSIONS)],
+}
+_SUBJECTS = {"pathlen0-rollover": "/C=CN/O=hsmca tests/CN=pathlen0"}
+
+
+def _issue_below(ca: OpensslCa, csr: str, issuers: list[tuple[str, str]]) -> tuple[str, str]:
+    """The certificate for ``csr`` from the last of ``issuers``, and its chain up to the root."""
+    parent = "int"
+    chain = ca.chain_pem
+    for name, extensions in issuers:
+        subject = _SUBJECTS.get(name, "")
+        chain = ca.add_issuer(name, extensions, parent=parent, subject=subject) + chain
+        parent = name
+    return ca.issue(csr, issuer=parent), chain
+
+
+def _openssl_verifies(ca: OpensslCa, certificate: str, chain: str, directory: Path) -> bool:
+    """Whether ``openssl verify`` accepts the path up to ``ca``'s root.
+
+    ECDSA CAs only: OpenSSL 3.0's verify does not pass the SM2 distinguishing ID, so it
+    rejects even the SM2 test CA's own intermediate ("certificate signature failure").
+    """
+    (directory / "leaf.pem").write_text(certificate)
+    (directory / "untrusted.pem").write_text(chain)
+    return openssl(
+        "verify", "-CAfile", str(ca.directory / "root.pem"), "-untrusted",
+        "untrusted.pem", "leaf.pem", cwd=directory, check=False,
+    ).returncode == 0
+
+
+@pytest.mark.parametrize("key_spec", ["EC_P256", "EC_SM2"])
+@pytest.mark.parametrize("case", NOT_ISSUERS)
+def test_upload_with_a_chain_certificate_that_may_not_issue_is_refused(
+    kms: Any, issuer: Issuer, key_spec: str, case: str, tmp_path: Path
+) -> None:
+    """Name and signature match, but the issuer is not a CA allowed to issue here."""
+    combo = Combo(key_spec, "SOFTWARE", True)
+    ca = issuer.ca_for(combo)
+    target = issuer.fresh(combo, upload=False)
+    certificate, chain = _issue_below(ca, target.csr, NOT_ISSUERS[case])
+    if not ca.sm2:  # an independent checker agrees the path is invalid
+        assert not _openssl_verifies(ca, certificate, chain, tmp_path)
+    request = kms_pb2.UploadCertificateRequest(
+        certificate_id=target.certificate_id, certificate=certificate, certificate_chain=chain
+    )
+    assert rpc_error(kms.stub.UploadCertificate, request) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "InvalidParameter.CertificateChain",
+    )
+    row = _row(kms, target.certificate_id)
+    assert (row.status, row.certificate, row.certificate_chain) == ("PENDING", None, None)
+
+
+@pytest.mark.parametrize("key_spec", ["EC_P256", "EC_SM2"])
+@pytest.mark.parametrize("case", ISSUERS)
+def test_upload_with_chains_rfc5280_allows(
+    kms: Any, issuer: Issuer, key_spec: str, case: str, tmp_path: Path
+) -> None:
+    """The CA checks are not stricter than RFC 5280 path validation."""
+    combo = Combo(key_spec, "SOFTWARE", True)
+    ca = issuer.ca_for(combo)
+    target = issuer.fresh(combo, upload=False)
+    certificate, chain = _issue_below(ca, target.csr, ISSUERS[case])
+    if not ca.sm2:
+        assert _openssl_verifies(ca, certificate, chain, tmp_path)
+    _upload(kms, target.certificate_id, certificate, chain)
+    row = _row(kms, target.certificate_id)
+    assert (row.status, row.certificate_chain.count("BEGIN")) == ("ACTIVE", len(ISSUERS[case]) + 2)
+
+
+def test_upload_with_an_issuer_that_has_two_basic_constraints_is_refused(
+    kms: Any, issuer: Issuer, ca: OpensslCa, tmp_path: Path
+) -> None:
+    """cA=FALSE, then a second basicConstraints with cA=TRUE: not read as a CA (RFC 5280 4.2)."""
+    name, extensions = NOT_ISSUERS["cA=FALSE with keyCertSign"][0]
+    _, _, der = asn1_pem.unarmor(ca.add_issuer(name, extensions).encode())
+    original = asn1_x509.Certificate.load(der)
+    tbs = original["tbs_certificate"].copy()
+    tbs["extensions"] = asn1_x509.Extensions([
+        *tbs["extensions"],
+        {"extn_id": "basic_constraints", "critical": True, "extn_value": {"ca": True}},
+    ])
+    parent_key = serialization.load_pem_private_key(
+        (ca.directory / "int.key").read_bytes(), None
+    )
+    assert isinstance(parent_key, ec.EllipticCurvePrivateKey)
+    two_constraints = asn1_x509.Certificate({
+        "tbs_certificate": tbs,
+        "signature_algorithm": original["signature_algorithm"],
+        "signature_value": parent_key.sign(tbs.dump(), ec.ECDSA(hashes.SHA256())),
+    })
+    combo = Combo("EC_P256", "SOFTWARE", True)
+    target = issuer.fresh(combo, upload=False)
+    certificate = ca.issue(target.csr, issuer=name)
+    chain = asn1_pem.armor("CERTIFICATE", two_constraints.dump()).decode() + ca.chain_pem
+    assert not _openssl_verifies(ca, certificate, chain, tmp_path)
+    request = kms_pb2.UploadCertificateRequest(
+        certificate_id=target.certificate_id, certificate=certificate, certificate_chain=chain
+    )
+    assert rpc_error(kms.stub.UploadCertificate, request) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "InvalidParameter.CertificateChain",
+    )
+    row = _row(kms, target.certificate_id)
+    assert (row.status, row.certificate, row.certificate_chain) == ("PENDING", None, None)
 
 
 # --- CertificatePrivateKeySign / CertificatePublicKeyVerify --------------------------------
