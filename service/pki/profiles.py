@@ -180,7 +180,8 @@ def _ku_error(message: str) -> InvalidArgument:
 
 def check_key_usage(ku: KeyUsage, key_type: KeyType, *, is_ca: bool) -> None:
     """Refuse key usage bits that contradict the key type or basicConstraints."""
-    # RFC 5280 4.2.1.3: keyCertSign iff cA; encipherOnly/decipherOnly need keyAgreement.
+    # RFC 5280 4.2.1.3: keyCertSign iff cA; encipherOnly/decipherOnly need keyAgreement
+    # and exclude each other.
     if ku.key_cert_sign and not is_ca:
         raise _ku_error("keyCertSign is only for CA certificates (RFC 5280 4.2.1.3)")
     if is_ca and not ku.key_cert_sign:
@@ -188,6 +189,11 @@ def check_key_usage(ku: KeyUsage, key_type: KeyType, *, is_ca: bool) -> None:
     if (ku.encipher_only or ku.decipher_only) and not ku.key_agreement:
         raise _ku_error("encipher_only and decipher_only require key_agreement "
                         "(RFC 5280 4.2.1.3)")
+    if ku.encipher_only and ku.decipher_only:
+        # RFC 5280 4.2.1.3: the key may be used "only for enciphering" resp. "only for
+        # deciphering" data while performing key agreement; both at once contradict.
+        raise _ku_error("encipher_only and decipher_only are mutually exclusive: set at "
+                        "most one of them (RFC 5280 4.2.1.3)")
     if key_type in (KeyType.EC, KeyType.SM2):
         # RFC 5480 3: keyEncipherment and dataEncipherment MUST NOT be set for EC keys.
         if ku.key_encipherment or ku.data_encipherment:

@@ -182,6 +182,9 @@ ALTERED: dict[str, Callable[[bytes], bytes]] = {
         _KU, der_bit_string(b"\x84", 2), critical=True)),
     "ku-key-encipherment-on-ec": _replace_ext(_KU, lambda e: _ext(
         _KU, der_bit_string(b"\xa0", 5), critical=True)),
+    # keyAgreement, encipherOnly and decipherOnly (bits 4, 7, 8): RFC 5280 4.2.1.3.
+    "ku-encipher-and-decipher-only": _replace_ext(_KU, lambda e: _ext(
+        _KU, der_bit_string(b"\x09\x80", 7), critical=True)),
     "eku-empty": _replace_ext(_EKU, lambda e: _ext(_EKU, der_sequence())),
     "eku-any-critical": _replace_ext(_EKU, lambda e: _ext(
         _EKU, der_sequence(der_oid("2.5.29.37.0")), critical=True)),

@@ -42,16 +42,18 @@ def _server(h: Hierarchy, **kw: Any) -> Callable[[Pca], Any]:
     return call
 
 
-def _custom(h: Hierarchy, serial: str = "", ekus: tuple[str, ...] = ("serverAuth",), *,
-            immediately: int = 1, criticals: tuple[str, ...] = (),
-            custom_identifier: str = "") -> Callable[[Pca], Any]:
+def _custom(h: Hierarchy, serial: str = "", ekus: tuple[str, ...] = ("serverAuth",),
+            ku: pb.KeyUsage | None = None, *, immediately: int = 1,
+            criticals: tuple[str, ...] = (), custom_identifier: str = ""
+            ) -> Callable[[Pca], Any]:
     def call(pca: Pca) -> Any:
         return pca.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
             parent_identifier=h.sub_id, csr=make_csr(new_key(h.algorithm), "c.example.test"),
             validity="30d", immediately=immediately, custom_identifier=custom_identifier,
             api_passthrough=pb.ApiPassthrough(
-                extensions=pb.Extensions(key_usage=pb.KeyUsage(digital_signature=True),
-                                         extended_key_usages=list(ekus)),
+                extensions=pb.Extensions(
+                    key_usage=ku if ku is not None else pb.KeyUsage(digital_signature=True),
+                    extended_key_usages=list(ekus)),
                 criticals=list(criticals), serial_number=serial)))
     return call
 
@@ -102,6 +104,11 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      grpc.StatusCode.NOT_FOUND, "NotFound.ParentIdentifier"),
     ("eku-outside-sub-ca-custom", lambda p, r, e, c: _custom(c, ekus=("serverAuth",))(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
+    # RFC 5280 4.2.1.3: "only for enciphering" and "only for deciphering" contradict.
+    ("ku-encipher-only-and-decipher-only",
+     lambda p, r, e, c: _custom(e, ku=pb.KeyUsage(key_agreement=True, encipher_only=True,
+                                                  decipher_only=True))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.KeyUsage"),
     ("eku-outside-sub-ca-server", lambda p, r, e, c: _server(c)(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExtendedKeyUsages"),
     ("unknown-critical",
