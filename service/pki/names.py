@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from asn1crypto import core, x509
@@ -401,16 +401,51 @@ OID_COMMON_NAME = "2.5.4.3"
 _DOTTED_OID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+\Z")
 
 
+# ISO 3166-1 alpha-2 country codes, for countryName (X.520; RFC 5280 Appendix A,
+# X520countryName: "ISO 3166 codes only") and the other attributes holding a country.
+# Source: the 249 officially assigned codes of the ISO 3166 Maintenance Agency (ISO Online
+# Browsing Platform, https://www.iso.org/obp/ui/#search/code/). Also accepted, as pkilint's
+# CA/B Forum linter does: the user-assigned XK (Kosovo, as the European Commission uses it)
+# and XX (CA/B Forum Baseline Requirements: no official code has been assigned).
+ISO_3166_ALPHA2: frozenset[str] = frozenset("""
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI
+    BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN
+    CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK
+    FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+    HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
+    KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK
+    ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP
+    NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+    SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF
+    TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
+    VN VU WF WS YE YT ZA ZM ZW
+    XK XX
+""".split())
+
+
+def _country_problem(value: str) -> str | None:
+    """Why ``value`` is not an ISO 3166-1 alpha-2 code, or None if it is one."""
+    if value in ISO_3166_ALPHA2:
+        return None
+    if not re.fullmatch(r"[A-Z]{2}", value):
+        return "must be a two-letter upper-case ISO 3166-1 alpha-2 code such as CN or US"
+    hint = " (the United Kingdom is GB)" if value == "UK" else ""
+    return (f"is not an ISO 3166-1 alpha-2 country code{hint}; use an assigned code "
+            "such as CN or US")
+
+
 @dataclass(frozen=True)
 class _AttrRule:
     label: str  # API field name used in messages
     string_type: str  # "utf8" | "printable" | "ia5"
     max_len: int | None  # RFC 5280 Appendix A ub-*
+    # The value's syntax beyond its string type: why a value is wrong, or None if it is fine.
+    check: Callable[[str], str | None] | None = None
 
 
 # Standard attributes we know the rules for. Anything else custom is UTF8String, no bound.
 _ATTR_RULES: dict[str, _AttrRule] = {
-    OID_COUNTRY: _AttrRule("Country", "printable", 2),
+    OID_COUNTRY: _AttrRule("Country", "printable", 2, _country_problem),
     OID_STATE: _AttrRule("State", "utf8", 128),  # ub-state-name
     OID_LOCALITY: _AttrRule("Locality", "utf8", 128),  # ub-locality-name
     OID_ORGANIZATION: _AttrRule("Organization", "utf8", 64),  # ub-organization-name
@@ -485,12 +520,10 @@ def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAn
             f"{label} is {len(value)} characters long; at most {rule.max_len} "
             "(RFC 5280 Appendix A upper bound)",
         )
-    if oid == OID_COUNTRY and not re.fullmatch(r"[A-Z]{2}", value):
-        raise _fail(
-            reason,
-            f"{label} {value!r} must be a two-letter upper-case ISO 3166-1 alpha-2 code "
-            "such as CN or US",
-        )
+    if rule is not None and rule.check is not None:
+        problem = rule.check(value)
+        if problem is not None:
+            raise _fail(reason, f"{label} {value!r} {problem}")
     if oid.startswith(MATTER_ARC):
         if oid not in MATTER_ATTRIBUTES:
             raise _fail(

@@ -7,6 +7,7 @@ from asn1crypto import x509
 
 from service.errors import InvalidArgument
 from service.pki.names import (
+    ISO_3166_ALPHA2,
     SanType,
     SubjectAltName,
     build_name,
@@ -110,6 +111,11 @@ BAD_NAMES: list[tuple[str, dict[str, object], str, str]] = [
     ("country-3", {"country": "CHN"}, "Country", "at most 2"),
     ("country-1", {"country": "C"}, "Country", "two-letter upper-case"),
     ("country-digit", {"country": "C1"}, "Country", "two-letter upper-case"),
+    # X.520 / RFC 5280 Appendix A: ISO 3166 codes only, not any two letters.
+    ("country-uk", {"country": "UK"}, "Country",
+     "'UK' is not an ISO 3166-1 alpha-2 country code (the United Kingdom is GB)"),
+    ("country-unassigned", {"country": "AA"}, "Country", "not an ISO 3166-1 alpha-2"),
+    ("country-reserved", {"country": "EU"}, "Country", "not an ISO 3166-1 alpha-2"),
     ("cn-65", {"common_name": "a" * 65}, "CommonName", "65 characters long; at most 64"),
     ("o-65", {"organization": "o" * 65}, "Organization", "at most 64"),
     ("ou-65", {"organization_unit": "u" * 65}, "OrganizationUnit", "at most 64"),
@@ -161,6 +167,12 @@ BAD_NAMES: list[tuple[str, dict[str, object], str, str]] = [
         {"custom_attributes": [("2.5.4.6", "us")]},
         "CustomAttributes",
         "ISO 3166-1",
+    ),
+    (
+        "custom-country-unassigned",
+        {"custom_attributes": [("2.5.4.6", "QQ")]},
+        "CustomAttributes",
+        "not an ISO 3166-1 alpha-2",
     ),
     (
         "matter-node-lower",
@@ -227,6 +239,16 @@ def test_bad_names_refused(case: str, kwargs: dict[str, object], field: str, mes
         build_name(**kwargs)  # type: ignore[arg-type]
     assert e.value.reason == f"InvalidParameter.Subject.{field}"
     assert message in e.value.message
+
+
+def test_country_codes_are_iso_3166_alpha2() -> None:
+    # The same set pkilint's CA/B Forum linter accepts (the iso3166 package, plus XX).
+    from iso3166 import countries_by_alpha2
+
+    assert ISO_3166_ALPHA2 == set(countries_by_alpha2) | {"XX"}
+    assert len(ISO_3166_ALPHA2) == 249 + 2  # the assigned codes, XK and XX
+    for code in sorted(ISO_3166_ALPHA2):
+        assert attributes(build_name(country=code)) == [("2.5.4.6", PRINTABLE, code)]
 
 
 @pytest.mark.parametrize(

@@ -161,6 +161,13 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Validity"),
     ("bad-domain", lambda p, r, e, c: _server(e, domain="bad..example")(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Domain"),
+    # X.520 / RFC 5280 Appendix A: countryName is an ISO 3166 code ("UK" is not; GB is).
+    ("root-country-not-iso-3166",
+     lambda p, r, e, c: p.stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
+         common_name="uk root", country_code="UK", algorithm="ECC_256", years=1)),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.Country"),
+    ("leaf-country-not-iso-3166", lambda p, r, e, c: _server(e, country="QQ")(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.Country"),
     ("bad-matter-attribute",
      lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
          parent_identifier=e.sub_id, csr=make_csr(new_key("ECC_256"), "m"), validity="1d",
