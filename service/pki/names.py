@@ -1,10 +1,12 @@
 """Subject names, subject alternative names and extended key usages from API parameters.
 
-Subject DNs follow RFC 5280 4.1.2.4 with explicit string types: countryName is a
-PrintableString (X.520, RFC 5280 Appendix A), every other attribute a UTF8String (RFC 5280
-4.1.2.6: CAs MUST use UTF8String for DirectoryString from 2004 on). Upper bounds are RFC 5280
-Appendix A's ``ub-*`` values. SANs follow RFC 5280 4.2.1.6; Matter attributes follow the
-Matter Core Specification 6.5.6 (operational certificate DN encoding).
+Subject DNs follow RFC 5280 4.1.2.4 with explicit string types, each attribute in its type's
+syntax: countryName and the other PrintableString attributes (X.520, RFC 5280 Appendix A,
+RFC 3739) as PrintableString, emailAddress and domainComponent as IA5String, DirectoryString
+attributes as UTF8String (RFC 5280 4.1.2.6: CAs MUST use UTF8String for DirectoryString from
+2004 on). Upper bounds are RFC 5280 Appendix A's ``ub-*`` values. SANs follow RFC 5280
+4.2.1.6; Matter attributes follow the Matter Core Specification 6.5.6 (operational certificate
+DN encoding).
 """
 
 from __future__ import annotations
@@ -434,16 +436,25 @@ def _country_problem(value: str) -> str | None:
             "such as CN or US")
 
 
+def _gender_problem(value: str) -> str | None:
+    """RFC 3739 3.2.2: Gender ::= PrintableString (SIZE(1)) -- "M", "F", "m" or "f"."""
+    return None if value in ("M", "F", "m", "f") else "must be M, F, m or f (RFC 3739 3.2.2)"
+
+
 @dataclass(frozen=True)
 class _AttrRule:
     label: str  # API field name used in messages
-    string_type: str  # "utf8" | "printable" | "ia5"
-    max_len: int | None  # RFC 5280 Appendix A ub-*
+    # The attribute's ASN.1 syntax: "utf8" a DirectoryString (emitted as UTF8String),
+    # "printable" a PrintableString, "ia5" an IA5String.
+    string_type: str
+    max_len: int | None  # RFC 5280 Appendix A ub-* (or the attribute's own SIZE bound)
     # The value's syntax beyond its string type: why a value is wrong, or None if it is fine.
     check: Callable[[str], str | None] | None = None
 
 
-# Standard attributes we know the rules for. Anything else custom is UTF8String, no bound.
+# Standard attributes we know the rules for. Anything else custom is UTF8String, no bound:
+# RFC 5280 4.1.2.4, the value's syntax is the attribute type's, so an attribute whose syntax
+# is not a DirectoryString needs a rule here (or an entry in _UNSUPPORTED_ATTRIBUTES).
 _ATTR_RULES: dict[str, _AttrRule] = {
     OID_COUNTRY: _AttrRule("Country", "printable", 2, _country_problem),
     OID_STATE: _AttrRule("State", "utf8", 128),  # ub-state-name
@@ -460,6 +471,27 @@ _ATTR_RULES: dict[str, _AttrRule] = {
     "2.5.4.65": _AttrRule("pseudonym (2.5.4.65)", "utf8", 128),  # ub-pseudonym
     "1.2.840.113549.1.9.1": _AttrRule("emailAddress", "ia5", 255),  # ub-emailaddress-length
     "0.9.2342.19200300.100.1.25": _AttrRule("domainComponent", "ia5", 63),
+    # X.520 TelephoneNumber ::= PrintableString (SIZE (1..ub-telephone-number)), ub 32.
+    "2.5.4.20": _AttrRule("telephoneNumber (2.5.4.20)", "printable", 32),
+    # RFC 3739 3.2.2 (id-pda): Gender PrintableString (SIZE(1)); CountryOfCitizenship and
+    # CountryOfResidence PrintableString (SIZE (2)), ISO 3166 codes.
+    "1.3.6.1.5.5.7.9.3": _AttrRule("gender (1.3.6.1.5.5.7.9.3)", "printable", 1,
+                                   _gender_problem),
+    "1.3.6.1.5.5.7.9.4": _AttrRule("countryOfCitizenship (1.3.6.1.5.5.7.9.4)", "printable", 2,
+                                   _country_problem),
+    "1.3.6.1.5.5.7.9.5": _AttrRule("countryOfResidence (1.3.6.1.5.5.7.9.5)", "printable", 2,
+                                   _country_problem),
+    # CA/B Forum EV Guidelines: jurisdictionCountryName is an X520countryName.
+    "1.3.6.1.4.1.311.60.2.1.3": _AttrRule("jurisdictionCountryName (1.3.6.1.4.1.311.60.2.1.3)",
+                                          "printable", 2, _country_problem),
+}
+
+# Attributes whose syntax is no character string: refused rather than encoded as one.
+_UNSUPPORTED_ATTRIBUTES: dict[str, str] = {
+    "1.3.6.1.5.5.7.9.1": "dateOfBirth is a GeneralizedTime (RFC 3739 3.2.2), which "
+                         "custom attributes do not support",
+    "2.5.4.45": "x500UniqueIdentifier is a BIT STRING (X.520), which custom attributes do "
+                "not support",
 }
 
 # Matter Core Specification 6.5.6.x: Matter DN attributes are UTF8String holding fixed-length
@@ -509,6 +541,8 @@ def _check_matter(oid: str, value: str, reason: str) -> None:
 
 def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAndValue:
     """One AttributeTypeAndValue with an explicit string type, validated."""
+    if oid in _UNSUPPORTED_ATTRIBUTES:
+        raise _fail(reason, f"{label}: {_UNSUPPORTED_ATTRIBUTES[oid]}")
     rule = _ATTR_RULES.get(oid)
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise _fail(reason, f"{label} {value!r} contains control characters")
@@ -554,9 +588,11 @@ def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAn
         alt = {"printable": "printable_string", "utf8": "utf8_string"}[string_type]
         encoded = x509.DirectoryString(name=alt, value=value)
     elif spec_name in x509.NameTypeAndValue._oid_specs:
-        # Typed by asn1crypto (emailAddress, domainComponent): keep the raw IA5 octets.
+        # Typed by asn1crypto (emailAddress and domainComponent IA5String, telephoneNumber
+        # PrintableString, the TCG attributes UTF8String): the same octets in its class, set
+        # raw because its DNSName/EmailAddress setters IDNA-encode.
         spec = x509.NameTypeAndValue._oid_specs[spec_name]
-        encoded = spec(contents=value.encode("ascii"))
+        encoded = spec(contents=encoded.contents)
     return x509.NameTypeAndValue({"type": attr_type, "value": encoded})
 
 

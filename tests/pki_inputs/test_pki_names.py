@@ -86,6 +86,24 @@ def test_custom_attributes_follow_fixed_ones() -> None:
     ]
 
 
+# RFC 5280 4.1.2.4: a value has its attribute type's syntax; these are not DirectoryStrings.
+TYPED_ATTRIBUTES = [
+    ("1.3.6.1.5.5.7.9.3", "M", PRINTABLE),  # gender (RFC 3739 3.2.2): PrintableString SIZE(1)
+    ("1.3.6.1.5.5.7.9.3", "f", PRINTABLE),
+    ("1.3.6.1.5.5.7.9.4", "US", PRINTABLE),  # countryOfCitizenship: PrintableString SIZE(2)
+    ("1.3.6.1.5.5.7.9.5", "DE", PRINTABLE),  # countryOfResidence
+    ("1.3.6.1.4.1.311.60.2.1.3", "CN", PRINTABLE),  # jurisdictionCountryName (EV)
+    ("2.5.4.20", "+86 571 8888 0000", PRINTABLE),  # telephoneNumber (X.520)
+    ("2.5.4.20", "+1" + "0" * 30, PRINTABLE),  # ub-telephone-number 32
+    ("2.23.133.2.1", "制造商 ü", UTF8),  # TCG tpmManufacturer: UTF8String
+]
+
+
+@pytest.mark.parametrize(("oid", "value", "tag"), TYPED_ATTRIBUTES)
+def test_custom_attributes_in_their_own_syntax(oid: str, value: str, tag: int) -> None:
+    assert attributes(build_name(custom_attributes=[(oid, value)])) == [(oid, tag, value)]
+
+
 MATTER_NOC = [
     ("1.3.6.1.4.1.37244.1.1", "DEDEDEDE00010001"),  # node id
     ("1.3.6.1.4.1.37244.1.5", "FAB000000000001D"),  # fabric id
@@ -174,6 +192,26 @@ BAD_NAMES: list[tuple[str, dict[str, object], str, str]] = [
         "CustomAttributes",
         "not an ISO 3166-1 alpha-2",
     ),
+    ("gender-other", {"custom_attributes": [("1.3.6.1.5.5.7.9.3", "X")]}, "CustomAttributes",
+     "must be M, F, m or f"),
+    ("gender-long", {"custom_attributes": [("1.3.6.1.5.5.7.9.3", "MF")]}, "CustomAttributes",
+     "at most 1"),
+    ("citizenship-not-iso", {"custom_attributes": [("1.3.6.1.5.5.7.9.4", "UK")]},
+     "CustomAttributes", "countryOfCitizenship (1.3.6.1.5.5.7.9.4)) 'UK' is not an ISO"),
+    ("residence-3-letters", {"custom_attributes": [("1.3.6.1.5.5.7.9.5", "DEU")]},
+     "CustomAttributes", "at most 2"),
+    ("jurisdiction-country-lower", {"custom_attributes": [("1.3.6.1.4.1.311.60.2.1.3", "us")]},
+     "CustomAttributes", "ISO 3166-1"),
+    ("telephone-33", {"custom_attributes": [("2.5.4.20", "+1" + "0" * 31)]}, "CustomAttributes",
+     "at most 32"),
+    ("telephone-not-printable", {"custom_attributes": [("2.5.4.20", "+86#1")]},
+     "CustomAttributes", "outside PrintableString"),
+    ("telephone-non-ascii", {"custom_attributes": [("2.5.4.20", "电话")]},
+     "CustomAttributes", "outside PrintableString"),
+    ("date-of-birth", {"custom_attributes": [("1.3.6.1.5.5.7.9.1", "19700101000000Z")]},
+     "CustomAttributes", "dateOfBirth is a GeneralizedTime"),
+    ("unique-identifier", {"custom_attributes": [("2.5.4.45", "ab")]}, "CustomAttributes",
+     "BIT STRING"),
     (
         "matter-node-lower",
         {"custom_attributes": [("1.3.6.1.4.1.37244.1.1", "dededede00010001")]},

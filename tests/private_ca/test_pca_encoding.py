@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pca_support import Hierarchy, Pca, make_csr, new_key, pem_to_der
+from pki_checkers import errors, pkilint_rfc5280, pkilint_serverauth
+
+from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.pki.names import SanType, SubjectAltName, build_name, san_extension_value
 from service.private_ca.requests import SubjectFields
 from service.private_ca.service import _general_names_der, _leaf_subject
@@ -48,3 +52,46 @@ def test_cn_fast_encoding_matches_build_name_and_defers_the_rest() -> None:
     for bad in ("x" * 65, " lead", "trail ", "tab\there", "del\x7f"):
         with pytest.raises(InvalidArgument):
             _cn_rdn_der(bad)
+
+
+# RFC 5280 4.1.2.4: an attribute's value has the attribute type's syntax. These are not
+# DirectoryStrings: (OID, value) -> PrintableString.
+TYPED_CUSTOM_ATTRIBUTES = [
+    ("1.3.6.1.5.5.7.9.3", "F"),  # gender (RFC 3739)
+    ("1.3.6.1.5.5.7.9.4", "US"),  # countryOfCitizenship (RFC 3739)
+    ("1.3.6.1.5.5.7.9.5", "DE"),  # countryOfResidence (RFC 3739)
+    ("1.3.6.1.4.1.311.60.2.1.3", "CN"),  # jurisdictionCountryName (CA/B EV Guidelines)
+    ("2.5.4.20", "+86 571 8888 0000"),  # telephoneNumber (X.520)
+]
+
+
+def _subject_tags(cert_der: bytes) -> dict[str, tuple[int, str]]:
+    """{dotted OID: (DER tag of the value, value)} of a certificate's subject."""
+    from asn1crypto import x509 as ax509
+
+    out = {}
+    for rdn in ax509.Certificate.load(cert_der)["tbs_certificate"]["subject"].chosen:
+        for atv in rdn:
+            raw = atv["value"].dump()
+            out[atv["type"].dotted] = (raw[0], raw[2:].decode())
+    return out
+
+
+def test_custom_attributes_issued_in_their_own_syntax(pca: Pca, ecc_ca: Hierarchy) -> None:
+    resp = pca.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+        parent_identifier=ecc_ca.sub_id, csr=make_csr(new_key("ECC_256"), "ignored"),
+        validity="3d", immediately=1, api_passthrough=pb.ApiPassthrough(
+            subject=pb.ApiPassthroughSubject(
+                common_name="typed.example.test", custom_attributes=[
+                    pb.CustomAttribute(object_identifier=oid, value=value)
+                    for oid, value in TYPED_CUSTOM_ATTRIBUTES]),
+            extensions=pb.Extensions(subject_alternative_names=[
+                pb.SubjectAlternativeName(type="dNSName", value="typed.example.test")]))))
+    der = pem_to_der(resp.certificate)
+    tags = _subject_tags(der)
+    for oid, value in TYPED_CUSTOM_ATTRIBUTES:
+        assert tags[oid] == (0x13, value), oid  # PrintableString
+    assert errors(pkilint_rfc5280(der)) == []
+    # jurisdictionCountryName is decoded by pkilint's CA/B linter only: no FATAL (decoding)
+    # finding there. Its other findings are CA/B policy a private CA need not follow.
+    assert [f for f in pkilint_serverauth(der) if f[0] == "FATAL"] == []

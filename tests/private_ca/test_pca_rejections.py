@@ -168,6 +168,14 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.Country"),
     ("leaf-country-not-iso-3166", lambda p, r, e, c: _server(e, country="QQ")(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.Country"),
+    # RFC 3739 dateOfBirth is a GeneralizedTime, not a string: refused, not UTF8String.
+    ("custom-attribute-date-of-birth",
+     lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+         parent_identifier=e.sub_id, csr=make_csr(new_key("ECC_256"), "d"), validity="1d",
+         immediately=1, api_passthrough=pb.ApiPassthrough(subject=pb.ApiPassthroughSubject(
+             common_name="d", custom_attributes=[pb.CustomAttribute(
+                 object_identifier="1.3.6.1.5.5.7.9.1", value="19700101000000Z")])))),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.CustomAttributes"),
     ("bad-matter-attribute",
      lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
          parent_identifier=e.sub_id, csr=make_csr(new_key("ECC_256"), "m"), validity="1d",
