@@ -399,6 +399,8 @@ OID_LOCALITY = "2.5.4.7"
 OID_ORGANIZATION = "2.5.4.10"
 OID_ORGANIZATION_UNIT = "2.5.4.11"
 OID_COMMON_NAME = "2.5.4.3"
+OID_EMAIL_ADDRESS = "1.2.840.113549.1.9.1"
+OID_DOMAIN_COMPONENT = "0.9.2342.19200300.100.1.25"
 
 _DOTTED_OID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+\Z")
 
@@ -441,6 +443,24 @@ def _gender_problem(value: str) -> str | None:
     return None if value in ("M", "F", "m", "f") else "must be M, F, m or f (RFC 3739 3.2.2)"
 
 
+def _domain_component_problem(value: str) -> str | None:
+    """RFC 4519 2.4: a domainComponent holds one label of a DNS domain name."""
+    # isascii() first: some non-ASCII characters lower-case to ASCII (U+212A KELVIN SIGN).
+    if value.isascii() and _LABEL.match(value.lower()):
+        return None
+    return ("must be one DNS label (RFC 4519 2.4): letters, digits and hyphens, at most 63, "
+            "not starting or ending with a hyphen; give each label its own domainComponent")
+
+
+def _email_address_problem(value: str) -> str | None:
+    """emailAddress (RFC 2985, RFC 5280 Appendix A) holds an RFC 5322 addr-spec."""
+    try:
+        normalize_email(value, reason=REASON_SUBJECT)
+    except InvalidArgument as e:
+        return f"is not an e-mail address: {e.message}"
+    return None
+
+
 @dataclass(frozen=True)
 class _AttrRule:
     label: str  # API field name used in messages
@@ -469,8 +489,9 @@ _ATTR_RULES: dict[str, _AttrRule] = {
     "2.5.4.42": _AttrRule("givenName (2.5.4.42)", "utf8", 32768),  # ub-name
     "2.5.4.46": _AttrRule("dnQualifier (2.5.4.46)", "printable", None),
     "2.5.4.65": _AttrRule("pseudonym (2.5.4.65)", "utf8", 128),  # ub-pseudonym
-    "1.2.840.113549.1.9.1": _AttrRule("emailAddress", "ia5", 255),  # ub-emailaddress-length
-    "0.9.2342.19200300.100.1.25": _AttrRule("domainComponent", "ia5", 63),
+    OID_EMAIL_ADDRESS: _AttrRule("emailAddress", "ia5", 255,  # ub-emailaddress-length
+                                 _email_address_problem),
+    OID_DOMAIN_COMPONENT: _AttrRule("domainComponent", "ia5", 63, _domain_component_problem),
     # X.520 TelephoneNumber ::= PrintableString (SIZE (1..ub-telephone-number)), ub 32.
     "2.5.4.20": _AttrRule("telephoneNumber (2.5.4.20)", "printable", 32),
     # RFC 3739 3.2.2 (id-pda): Gender PrintableString (SIZE(1)); CountryOfCitizenship and
@@ -558,6 +579,10 @@ def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAn
         problem = rule.check(value)
         if problem is not None:
             raise _fail(reason, f"{label} {value!r} {problem}")
+    if oid == OID_EMAIL_ADDRESS:
+        # The rfc822Name SAN's normal form (domain in lower case): RFC 5280 4.1.2.6 wants the
+        # address in the SAN too, and checkers compare the two octet for octet.
+        value = normalize_email(value, reason=reason)
     if oid.startswith(MATTER_ARC):
         if oid not in MATTER_ATTRIBUTES:
             raise _fail(

@@ -96,12 +96,23 @@ TYPED_ATTRIBUTES = [
     ("2.5.4.20", "+86 571 8888 0000", PRINTABLE),  # telephoneNumber (X.520)
     ("2.5.4.20", "+1" + "0" * 30, PRINTABLE),  # ub-telephone-number 32
     ("2.23.133.2.1", "制造商 ü", UTF8),  # TCG tpmManufacturer: UTF8String
+    ("0.9.2342.19200300.100.1.25", "Example", IA5),  # domainComponent: one DNS label
+    ("0.9.2342.19200300.100.1.25", "a-1", IA5),
+    ("0.9.2342.19200300.100.1.25", "a" * 63, IA5),
+    ("1.2.840.113549.1.9.1", "first.last+tag@example.test", IA5),  # emailAddress: addr-spec
 ]
 
 
 @pytest.mark.parametrize(("oid", "value", "tag"), TYPED_ATTRIBUTES)
 def test_custom_attributes_in_their_own_syntax(oid: str, value: str, tag: int) -> None:
     assert attributes(build_name(custom_attributes=[(oid, value)])) == [(oid, tag, value)]
+
+
+def test_email_address_attribute_in_rfc822_name_normal_form() -> None:
+    # The domain in lower case, as the rfc822Name SAN holds it; the local part as given.
+    name = build_name(custom_attributes=[("1.2.840.113549.1.9.1", "Ops@Example.TEST")])
+    assert attributes(name) == [("1.2.840.113549.1.9.1", IA5, "Ops@example.test")]
+    assert parse_san("rfc822Name", "Ops@Example.TEST").value == "Ops@example.test"
 
 
 MATTER_NOC = [
@@ -208,6 +219,27 @@ BAD_NAMES: list[tuple[str, dict[str, object], str, str]] = [
      "CustomAttributes", "outside PrintableString"),
     ("telephone-non-ascii", {"custom_attributes": [("2.5.4.20", "电话")]},
      "CustomAttributes", "outside PrintableString"),
+    # RFC 4519 2.4: a domainComponent is one DNS label.
+    ("dc-space", {"custom_attributes": [("0.9.2342.19200300.100.1.25", "exa mple")]},
+     "CustomAttributes", "must be one DNS label"),
+    ("dc-hyphen-underscore", {"custom_attributes": [("0.9.2342.19200300.100.1.25", "-bad_")]},
+     "CustomAttributes", "must be one DNS label"),
+    ("dc-two-labels",
+     {"custom_attributes": [("0.9.2342.19200300.100.1.25", "example.test")]},
+     "CustomAttributes", "give each label its own domainComponent"),
+    ("dc-non-ascii", {"custom_attributes": [("0.9.2342.19200300.100.1.25", "bücher")]},
+     "CustomAttributes", "must be one DNS label"),
+    ("dc-kelvin", {"custom_attributes": [("0.9.2342.19200300.100.1.25", "\u212aelvin")]},
+     "CustomAttributes", "must be one DNS label"),
+    ("dc-64", {"custom_attributes": [("0.9.2342.19200300.100.1.25", "a" * 64)]},
+     "CustomAttributes", "at most 63"),
+    # emailAddress: an RFC 5322 addr-spec, as the rfc822Name SAN.
+    ("email-no-at", {"custom_attributes": [("1.2.840.113549.1.9.1", "not-an-email")]},
+     "CustomAttributes", "is not an e-mail address"),
+    ("email-bad-local", {"custom_attributes": [("1.2.840.113549.1.9.1", "a..b@example.test")]},
+     "CustomAttributes", "invalid local part"),
+    ("email-bad-domain", {"custom_attributes": [("1.2.840.113549.1.9.1", "a@exa_mple.test")]},
+     "CustomAttributes", "invalid domain"),
     ("date-of-birth", {"custom_attributes": [("1.3.6.1.5.5.7.9.1", "19700101000000Z")]},
      "CustomAttributes", "dateOfBirth is a GeneralizedTime"),
     ("unique-identifier", {"custom_attributes": [("2.5.4.45", "ab")]}, "CustomAttributes",

@@ -95,3 +95,24 @@ def test_custom_attributes_issued_in_their_own_syntax(pca: Pca, ecc_ca: Hierarch
     # jurisdictionCountryName is decoded by pkilint's CA/B linter only: no FATAL (decoding)
     # finding there. Its other findings are CA/B policy a private CA need not follow.
     assert [f for f in pkilint_serverauth(der) if f[0] == "FATAL"] == []
+
+
+def test_domain_components_and_email_address_issued_clean(pca: Pca, ecc_ca: Hierarchy) -> None:
+    # RFC 4519 2.4: one DNS label per domainComponent. The emailAddress is kept in the normal
+    # form of the rfc822Name SAN (domain in lower case), so the two are equal octet for octet
+    # (RFC 5280 4.1.2.6; pkilint's pkix.subject_email_address_not_in_san compares them so).
+    resp = pca.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+        parent_identifier=ecc_ca.sub_id, csr=make_csr(new_key("ECC_256"), "ignored"),
+        validity="3d", immediately=1, api_passthrough=pb.ApiPassthrough(
+            subject=pb.ApiPassthroughSubject(common_name="mail user", custom_attributes=[
+                pb.CustomAttribute(object_identifier="0.9.2342.19200300.100.1.25",
+                                   value="example"),
+                pb.CustomAttribute(object_identifier="0.9.2342.19200300.100.1.25",
+                                   value="test"),
+                pb.CustomAttribute(object_identifier="1.2.840.113549.1.9.1",
+                                   value="Ops@Example.TEST")]),
+            extensions=pb.Extensions(subject_alternative_names=[
+                pb.SubjectAlternativeName(type="rfc822Name", value="Ops@Example.TEST")]))))
+    der = pem_to_der(resp.certificate)
+    assert _subject_tags(der)["1.2.840.113549.1.9.1"] == (0x16, "Ops@example.test")
+    assert errors(pkilint_rfc5280(der)) == []

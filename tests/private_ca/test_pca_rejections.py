@@ -58,6 +58,17 @@ def _custom(h: Hierarchy, serial: str = "", ekus: tuple[str, ...] = ("serverAuth
     return call
 
 
+def _custom_attribute(h: Hierarchy, oid: str, value: str) -> Callable[[Pca], Any]:
+    """CreateCustomCertificate with api_passthrough.subject: a CN and one custom attribute."""
+    def call(pca: Pca) -> Any:
+        return pca.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+            parent_identifier=h.sub_id, csr=make_csr(new_key(h.algorithm), "a"),
+            validity="1d", immediately=1, api_passthrough=pb.ApiPassthrough(
+                subject=pb.ApiPassthroughSubject(common_name="a", custom_attributes=[
+                    pb.CustomAttribute(object_identifier=oid, value=value)]))))
+    return call
+
+
 # (id, call(pca, rsa, ecc, client_only), status, reason)
 CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
     ("bad-csr-signature",
@@ -170,11 +181,14 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.Country"),
     # RFC 3739 dateOfBirth is a GeneralizedTime, not a string: refused, not UTF8String.
     ("custom-attribute-date-of-birth",
-     lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
-         parent_identifier=e.sub_id, csr=make_csr(new_key("ECC_256"), "d"), validity="1d",
-         immediately=1, api_passthrough=pb.ApiPassthrough(subject=pb.ApiPassthroughSubject(
-             common_name="d", custom_attributes=[pb.CustomAttribute(
-                 object_identifier="1.3.6.1.5.5.7.9.1", value="19700101000000Z")])))),
+     lambda p, r, e, c: _custom_attribute(e, "1.3.6.1.5.5.7.9.1", "19700101000000Z")(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.CustomAttributes"),
+    # RFC 4519 2.4: a domainComponent is one DNS label; emailAddress is an addr-spec.
+    ("custom-attribute-dc-not-a-label",
+     lambda p, r, e, c: _custom_attribute(e, "0.9.2342.19200300.100.1.25", "exa mple")(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.CustomAttributes"),
+    ("custom-attribute-email-not-an-address",
+     lambda p, r, e, c: _custom_attribute(e, "1.2.840.113549.1.9.1", "not-an-email")(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.CustomAttributes"),
     ("bad-matter-attribute",
      lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
