@@ -1,12 +1,14 @@
 """The project's own RFC 5280 checks on a TBSCertificate before the token signs it.
 
 DESIGN.md invariant 4. A finding means our builder emitted something wrong (Internal),
-except where the caller's input is the cause (subject string types: InvalidArgument).
+except where the caller's input is the cause (the subject's attributes: InvalidArgument).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,7 @@ from asn1crypto import core, x509
 from service.errors import Internal, InvalidArgument
 from service.pki.builder import (
     Issuer,
+    der_oid,
     der_sequence,
     der_tlv,
     key_identifier,
@@ -23,6 +26,7 @@ from service.pki.builder import (
     read_child,
     read_tlv,
 )
+from service.pki.names import _ATTR_RULES
 from service.pki.profiles import (
     EKU_ANY,
     KeyType,
@@ -36,11 +40,67 @@ from service.pki.serial import MAX_SERIAL_OCTETS, serial_octets
 _PRINTABLE = 0x13
 _UTF8 = 0x0C
 _IA5 = 0x16
-_OID_COUNTRY = "2.5.4.6"
-# RFC 5280 4.1.2.6 / appendix A: emailAddress and domainComponent are IA5String.
-_IA5_ATTRIBUTES = {"1.2.840.113549.1.9.1", "0.9.2342.19200300.100.1.25"}
+_STRING_TYPE_NAMES = {_PRINTABLE: "PrintableString", _UTF8: "UTF8String", _IA5: "IA5String"}
 _PRINTABLE_CHARS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
+
+
+@dataclass(frozen=True)
+class _NameRule:
+    """What a subject attribute's value must be: string tags, 1..max_len characters, check."""
+
+    tags: frozenset[int]
+    max_len: int | None
+    check: Callable[[str], str | None] | None = None
+
+
+# RFC 5280 4.1.2.6: a DirectoryString as PrintableString or UTF8String (the others only for
+# backward compatibility, which a new certificate does not need).
+_DIRECTORY_STRING = frozenset((_PRINTABLE, _UTF8))
+_TAGS_OF = {"utf8": _DIRECTORY_STRING, "printable": frozenset((_PRINTABLE,)),
+            "ia5": frozenset((_IA5,))}
+_OTHER_ATTRIBUTE = _NameRule(_DIRECTORY_STRING, None)
+
+
+def _oid_contents(dotted: str) -> bytes:
+    tlv = der_oid(dotted)
+    _, start, end = read_tlv(tlv)
+    return tlv[start:end]
+
+
+# The rules build_name applies (names._ATTR_RULES, the one source of string types, RFC 5280
+# Appendix A upper bounds and value checks), keyed by the OID's DER contents octets, as both
+# the DER walk and asn1crypto's ObjectIdentifier.contents give them.
+_NAME_RULES: dict[bytes, _NameRule] = {
+    _oid_contents(oid): _NameRule(_TAGS_OF[rule.string_type], rule.max_len, rule.check)
+    for oid, rule in _ATTR_RULES.items()
+}
+
+
+def _attribute_value_problem(oid: bytes, tag: int, contents: bytes) -> str | None:
+    """Why one AttributeValue breaks its attribute's rule, or None (RFC 5280 4.1.2.4)."""
+    rule = _NAME_RULES.get(oid, _OTHER_ATTRIBUTE)
+    if tag not in rule.tags:
+        allowed = " or ".join(sorted(_STRING_TYPE_NAMES[t] for t in rule.tags))
+        return f"uses string tag 0x{tag:02x}; it must be {allowed}"
+    if tag == _UTF8:
+        try:
+            text = contents.decode("utf-8")
+        except UnicodeDecodeError:
+            return "is not valid UTF-8"
+    elif not contents.isascii():
+        return f"has non-ASCII octets in a {_STRING_TYPE_NAMES[tag]}"
+    else:
+        text = contents.decode("ascii")
+        if tag == _PRINTABLE and not set(text) <= _PRINTABLE_CHARS:
+            return "has characters outside PrintableString"
+    # X.520 / RFC 5280 Appendix A: SIZE (1..ub-...), counted in characters.
+    if not text:
+        return "is empty"
+    if rule.max_len is not None and len(text) > rule.max_len:
+        return (f"is {len(text)} characters long; at most {rule.max_len} "
+                "(RFC 5280 Appendix A upper bound)")
+    return rule.check(text) if rule.check is not None else None
 
 
 class LintError(Internal):
@@ -53,29 +113,20 @@ class LintError(Internal):
 
 
 def _name_findings(name: x509.Name, what: str) -> list[str]:
-    """RFC 5280 4.1.2.4/4.1.2.6: DirectoryString as PrintableString or UTF8String."""
+    """RFC 5280 4.1.2.4/4.1.2.6, Appendix A: each value in its syntax, 1..ub characters."""
     out: list[str] = []
     for rdn in name.chosen:
         for atv in rdn:
-            oid = atv["type"].dotted
-            raw = atv["value"].dump()
-            tag = raw[0]
-            if oid == _OID_COUNTRY:
-                # X.520 / RFC 5280 appendix A: PrintableString (SIZE (2)).
-                value = atv["value"].native
-                if tag != _PRINTABLE or not isinstance(value, str) or len(value) != 2:
-                    out.append(f"{what} countryName must be a 2-letter PrintableString")
-            elif oid in _IA5_ATTRIBUTES:
-                if tag != _IA5:
-                    out.append(f"{what} attribute {oid} must be IA5String")
-            elif tag == _PRINTABLE:
-                value = atv["value"].native
-                if not isinstance(value, str) or not set(value) <= _PRINTABLE_CHARS:
-                    out.append(f"{what} attribute {oid} has characters outside "
-                               "PrintableString")
-            elif tag != _UTF8:
-                out.append(f"{what} attribute {oid} uses string tag 0x{tag:02x}; only "
-                           "PrintableString or UTF8String are allowed")
+            oid = atv["type"]
+            try:
+                raw = atv["value"].dump()  # asn1crypto refuses a tag its spec does not allow
+                tag, start, end = read_tlv(raw)
+            except ValueError:
+                out.append(f"{what} attribute {oid.dotted} does not decode as a string")
+                continue
+            problem = _attribute_value_problem(oid.contents, tag, raw[start:end])
+            if problem is not None:
+                out.append(f"{what} attribute {oid.dotted} {problem}")
     return out
 
 
@@ -279,9 +330,6 @@ _UTC_TIME = 0x17
 _GENERALIZED_TIME = 0x18
 _EXPLICIT_0 = 0xA0
 _EXPLICIT_3 = 0xA3
-_OID_COUNTRY_DER = bytes.fromhex("550406")
-_IA5_ATTRIBUTES_DER = frozenset(
-    (bytes.fromhex("2a864886f70d010901"), bytes.fromhex("0992268993f22c640119")))
 # RFC 5280 4.2.1 extension OIDs (contents octets)
 _EXT_SKI = bytes.fromhex("551d0e")
 _EXT_KU = bytes.fromhex("551d0f")
@@ -340,7 +388,7 @@ def _fast_time(der: bytes, tag: int, start: int, end: int) -> datetime | None:
 
 
 def _fast_name_clean(der: bytes, start: int, end: int) -> bool:
-    """The subject string rules of _name_findings (RFC 5280 4.1.2.4/4.1.2.6) on DER."""
+    """The subject rules of _name_findings (RFC 5280 4.1.2.4/4.1.2.6, Appendix A) on DER."""
     pos = start
     while pos < end:
         tag, rs, nxt = read_child(der, pos, end)
@@ -384,26 +432,9 @@ def _rdn_clean(der: bytes, start: int, end: int) -> bool:
         vtag, vs, ve = read_child(der, oe, pos)
         if ve != pos:
             return False
-        oid = der[os_:oe]
-        value = der[vs:ve]
-        if oid == _OID_COUNTRY_DER:
-            if vtag != _PRINTABLE or len(value) != 2 or not _printable(value):
-                return False
-        elif oid in _IA5_ATTRIBUTES_DER:
-            if vtag != _IA5 or not value.isascii():
-                return False
-        elif vtag == _PRINTABLE:
-            if not _printable(value):
-                return False
-        elif vtag == _UTF8:
-            value.decode("utf-8")  # UnicodeDecodeError is a ValueError: not clean
-        else:
+        if _attribute_value_problem(der[os_:oe], vtag, der[vs:ve]) is not None:
             return False
     return True
-
-
-def _printable(value: bytes) -> bool:
-    return value.isascii() and set(value.decode("ascii")) <= _PRINTABLE_CHARS
 
 
 def _der_boolean(der: bytes, start: int, end: int) -> bool:

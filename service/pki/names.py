@@ -484,11 +484,22 @@ _ATTR_RULES: dict[str, _AttrRule] = {
     OID_COMMON_NAME: _AttrRule("CommonName", "utf8", 64),  # ub-common-name
     "2.5.4.4": _AttrRule("surname (2.5.4.4)", "utf8", 32768),  # ub-name
     "2.5.4.5": _AttrRule("serialNumber (2.5.4.5)", "printable", 64),  # ub-serial-number
-    "2.5.4.9": _AttrRule("street (2.5.4.9)", "utf8", None),
+    "2.5.4.9": _AttrRule("street (2.5.4.9)", "utf8", 128),  # X.520 ub-street-address
     "2.5.4.12": _AttrRule("title (2.5.4.12)", "utf8", 64),  # ub-title
     "2.5.4.42": _AttrRule("givenName (2.5.4.42)", "utf8", 32768),  # ub-name
     "2.5.4.46": _AttrRule("dnQualifier (2.5.4.46)", "printable", None),
     "2.5.4.65": _AttrRule("pseudonym (2.5.4.65)", "utf8", 128),  # ub-pseudonym
+    "2.5.4.41": _AttrRule("name (2.5.4.41)", "utf8", 32768),  # ub-name
+    "2.5.4.43": _AttrRule("initials (2.5.4.43)", "utf8", 32768),  # ub-name
+    "2.5.4.44": _AttrRule("generationQualifier (2.5.4.44)", "utf8", 32768),  # ub-name
+    "2.5.4.15": _AttrRule("businessCategory (2.5.4.15)", "utf8", 128),  # X.520
+    "2.5.4.17": _AttrRule("postalCode (2.5.4.17)", "utf8", 40),  # X.520 ub-postal-code
+    # CA/B Forum EV Guidelines: jurisdiction locality and state as X520LocalityName and
+    # X520StateOrProvinceName (ub-locality-name, ub-state-name).
+    "1.3.6.1.4.1.311.60.2.1.1": _AttrRule("jurisdictionLocalityName (1.3.6.1.4.1.311.60.2.1.1)",
+                                          "utf8", 128),
+    "1.3.6.1.4.1.311.60.2.1.2": _AttrRule(
+        "jurisdictionStateOrProvinceName (1.3.6.1.4.1.311.60.2.1.2)", "utf8", 128),
     OID_EMAIL_ADDRESS: _AttrRule("emailAddress", "ia5", 255,  # ub-emailaddress-length
                                  _email_address_problem),
     OID_DOMAIN_COMPONENT: _AttrRule("domainComponent", "ia5", 63, _domain_component_problem),

@@ -33,6 +33,7 @@ from service.pki.builder import (
     read_tlv,
 )
 from service.pki.lint import LintError, lint_tbs
+from service.pki.names import build_name
 from service.pki.profiles import KeyUsage, ProfileKind
 from service.pki.serial import new_serial
 from service.pki.signer import SignatureAlgorithm
@@ -69,6 +70,13 @@ REQUESTS: dict[str, Callable[[], IssuanceRequest]] = {
             ax509.GeneralName("rfc822_name", "a@example.test"),
             ax509.GeneralName("uniform_resource_identifier", "https://example.test/a")])),
     "sub-ca": lambda: _request(profile=ProfileKind.SUB_CA, subject_alt_names=None),
+    # Every value at its RFC 5280 Appendix A upper bound, counted in characters (a CJK CN
+    # of 64 characters is 192 UTF-8 octets), and attributes in their own syntax.
+    "custom-subject-at-bounds": lambda: _request(
+        profile=ProfileKind.CUSTOM, key_usage=KeyUsage(digital_signature=True),
+        subject=build_name("字" * 64, "o" * 64, "u" * 64, "CN", "省" * 128, "l" * 128, [
+            ("2.5.4.5", "S" * 64), ("1.3.6.1.5.5.7.9.4", "US"), ("1.3.6.1.5.5.7.9.3", "F"),
+            ("0.9.2342.19200300.100.1.25", "a" * 63), ("2.5.4.17", "p" * 40)])),
 }
 
 
@@ -122,6 +130,12 @@ def _with_field(tbs: bytes, index: int, value: bytes) -> bytes:
     fields = _fields(tbs)
     fields[index] = value
     return der_sequence(*fields)
+
+
+def _subject(*atvs: tuple[str, int, bytes]) -> bytes:
+    """A Name of one-attribute RDNs (OID, string tag, value octets)."""
+    return der_sequence(*(der_tlv(0x31, der_sequence(der_oid(oid), der_tlv(tag, value)))
+                          for oid, tag, value in atvs))
 
 
 def _oid_of(ext: bytes) -> bytes:
@@ -208,6 +222,13 @@ ALTERED: dict[str, Callable[[bytes], bytes]] = {
         0x31, der_sequence(der_oid("2.5.4.3"), der_tlv(0x14, b"x"))))),
     "subject-country-utf8": lambda tbs: _with_field(tbs, 5, der_sequence(der_tlv(
         0x31, der_sequence(der_oid("2.5.4.6"), der_tlv(0x0C, b"CN"))))),
+    # The commonName RDN is checked on every certificate, the others remembered by bytes.
+    "subject-cn-65": lambda tbs: _with_field(tbs, 5, _subject(("2.5.4.3", 0x0C, b"c" * 65))),
+    "subject-cn-empty": lambda tbs: _with_field(tbs, 5, _subject(("2.5.4.3", 0x0C, b""))),
+    "subject-o-65": lambda tbs: _with_field(tbs, 5, _subject(
+        ("2.5.4.10", 0x0C, b"o" * 65), ("2.5.4.3", 0x0C, b"x"))),
+    "subject-serial-number-utf8": lambda tbs: _with_field(tbs, 5, _subject(
+        ("2.5.4.5", 0x0C, b"1"), ("2.5.4.3", 0x0C, b"x"))),
 }
 
 

@@ -236,6 +236,24 @@ def test_lint_detects_duplicate_extension_and_bad_ku(ec_hierarchy: Hierarchy) ->
     (0x0C, "2.5.4.6", b"CN"),           # country as UTF8String
     (0x13, "2.5.4.6", b"CHN"),          # 3-letter country
     (0x13, "2.5.4.3", b"a*b"),          # '*' is not PrintableString
+    # RFC 5280 Appendix A: SIZE (1..ub-...), in characters (as a CSR subject may carry them).
+    (0x0C, "2.5.4.3", b"a" * 65),       # ub-common-name 64
+    (0x13, "2.5.4.3", b"a" * 65),
+    (0x0C, "2.5.4.3", "字".encode() * 65),
+    (0x0C, "2.5.4.10", b"o" * 100),     # ub-organization-name 64
+    (0x0C, "2.5.4.8", b"s" * 129),      # ub-state-name 128
+    (0x0C, "2.5.4.3", b""),             # empty
+    (0x0C, "2.5.4.11", b""),
+    (0x0C, "1.3.6.1.4.1.99999.1", b""),  # empty, also where no upper bound is known
+    (0x0C, "2.5.4.3", b"\xff\xfe"),     # not UTF-8
+    (0x04, "2.5.4.3", b"a"),            # an OCTET STRING: asn1crypto does not decode it
+    # The attribute's own syntax, as build_name encodes it (names._ATTR_RULES).
+    (0x0C, "2.5.4.5", b"SN1"),          # serialNumber is a PrintableString
+    (0x0C, "1.3.6.1.5.5.7.9.4", b"US"),  # countryOfCitizenship is a PrintableString
+    (0x13, "1.3.6.1.5.5.7.9.3", b"X"),  # gender M, F, m or f
+    (0x13, "2.5.4.6", b"UK"),           # not ISO 3166-1 alpha-2
+    (0x16, "0.9.2342.19200300.100.1.25", b"exa mple"),  # not one DNS label
+    (0x0C, "0.9.2342.19200300.100.1.25", b"example"),  # domainComponent is an IA5String
 ])
 def test_lint_rejects_subject_encodings(ec_hierarchy: Hierarchy, string_tag: int, oid: str,
                                         value: bytes) -> None:

@@ -185,6 +185,14 @@ BAD_NAMES: list[tuple[str, dict[str, object], str, str]] = [
         "CustomAttributes",
         "at most 64",
     ),
+    # X.520 bounds pkilint also applies (ub-street-address, ub-postal-code).
+    ("custom-street-129", {"custom_attributes": [("2.5.4.9", "s" * 129)]}, "CustomAttributes",
+     "at most 128"),
+    ("custom-postal-code-41", {"custom_attributes": [("2.5.4.17", "1" * 41)]},
+     "CustomAttributes", "at most 40"),
+    ("custom-jurisdiction-locality-129",
+     {"custom_attributes": [("1.3.6.1.4.1.311.60.2.1.1", "l" * 129)]}, "CustomAttributes",
+     "at most 128"),
     (
         "custom-serial-not-printable",
         {"custom_attributes": [("2.5.4.5", "SN_1")]},

@@ -69,11 +69,14 @@ def _subject_tags(cert_der: bytes) -> dict[str, tuple[int, str]]:
     """{dotted OID: (DER tag of the value, value)} of a certificate's subject."""
     from asn1crypto import x509 as ax509
 
+    from service.pki.builder import read_tlv
+
     out = {}
     for rdn in ax509.Certificate.load(cert_der)["tbs_certificate"]["subject"].chosen:
         for atv in rdn:
             raw = atv["value"].dump()
-            out[atv["type"].dotted] = (raw[0], raw[2:].decode())
+            tag, start, end = read_tlv(raw)
+            out[atv["type"].dotted] = (tag, raw[start:end].decode())
     return out
 
 
@@ -115,4 +118,30 @@ def test_domain_components_and_email_address_issued_clean(pca: Pca, ecc_ca: Hier
                 pb.SubjectAlternativeName(type="rfc822Name", value="Ops@Example.TEST")]))))
     der = pem_to_der(resp.certificate)
     assert _subject_tags(der)["1.2.840.113549.1.9.1"] == (0x16, "Ops@example.test")
+    assert errors(pkilint_rfc5280(der)) == []
+
+
+def test_csr_subject_at_the_upper_bounds_issued_clean(pca: Pca, ecc_ca: Hierarchy) -> None:
+    # RFC 5280 Appendix A bounds count characters (X.680 SIZE on a UTF8String): a CN of 64
+    # CJK characters is 192 UTF-8 octets and within ub-common-name. cryptography counts
+    # octets, hence _validate=False. CreateCustomCertificate copies the subject as is.
+    import warnings
+
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    key = new_key("ECC_256")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        name = cx509.Name([
+            cx509.NameAttribute(NameOID.ORGANIZATION_NAME, "组" * 64, _validate=False),
+            cx509.NameAttribute(NameOID.COMMON_NAME, "字" * 64, _validate=False)])
+    csr = cx509.CertificateSigningRequestBuilder().subject_name(name).add_extension(
+        cx509.SubjectAlternativeName([cx509.DNSName("cjk.example.test")]), critical=False
+    ).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    resp = pca.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+        parent_identifier=ecc_ca.sub_id, csr=csr, validity="3d", immediately=1))
+    der = pem_to_der(resp.certificate)
+    assert _subject_tags(der)["2.5.4.3"] == (0x0C, "字" * 64)
     assert errors(pkilint_rfc5280(der)) == []

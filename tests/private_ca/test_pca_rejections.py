@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from pca_support import Hierarchy, Pca, make_csr, new_key
 from sqlalchemy import func, select
 
@@ -66,6 +68,23 @@ def _custom_attribute(h: Hierarchy, oid: str, value: str) -> Callable[[Pca], Any
             validity="1d", immediately=1, api_passthrough=pb.ApiPassthrough(
                 subject=pb.ApiPassthroughSubject(common_name="a", custom_attributes=[
                     pb.CustomAttribute(object_identifier=oid, value=value)]))))
+    return call
+
+
+def _csr_subject(h: Hierarchy, *attributes: tuple[x509.ObjectIdentifier, str]
+                 ) -> Callable[[Pca], Any]:
+    """CreateCustomCertificate copying a CSR subject that cryptography would refuse to build."""
+    def call(pca: Pca) -> Any:
+        key = new_key(h.algorithm)
+        with warnings.catch_warnings():  # cryptography warns of the lengths it was told to allow
+            warnings.simplefilter("ignore", UserWarning)
+            name = x509.Name([x509.NameAttribute(oid, value, _validate=False)
+                              for oid, value in attributes])
+        csr = x509.CertificateSigningRequestBuilder().subject_name(name).add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("csr.example.test")]), critical=False
+        ).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+        return pca.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
+            parent_identifier=h.sub_id, csr=csr, validity="1d", immediately=1))
     return call
 
 
@@ -190,6 +209,17 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
     ("custom-attribute-email-not-an-address",
      lambda p, r, e, c: _custom_attribute(e, "1.2.840.113549.1.9.1", "not-an-email")(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject.CustomAttributes"),
+    # CreateCustomCertificate copies the CSR subject: the lint holds it to RFC 5280
+    # Appendix A's SIZE (1..ub-...) bounds (pkilint FATAL otherwise).
+    ("csr-subject-cn-100",
+     lambda p, r, e, c: _csr_subject(e, (NameOID.COMMON_NAME, "a" * 100))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject"),
+    ("csr-subject-o-100",
+     lambda p, r, e, c: _csr_subject(e, (NameOID.ORGANIZATION_NAME, "a" * 100),
+                                     (NameOID.COMMON_NAME, "x"))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject"),
+    ("csr-subject-cn-empty", lambda p, r, e, c: _csr_subject(e, (NameOID.COMMON_NAME, ""))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject"),
     ("bad-matter-attribute",
      lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
          parent_identifier=e.sub_id, csr=make_csr(new_key("ECC_256"), "m"), validity="1d",
