@@ -26,7 +26,7 @@ from service.pki.builder import (
     read_child,
     read_tlv,
 )
-from service.pki.names import _ATTR_RULES
+from service.pki.names import _ATTR_RULES, OID_EMAIL_ADDRESS, normalize_email
 from service.pki.profiles import (
     EKU_ANY,
     KeyType,
@@ -66,6 +66,10 @@ def _oid_contents(dotted: str) -> bytes:
     tlv = der_oid(dotted)
     _, start, end = read_tlv(tlv)
     return tlv[start:end]
+
+
+_EMAIL_ADDRESS_OID = _oid_contents(OID_EMAIL_ADDRESS)
+_EMAIL_ADDRESS_OID_TLV = der_oid(OID_EMAIL_ADDRESS)
 
 
 # The rules build_name applies (names._ATTR_RULES, the one source of string types, RFC 5280
@@ -127,6 +131,44 @@ def _name_findings(name: x509.Name, what: str) -> list[str]:
             problem = _attribute_value_problem(oid.contents, tag, raw[start:end])
             if problem is not None:
                 out.append(f"{what} attribute {oid.dotted} {problem}")
+    return out
+
+
+def _subject_email_findings(subject: x509.Name, san: x509.Extension | None) -> list[str]:
+    """RFC 5280 4.1.2.6: an e-mail address goes in an rfc822Name SAN; in the subject only too."""
+    emails: list[bytes] = []
+    for rdn in subject.chosen:
+        for atv in rdn:
+            if atv["type"].contents == _EMAIL_ADDRESS_OID:
+                try:
+                    emails.append(atv["value"].contents)
+                except ValueError:
+                    pass  # _name_findings reports it
+    if not emails:
+        return []
+    in_san: set[bytes] = set()
+    if san is not None:
+        try:
+            in_san = {gn.chosen.contents for gn in san["extn_value"].parsed
+                      if gn.name == "rfc822_name"}
+        except ValueError:
+            pass  # the extension checks report it
+    out: list[str] = []
+    for email in emails:
+        if email in in_san:
+            continue  # the same octets, as checkers compare them
+        text = email.decode("ascii", errors="replace")
+        message = (f"subject emailAddress {text!r} is not an rfc822Name subject alternative "
+                   f"name: add {text!r} as an rfc822Name SAN, or leave it out of the subject "
+                   "(RFC 5280 4.1.2.6: e-mail addresses go in subjectAltName)")
+        try:
+            normal = normalize_email(text)
+        except InvalidArgument:
+            normal = text
+        if normal != text:
+            message += (f"; SANs hold the address as {normal!r} (domain in lower case), so "
+                        "write it that way in the subject too")
+        out.append(message)
     return out
 
 
@@ -221,6 +263,7 @@ def _lint(tbs_der: bytes, issuer: Issuer | None) -> None:
         _lint_extensions(ext_by_name, spki, subject_der, issuer, self_signed, findings)
     except (ValueError, TypeError) as e:
         findings.append(f"an extension does not decode: {e}")
+    input_findings += _subject_email_findings(subject, ext_by_name.get("subject_alt_name"))
 
     if findings:
         raise LintError(tuple(findings + input_findings))
@@ -342,6 +385,7 @@ _KU_NAMES = ("digital_signature", "content_commitment", "key_encipherment",
              "encipher_only", "decipher_only")
 # RFC 5280 4.2.1.6 GeneralName tags whose contents are IA5String / OCTET STRING.
 _GN_IA5 = frozenset((0x81, 0x82, 0x86))
+_GN_RFC822 = 0x81
 _GN_IP = 0x87
 # Extension { extnID subjectKeyIdentifier, (critical absent: FALSE), extnValue OCTET STRING
 # { KeyIdentifier OCTET STRING (SIZE (20)) } }: an SKI as 4.2.1.2 wants it, for a SHA-1
@@ -495,6 +539,8 @@ def _fast_clean(tbs: bytes, issuer: Issuer) -> bool:
     if tag != _SEQUENCE or not _fast_name_clean(tbs, ss, se):
         return False
     subject_der = tbs[pos:se]
+    # Rarely present, so looked for by its OID's octets before the walk that reads them.
+    emails = _subject_emails(tbs, ss, se) if _EMAIL_ADDRESS_OID_TLV in subject_der else ()
     tag, _, pos = read_child(tbs, se, end)
     if tag != _SEQUENCE:
         return False
@@ -532,7 +578,7 @@ def _fast_clean(tbs: bytes, issuer: Issuer) -> bool:
             return False
         exts[oid] = critical, value
         pos = ee
-    return _fast_extensions_clean(exts, key_type, own_ki, subject_der, issuer)
+    return _fast_extensions_clean(exts, key_type, own_ki, subject_der, emails, issuer)
 
 
 # The extnID TLVs of the extensions whose value is per certificate.
@@ -543,8 +589,8 @@ def _decode_extension(ext: bytes) -> tuple[bytes, bool, Any] | None:
     """(extnID contents, critical, checked value) of one Extension; None if not clean.
 
     The value is what _fast_extensions_clean needs: the keyIdentifier (SKI, AKI),
-    (cA, pathLenConstraint), the KeyUsage, the EKU OIDs, True for a well-formed SAN or any
-    other extension that decodes.
+    (cA, pathLenConstraint), the KeyUsage, the EKU OIDs, a well-formed SAN's rfc822Names,
+    True for any other extension that decodes.
     """
     try:
         tag, start, end = read_tlv(ext)
@@ -576,7 +622,7 @@ def _decode_extension(ext: bytes) -> tuple[bytes, bool, Any] | None:
         elif oid == _EXT_EKU:
             value = _ext_key_usages(ext, s, e)
         elif oid == _EXT_SAN:
-            value = _san_clean(ext, s, e) or None
+            value = _san_rfc822_names(ext, s, e)
         else:
             value = _extension_decodes(ext) or None
     except (ValueError, TypeError, IndexError, KeyError, InvalidArgument):
@@ -658,27 +704,45 @@ def _ext_key_usages(der: bytes, start: int, end: int) -> tuple[str, ...] | None:
     return tuple(ekus) if ekus else None
 
 
-def _san_clean(der: bytes, start: int, end: int) -> bool:
-    """4.2.1.6: a non-empty GeneralNames whose names are well formed."""
+def _san_rfc822_names(der: bytes, start: int, end: int) -> tuple[bytes, ...] | None:
+    """4.2.1.6: a non-empty GeneralNames whose names are well formed; its rfc822Names."""
     s, e = _single(der, start, end, _SEQUENCE)
     if s == e:
-        return False
+        return None
+    rfc822_names: list[bytes] = []
     while s < e:
         t, ns, ne = read_child(der, s, e)
         if t in _GN_IA5:
             if not der[ns:ne].isascii():
-                return False
+                return None
+            if t == _GN_RFC822:
+                rfc822_names.append(der[ns:ne])
         elif t == _GN_IP:
             if ne - ns not in (4, 16):
-                return False
+                return None
         elif not _extension_decodes(_wrap_san(der[s:ne])):
-            return False
+            return None
         s = ne
-    return True
+    return tuple(rfc822_names)
+
+
+def _subject_emails(der: bytes, start: int, end: int) -> tuple[bytes, ...]:
+    """The emailAddress values of a Name (contents start..end) _fast_name_clean accepted."""
+    emails: list[bytes] = []
+    while start < end:
+        _, pos, start = read_child(der, start, end)  # RelativeDistinguishedName
+        while pos < start:
+            _, a_s, pos = read_child(der, pos, start)  # AttributeTypeAndValue
+            _, os_, oe = read_child(der, a_s, pos)
+            _, vs, ve = read_child(der, oe, pos)
+            if der[os_:oe] == _EMAIL_ADDRESS_OID:
+                emails.append(der[vs:ve])
+    return tuple(emails)
 
 
 def _fast_extensions_clean(exts: dict[bytes, tuple[bool, Any]], key_type: KeyType,
-                           own_ki: bytes, subject_der: bytes, issuer: Issuer) -> bool:
+                           own_ki: bytes, subject_der: bytes, subject_emails: tuple[bytes, ...],
+                           issuer: Issuer) -> bool:
     # 4.2.1.2 SKI: present, non-critical, the key's identifier.
     ski = exts.get(_EXT_SKI)
     if ski is None or ski[0] or ski[1] != own_ki:
@@ -720,6 +784,9 @@ def _fast_extensions_clean(exts: dict[bytes, tuple[bool, Any]], key_type: KeyTyp
     # 4.2.1.6 SAN: non-empty, names well formed (decoded); critical when the subject is empty.
     san = exts.get(_EXT_SAN)
     if subject_der == b"\x30\x00" and (san is None or not san[0]):
+        return False
+    # 4.1.2.6: every subject emailAddress is also an rfc822Name SAN, octet for octet.
+    if subject_emails and (san is None or not set(subject_emails) <= set(san[1])):
         return False
     return True
 

@@ -77,6 +77,16 @@ REQUESTS: dict[str, Callable[[], IssuanceRequest]] = {
         subject=build_name("字" * 64, "o" * 64, "u" * 64, "CN", "省" * 128, "l" * 128, [
             ("2.5.4.5", "S" * 64), ("1.3.6.1.5.5.7.9.4", "US"), ("1.3.6.1.5.5.7.9.3", "F"),
             ("0.9.2342.19200300.100.1.25", "a" * 63), ("2.5.4.17", "p" * 40)])),
+    # RFC 5280 4.1.2.6: an emailAddress in the subject next to the same rfc822Name SAN.
+    "custom-email-in-subject-and-san": lambda: _request(
+        profile=ProfileKind.CUSTOM, key_usage=KeyUsage(digital_signature=True),
+        subject=build_name("mail", custom_attributes=[
+            ("1.2.840.113549.1.9.1", "ops@example.test"),
+            ("1.2.840.113549.1.9.1", "Second@example.test")]),
+        subject_alt_names=ax509.GeneralNames([
+            ax509.GeneralName("dns_name", "x.example.test"),
+            ax509.GeneralName("rfc822_name", "Second@example.test"),
+            ax509.GeneralName("rfc822_name", "ops@example.test")])),
 }
 
 
@@ -229,6 +239,9 @@ ALTERED: dict[str, Callable[[bytes], bytes]] = {
         ("2.5.4.10", 0x0C, b"o" * 65), ("2.5.4.3", 0x0C, b"x"))),
     "subject-serial-number-utf8": lambda tbs: _with_field(tbs, 5, _subject(
         ("2.5.4.5", 0x0C, b"1"), ("2.5.4.3", 0x0C, b"x"))),
+    # 4.1.2.6: the base request's SAN holds a dNSName and an iPAddress, no rfc822Name.
+    "subject-email-not-in-san": lambda tbs: _with_field(tbs, 5, _subject(
+        ("2.5.4.3", 0x0C, b"x"), ("1.2.840.113549.1.9.1", 0x16, b"ops@example.test"))),
 }
 
 

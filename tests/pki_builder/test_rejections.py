@@ -265,5 +265,45 @@ def test_lint_rejects_subject_encodings(ec_hierarchy: Hierarchy, string_tag: int
     assert e.value.reason == "InvalidParameter.Subject"
 
 
+_EMAIL = "1.2.840.113549.1.9.1"
+
+
+def _email_subject(email: bytes) -> bytes:
+    return der_sequence(der_tlv(0x31, der_sequence(der_oid("2.5.4.3"), der_tlv(0x0C, b"m"))),
+                        der_tlv(0x31, der_sequence(der_oid(_EMAIL), der_tlv(0x16, email))))
+
+
+def _sans(*names: tuple[int, bytes]) -> bytes:
+    return der_sequence(*(der_tlv(tag, value) for tag, value in names))
+
+
+# RFC 5280 4.1.2.6: an e-mail address in the subject must also be an rfc822Name SAN
+# (pkilint: pkix.subject_email_address_not_in_san, which compares them octet for octet).
+@pytest.mark.parametrize("email,sans,message", [
+    (b"ops@example.test", _sans((0x82, b"x.example.test")), "add 'ops@example.test' as an "
+     "rfc822Name SAN"),
+    (b"ops@example.test", _sans((0x81, b"other@example.test")), "is not an rfc822Name"),
+    (b"ops@example.test", None, "is not an rfc822Name"),
+    (b"Ops@Example.TEST", _sans((0x81, b"Ops@example.test")),
+     "SANs hold the address as 'Ops@example.test' (domain in lower case)"),
+], ids=["dns-san-only", "other-address", "no-san", "domain-case"])
+def test_lint_refuses_subject_email_not_in_san(ec_hierarchy: Hierarchy, email: bytes,
+                                               sans: bytes | None, message: str) -> None:
+    tbs = build_tbs(ec_hierarchy.sub_issuer, _custom(subject=_email_subject(email),
+                                                     subject_alt_names=sans))
+    with pytest.raises(HsmcaError) as e:
+        lint_tbs(tbs, ec_hierarchy.sub_issuer)
+    assert isinstance(e.value, InvalidArgument)
+    assert e.value.reason == "InvalidParameter.Subject"
+    assert message in e.value.message
+
+
+def test_lint_accepts_subject_email_in_san(ec_hierarchy: Hierarchy) -> None:
+    tbs = build_tbs(ec_hierarchy.sub_issuer, _custom(
+        subject=_email_subject(b"ops@example.test"),
+        subject_alt_names=_sans((0x82, b"x.example.test"), (0x81, b"ops@example.test"))))
+    lint_tbs(tbs, ec_hierarchy.sub_issuer)
+
+
 def test_lint_accepts_good(ec_hierarchy: Hierarchy) -> None:
     lint_tbs(_good_tbs(ec_hierarchy), ec_hierarchy.sub_issuer)

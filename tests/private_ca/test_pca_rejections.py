@@ -220,6 +220,14 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject"),
     ("csr-subject-cn-empty", lambda p, r, e, c: _csr_subject(e, (NameOID.COMMON_NAME, ""))(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject"),
+    # RFC 5280 4.1.2.6: an e-mail address in the subject also needs an rfc822Name SAN.
+    ("subject-email-without-rfc822-san",
+     lambda p, r, e, c: _custom_attribute(e, "1.2.840.113549.1.9.1", "ops@example.test")(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject"),
+    ("csr-subject-email-without-rfc822-san",
+     lambda p, r, e, c: _csr_subject(e, (NameOID.COMMON_NAME, "mail user"),
+                                     (NameOID.EMAIL_ADDRESS, "ops@example.test"))(p),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Subject"),
     ("bad-matter-attribute",
      lambda p, r, e, c: p.stub.CreateCustomCertificate(pb.CreateCustomCertificateRequest(
          parent_identifier=e.sub_id, csr=make_csr(new_key("ECC_256"), "m"), validity="1d",
