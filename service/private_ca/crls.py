@@ -1,7 +1,10 @@
 """CRL publishing: every CA with CRLs enabled has a current, signed, verified CRL (issue 4).
 
 A CRL is (re)issued on every revocation under the CA and again before its nextUpdate (the
-background thread calls :meth:`CrlPublisher.publish_due`). The steps:
+background thread calls :meth:`CrlPublisher.publish_due`). The background thread also
+re-issues a CRL that may miss a revocation: one committed at or after its thisUpdate, whose
+own re-issue failed (token or database error) or never ran (the process died in between).
+The steps:
   1. take the next cRLNumber in the same write transaction that reads the revoked entries,
      so a higher number never lists fewer revocations (RFC 5280 5.2.3: strictly increasing);
   2. build the TBSCertList (v2, AKI, cRLNumber; reasonCode only when not unspecified);
@@ -84,7 +87,8 @@ class CrlPublisher:
         return self.publish(ca_identifier)
 
     def publish_due(self) -> int:
-        """Re-issue every CRL whose nextUpdate is near (or that has none yet)."""
+        """Re-issue every CRL whose nextUpdate is near, that may miss a revocation, or that
+        does not exist yet."""
         with self._svc._engine.connect() as conn:
             due = repo.list_crl_due(conn, self._svc._now() + CRL_RENEW_MARGIN)
         done = 0

@@ -1,8 +1,9 @@
 """End-entity lookup and lifecycle: describe, list, private key, revoke, delete (issue 4).
 
 Also UpdateCACertificateStatus (ISSUE -> REVOKE). Revocations re-issue the CA's CRL at once
-(service/private_ca/crls.py). API statuses map from storage statuses as the proto says:
-PENDING (PENDING, RESERVED), ISSUE (ISSUED), REVOKE (REVOKED), FAILED (FAILED).
+(service/private_ca/crls.py); if that fails, the revocation still stands and the background
+CRL check re-issues the CRL on its next pass. API statuses map from storage statuses as
+the proto says: PENDING (PENDING, RESERVED), ISSUE (ISSUED), REVOKE (REVOKED), FAILED (FAILED).
 """
 
 from __future__ import annotations
@@ -322,15 +323,32 @@ class Lifecycle:
         """CreateRevokeClientCertificate; the CA's CRL is re-issued at once."""
         reason = parse_reason_code(reason_code)
         row = self._get(owner, identifier)
-        now = self._svc._now()
         with self._svc._write() as conn:
+            # Read under the write lock: a CRL that misses this revocation was then issued
+            # before it, with an earlier thisUpdate, which is how repo.list_crl_due finds it.
+            now = self._svc._now()
             moved = repo.revoke_certificate(conn, owner, identifier, int(reason), now=now)
         if not moved:
             raise FailedPrecondition(
                 f"the certificate is {_API_STATUS[row.status]}; only ISSUE can be revoked",
                 reason="IncorrectStatus.Certificate")
-        self._crls.publish_if_enabled(row.issuer_identifier)
+        self._reissue_crl(row.issuer_identifier, f"certificate {identifier}")
         return now
+
+    def _reissue_crl(self, ca_identifier: str, revoked: str) -> None:
+        """Re-issue a CA's CRL after a committed revocation; a failure is logged, not raised.
+
+        The revocation stands whatever happens here. An error would tell the client it did
+        not, and its retry would be refused (IncorrectStatus: already REVOKE). The CRL is
+        caught up instead by the background thread (CrlPublisher.publish_due), which
+        re-issues every CRL older than a revocation of its CA on its next pass.
+        """
+        try:
+            self._crls.publish_if_enabled(ca_identifier)
+        except Exception:
+            _log.exception("%s is revoked, but the CRL of CA %s could not be re-issued now; "
+                           "the background CRL check will re-issue it", revoked,
+                           ca_identifier)
 
     def delete(self, owner: str, identifier: str) -> None:
         """DeleteClientCertificate: only REVOKE; destroys a system-generated key."""
@@ -354,8 +372,8 @@ class Lifecycle:
             raise InvalidArgument("status must be REVOKE", reason="InvalidParameter.Status")
         if not identifier:
             raise InvalidArgument("identifier is required", reason="InvalidParameter.Identifier")
-        now = self._svc._now()
         with self._svc._write() as conn:
+            now = self._svc._now()  # under the write lock, as in revoke
             ca = repo.get_ca(conn, owner, identifier)
             if ca is None or ca.status in ("RESERVED", "FAILED"):
                 raise NotFound(f"no CA with identifier {identifier!r}",
@@ -368,4 +386,4 @@ class Lifecycle:
                 # RFC 5280 5.1.2.6: the parent lists the subordinate CA's serial on its CRL.
                 repo.revoke_certificate(conn, owner, identifier, 0, now=now)
         if ca.parent_identifier is not None:
-            self._crls.publish_if_enabled(ca.parent_identifier)
+            self._reissue_crl(ca.parent_identifier, f"CA {identifier}")

@@ -828,13 +828,23 @@ def get_latest_crl(conn: Connection, ca_identifier: str) -> CrlRow | None:
 
 
 def list_crl_due(conn: Connection, before: dt.datetime) -> tuple[str, ...]:
-    """CAs with CRLs enabled whose latest CRL's nextUpdate is before ``before`` (or none)."""
+    """CAs with CRLs enabled whose latest CRL is missing, ends before ``before`` or may miss
+    a revocation (one at or after its thisUpdate)."""
     latest = (
         select(crl_t.c.ca_identifier, func.max(crl_t.c.crl_number).label("crl_number"))
         .group_by(crl_t.c.ca_identifier)
         .subquery()
     )
     current = crl_t.alias("current_crl")
+    # A revocation committed after the CRL was issued, whose own re-issue failed or never
+    # ran (crash, token or lock error). Times are whole seconds, so a revocation in the
+    # CRL's own second may or may not be on it: >= re-issues such a CRL once more rather
+    # than leave a revocation off it until nextUpdate.
+    missed_revocation = exists().where(
+        cert_t.c.issuer_identifier == ca_t.c.identifier,
+        cert_t.c.status == "REVOKED",
+        cert_t.c.revoked_at >= current.c.this_update,
+    )
     query = (
         select(ca_t.c.identifier)
         .select_from(
@@ -849,7 +859,11 @@ def list_crl_due(conn: Connection, before: dt.datetime) -> tuple[str, ...]:
         .where(
             ca_t.c.enable_crl.is_(True),
             ca_t.c.status.in_(["ISSUE", "REVOKE"]),
-            or_(current.c.next_update.is_(None), current.c.next_update < before),
+            or_(
+                current.c.next_update.is_(None),
+                current.c.next_update < before,
+                missed_revocation,
+            ),
         )
         .order_by(ca_t.c.identifier)
     )

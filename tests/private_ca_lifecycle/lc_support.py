@@ -60,6 +60,18 @@ def fetch_crl_with_number_at_least(url: str, number: int, timeout: float = 10
         time.sleep(0.1)
 
 
+def fetch_crl_listing(url: str, serial: int, timeout: float = 10
+                      ) -> x509.CertificateRevocationList:
+    """Fetch until the served CRL lists ``serial`` (the background catches up) or time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c = x509.load_der_x509_crl(fetch(url)[0])
+        if (c.get_revoked_certificate_by_serial_number(serial) is not None
+                or time.monotonic() > deadline):
+            return c
+        time.sleep(0.1)
+
+
 def pkilint_crl_errors(crl_der: bytes) -> list[tuple[str, str]]:
     """ERROR/FATAL findings of pkilint's RFC 5280 CRL validator."""
     return errors(pkilint_crl(crl_der))

@@ -17,6 +17,7 @@ from lc_support import (
     code_reason,
     crl_url,
     fetch,
+    fetch_crl_listing,
     fetch_crl_with_number_at_least,
     openssl_verify_crl,
     pkilint_crl_errors,
@@ -26,6 +27,7 @@ from pca_support import Hierarchy, create_hierarchy, make_csr, new_key, pem_to_d
 from sqlalchemy import func, select
 
 from hsm.export import TokenRefusedExport, export_private_key
+from service.errors import Unavailable
 from service.gen.hsmca.v1 import common_pb2
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.pki.verify import verify_crl
@@ -396,6 +398,66 @@ def test_revoked_ca_issues_nothing_and_is_on_its_parents_crl(lc: Lc) -> None:
     assert crl.get_revoked_certificate_by_serial_number(sub_serial) is not None
     assert pkilint_crl_errors(body) == []
     assert crl.is_signature_valid(x509.load_der_x509_certificate(h.root_der).public_key())  # type: ignore[arg-type]
+
+
+def _fail_crl_reissue(lc: Lc, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make the re-issue a revocation asks for fail, as a token hiccup, a database lock
+    timeout or a crash right after the revocation's commit would; returns the CAs asked.
+
+    Only revocations call publish_if_enabled; the background check calls publish itself.
+    """
+    assert lc.crls is not None
+    asked: list[str] = []
+
+    def unavailable(ca_identifier: str) -> None:
+        asked.append(ca_identifier)
+        raise Unavailable("the hsm token is unavailable (injected)")
+
+    monkeypatch.setattr(lc.crls, "publish_if_enabled", unavailable)
+    return asked
+
+
+def test_revocation_stands_and_reaches_the_crl_when_its_reissue_fails(
+        lc: Lc, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = create_hierarchy(lc, "ECC_256")
+    leaf = lc.stub.CreateServerCertificateWithCsr(_server_req(h, "missed.example",
+                                                              immediately=1))
+    url = f"http://127.0.0.1:{lc.http_port}/crl/{h.sub_id}.crl"
+    # The sub CA's first CRL (from the background thread), good for crl_day = 3 days.
+    assert fetch_crl_with_number_at_least(url, 1).next_update_utc is not None
+    asked = _fail_crl_reissue(lc, monkeypatch)
+    req = pb.CreateRevokeClientCertificateRequest(identifier=leaf.identifier, reason_code=1)
+    # The revocation is committed: the call says so, and a retry is refused as before.
+    when = lc.stub.CreateRevokeClientCertificate(req).revoke_date
+    assert when > 0 and asked == [h.sub_id]
+    status = lc.stub.DescribeClientCertificateStatus(pb.DescribeClientCertificateStatusRequest(
+        identifier=leaf.identifier)).certificate_status[0]
+    assert status.status == "REVOKE"
+    assert _fails(lambda: lc.stub.CreateRevokeClientCertificate(req)) == \
+        (grpc.StatusCode.FAILED_PRECONDITION, "IncorrectStatus.Certificate")
+    # The background check (every 0.5 s here) re-issues the CRL that misses it, long
+    # before its nextUpdate.
+    crl = fetch_crl_listing(url, int(leaf.serial_number, 16))
+    entry = crl.get_revoked_certificate_by_serial_number(int(leaf.serial_number, 16))
+    assert entry is not None, f"CRL {crl.extensions.get_extension_for_class(x509.CRLNumber)}"
+    assert int(entry.revocation_date_utc.timestamp() * 1000) == when
+    assert crl.is_signature_valid(x509.load_der_x509_certificate(h.sub_der).public_key())  # type: ignore[arg-type]
+
+
+def test_ca_revocation_stands_and_reaches_the_parents_crl_when_its_reissue_fails(
+        lc: Lc, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = create_hierarchy(lc, "ECC_256")
+    url = f"http://127.0.0.1:{lc.http_port}/crl/{h.root_id}.crl"
+    assert fetch_crl_with_number_at_least(url, 1).next_update_utc is not None
+    asked = _fail_crl_reissue(lc, monkeypatch)
+    lc.stub.UpdateCACertificateStatus(pb.UpdateCACertificateStatusRequest(
+        identifier=h.sub_id, status="REVOKE"))
+    assert asked == [h.root_id]
+    assert lc.stub.DescribeCACertificate(pb.DescribeCACertificateRequest(
+        identifier=h.sub_id)).certificate.status == "REVOKE"
+    sub_serial = x509.load_der_x509_certificate(h.sub_der).serial_number
+    crl = fetch_crl_listing(url, sub_serial)
+    assert crl.get_revoked_certificate_by_serial_number(sub_serial) is not None
 
 
 # --- lookups, pagination and filters -------------------------------------------------------
