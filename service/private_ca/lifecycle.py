@@ -181,12 +181,9 @@ class Lifecycle:
             raise InvalidArgument("serial_number must be positive",
                                   reason="InvalidParameter.SerialNumber")
         with self._svc._engine.connect() as conn:
-            page = repo.list_certificates(conn, owner, kinds=END_ENTITY_KINDS,
-                                          limit=repo.MAX_PAGE_SIZE)
-            rows = [r for r in page.items if r.serial == format(serial, "x")]
-            if page.total > len(page.items):
-                one = repo.get_certificate_by_serial(conn, owner, format(serial, "x"))
-                rows = [one] if one is not None and one.kind in END_ENTITY_KINDS else []
+            # One per issuing CA at most: serials are unique per issuer, not per owner.
+            rows = repo.list_certificates_by_serial(conn, owner, format(serial, "x"),
+                                                    kinds=END_ENTITY_KINDS)
         return tuple(self._info(owner, r) for r in rows)
 
     def statuses(self, owner: str, identifiers: str) -> tuple[CertificateStatusInfo, ...]:

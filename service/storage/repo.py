@@ -696,6 +696,23 @@ def get_certificate_by_serial(
     return _cert_from(row._mapping) if row else None
 
 
+def list_certificates_by_serial(
+    conn: Connection, owner: str, serial: str, *, kinds: Collection[str] | None = None
+) -> tuple[CertificateRow, ...]:
+    """The owner's certificates with this hex serial, oldest first: one per issuer at most.
+
+    Serials are unique per issuer only (UNIQUE(issuer_identifier, serial)), so several CAs
+    may each have one; the (owner, serial) index finds them all. Sorted here, not in SQL:
+    with ORDER BY created_at, SQLite walks the (owner, created_at) index instead, which
+    reads every row of the owner.
+    """
+    conds = [*_visible(owner), cert_t.c.serial == serial]
+    if kinds is not None:
+        conds.append(cert_t.c.kind.in_(list(kinds)))
+    rows = [_cert_from(r._mapping) for r in conn.execute(select(cert_t).where(*conds))]
+    return tuple(sorted(rows, key=lambda r: (r.created_at, r.identifier)))
+
+
 def get_certificate_by_custom_identifier(
     conn: Connection, owner: str, custom_identifier: str
 ) -> CertificateRow | None:
@@ -992,6 +1009,7 @@ __all__ = [
     "insert_pending",
     "list_cas",
     "list_certificates",
+    "list_certificates_by_serial",
     "list_crl_due",
     "list_kms_certificates",
     "list_revoked",

@@ -23,7 +23,7 @@ from lc_support import (
     pkilint_crl_errors,
     wait_status,
 )
-from pca_support import Hierarchy, create_hierarchy, make_csr, new_key, pem_to_der
+from pca_support import OWNER, Hierarchy, create_hierarchy, make_csr, new_key, pem_to_der
 from sqlalchemy import func, select
 
 from hsm.export import TokenRefusedExport, export_private_key
@@ -31,6 +31,7 @@ from service.errors import Unavailable
 from service.gen.hsmca.v1 import common_pb2
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.pki.verify import verify_crl
+from service.storage import repo
 from service.storage.schema import certificate as cert_t
 
 
@@ -517,6 +518,44 @@ def test_pagination_and_filters_return_exact_sets(lc: Lc) -> None:
     bad = pb.ListClientCertificateRequest(status="NOPE")
     assert _fails(lambda: lc.stub.ListClientCertificate(bad)) == \
         (grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Status")
+
+
+def test_lookup_by_serial_returns_one_certificate_per_issuing_ca(lc: Lc) -> None:
+    """Serials are unique per issuer only, so two CAs may both have serial S: the lookup
+    returns both, however many certificates the owner has (it once scanned the first
+    MAX_PAGE_SIZE rows and past that returned a single row)."""
+    import datetime as dt
+
+    serial = str(uuid.uuid4().int >> 2)
+    hs = [create_hierarchy(lc, "ECC_256") for _ in range(2)]
+    ids = [lc.stub.CreateCustomCertificate(_custom_req(
+        h, make_csr(new_key("ECC_256"), "same-serial.example"), immediately=1,
+        api_passthrough=pb.ApiPassthrough(serial_number=serial))).identifier for h in hs]
+
+    def lookup(hex_serial: str) -> list[str]:
+        return [c.identifier for c in lc.stub.DescribeClientCertificateForSerialNumber(
+            pb.DescribeClientCertificateForSerialNumberRequest(
+                serial_number=hex_serial)).certificate_list]
+
+    hex_serial = format(int(serial), "x")
+    assert sorted(lookup(hex_serial)) == sorted(ids)
+    # More than a page of end-entity rows for this owner, inserted directly (issuing them
+    # over the API takes seconds): synchronous reservations that were never signed.
+    now = dt.datetime.now(dt.UTC)
+    with lc.engine.begin() as conn:
+        for _ in range(repo.MAX_PAGE_SIZE + 1):
+            repo.reserve_certificate(conn, repo.CertificateRow(
+                identifier=str(uuid.uuid4()), owner=OWNER, issuer_identifier=hs[0].sub_id,
+                status="RESERVED", kind="SERVER", created_at=now, updated_at=now,
+                serial=format(uuid.uuid4().int >> 1, "x"), tbs=b"\x30\x00"))
+    assert sorted(lookup(hex_serial)) == sorted(ids)
+    # Deleted certificates and CA certificates are not found, as by the other lookups.
+    lc.stub.CreateRevokeClientCertificate(pb.CreateRevokeClientCertificateRequest(
+        identifier=ids[0], reason_code=4))
+    lc.stub.DeleteClientCertificate(pb.DeleteClientCertificateRequest(identifier=ids[0]))
+    assert lookup(hex_serial) == [ids[1]]
+    sub_serial = x509.load_der_x509_certificate(hs[0].sub_der).serial_number
+    assert lookup(format(sub_serial, "x")) == []
 
 
 def test_job_that_died_after_reserving_is_resigned_with_its_serial(lc: Lc,

@@ -221,6 +221,23 @@ def test_revoke_delete_and_crl_entries(engine: Engine) -> None:
     assert [r.identifier for r in listed.items] == [rows[0].identifier]
 
 
+def test_certificates_by_serial_one_per_issuer(engine: Engine) -> None:
+    # Serials are unique per issuer only: each CA may have its own certificate "5e".
+    cas = [_add_ca(engine) for _ in range(3)]
+    rows = [reserved_cert(ca, "5e") for ca in cas]
+    others = [reserved_cert(cas[0], "5f"), reserved_cert(_add_ca(engine, owner="other"), "5e")]
+    with engine.begin() as conn:
+        for r in rows + others:
+            repo.reserve_certificate(conn, r)
+        repo.mark_issued(conn, rows[2].identifier, b"\x30\x00")
+        assert repo.revoke_certificate(conn, "default", rows[2].identifier, 1)
+        assert repo.delete_certificate(conn, "default", rows[2].identifier)
+    with engine.connect() as conn:
+        found = repo.list_certificates_by_serial(conn, "default", "5e")
+        assert {r.identifier for r in found} == {rows[0].identifier, rows[1].identifier}
+        assert repo.list_certificates_by_serial(conn, "default", "5e", kinds=["CLIENT"]) == ()
+
+
 def test_certificate_other_owner_not_found(engine: Engine) -> None:
     ca = _add_ca(engine)
     row = reserved_cert(ca, "99", custom_identifier="k")
