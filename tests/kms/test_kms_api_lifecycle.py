@@ -434,18 +434,28 @@ def _openssl_verifies(ca: OpensslCa, certificate: str, chain: str, directory: Pa
     ).returncode == 0
 
 
+_CHAIN_CASES = [(case, False) for case in NOT_ISSUERS] + [(case, True) for case in ISSUERS]
+
+
 @pytest.mark.parametrize("key_spec", ["EC_P256", "EC_SM2"])
-@pytest.mark.parametrize("case", NOT_ISSUERS)
-def test_upload_with_a_chain_certificate_that_may_not_issue_is_refused(
-    kms: Any, issuer: Issuer, key_spec: str, case: str, tmp_path: Path
+@pytest.mark.parametrize(("case", "allowed"), _CHAIN_CASES, ids=[c for c, _ in _CHAIN_CASES])
+def test_upload_accepts_a_chain_only_of_certificates_that_may_issue(
+    kms: Any, issuer: Issuer, key_spec: str, case: str, allowed: bool, tmp_path: Path
 ) -> None:
-    """Name and signature match, but the issuer is not a CA allowed to issue here."""
+    """Name and signature match in every case; what decides is whether each issuer is a CA
+    allowed to issue here, and the check is not stricter than RFC 5280 path validation."""
     combo = Combo(key_spec, "SOFTWARE", True)
     ca = issuer.ca_for(combo)
     target = issuer.fresh(combo, upload=False)
-    certificate, chain = _issue_below(ca, target.csr, NOT_ISSUERS[case])
-    if not ca.sm2:  # an independent checker agrees the path is invalid
-        assert not _openssl_verifies(ca, certificate, chain, tmp_path)
+    issuers = ISSUERS[case] if allowed else NOT_ISSUERS[case]
+    certificate, chain = _issue_below(ca, target.csr, issuers)
+    if not ca.sm2:  # an independent checker agrees
+        assert _openssl_verifies(ca, certificate, chain, tmp_path) is allowed
+    if allowed:
+        _upload(kms, target.certificate_id, certificate, chain)
+        row = _row(kms, target.certificate_id)
+        assert (row.status, row.certificate_chain.count("BEGIN")) == ("ACTIVE", len(issuers) + 2)
+        return
     request = kms_pb2.UploadCertificateRequest(
         certificate_id=target.certificate_id, certificate=certificate, certificate_chain=chain
     )
@@ -455,23 +465,6 @@ def test_upload_with_a_chain_certificate_that_may_not_issue_is_refused(
     )
     row = _row(kms, target.certificate_id)
     assert (row.status, row.certificate, row.certificate_chain) == ("PENDING", None, None)
-
-
-@pytest.mark.parametrize("key_spec", ["EC_P256", "EC_SM2"])
-@pytest.mark.parametrize("case", ISSUERS)
-def test_upload_with_chains_rfc5280_allows(
-    kms: Any, issuer: Issuer, key_spec: str, case: str, tmp_path: Path
-) -> None:
-    """The CA checks are not stricter than RFC 5280 path validation."""
-    combo = Combo(key_spec, "SOFTWARE", True)
-    ca = issuer.ca_for(combo)
-    target = issuer.fresh(combo, upload=False)
-    certificate, chain = _issue_below(ca, target.csr, ISSUERS[case])
-    if not ca.sm2:
-        assert _openssl_verifies(ca, certificate, chain, tmp_path)
-    _upload(kms, target.certificate_id, certificate, chain)
-    row = _row(kms, target.certificate_id)
-    assert (row.status, row.certificate_chain.count("BEGIN")) == ("ACTIVE", len(ISSUERS[case]) + 2)
 
 
 def test_upload_with_an_issuer_that_has_two_basic_constraints_is_refused(
