@@ -434,6 +434,19 @@ def _openssl_verifies(ca: OpensslCa, certificate: str, chain: str, directory: Pa
     ).returncode == 0
 
 
+def _assert_chain_refused(kms: Any, certificate_id: str, certificate: str, chain: str) -> None:
+    """UploadCertificate answers InvalidParameter.CertificateChain and stores nothing."""
+    request = kms_pb2.UploadCertificateRequest(
+        certificate_id=certificate_id, certificate=certificate, certificate_chain=chain
+    )
+    assert rpc_error(kms.stub.UploadCertificate, request) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "InvalidParameter.CertificateChain",
+    )
+    row = _row(kms, certificate_id)
+    assert (row.status, row.certificate, row.certificate_chain) == ("PENDING", None, None)
+
+
 _CHAIN_CASES = [(case, False) for case in NOT_ISSUERS] + [(case, True) for case in ISSUERS]
 
 
@@ -456,15 +469,7 @@ def test_upload_accepts_a_chain_only_of_certificates_that_may_issue(
         row = _row(kms, target.certificate_id)
         assert (row.status, row.certificate_chain.count("BEGIN")) == ("ACTIVE", len(issuers) + 2)
         return
-    request = kms_pb2.UploadCertificateRequest(
-        certificate_id=target.certificate_id, certificate=certificate, certificate_chain=chain
-    )
-    assert rpc_error(kms.stub.UploadCertificate, request) == (
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "InvalidParameter.CertificateChain",
-    )
-    row = _row(kms, target.certificate_id)
-    assert (row.status, row.certificate, row.certificate_chain) == ("PENDING", None, None)
+    _assert_chain_refused(kms, target.certificate_id, certificate, chain)
 
 
 def test_upload_with_an_issuer_that_has_two_basic_constraints_is_refused(
@@ -493,15 +498,7 @@ def test_upload_with_an_issuer_that_has_two_basic_constraints_is_refused(
     certificate = ca.issue(target.csr, issuer=name)
     chain = asn1_pem.armor("CERTIFICATE", two_constraints.dump()).decode() + ca.chain_pem
     assert not _openssl_verifies(ca, certificate, chain, tmp_path)
-    request = kms_pb2.UploadCertificateRequest(
-        certificate_id=target.certificate_id, certificate=certificate, certificate_chain=chain
-    )
-    assert rpc_error(kms.stub.UploadCertificate, request) == (
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "InvalidParameter.CertificateChain",
-    )
-    row = _row(kms, target.certificate_id)
-    assert (row.status, row.certificate, row.certificate_chain) == ("PENDING", None, None)
+    _assert_chain_refused(kms, target.certificate_id, certificate, chain)
 
 
 # --- CertificatePrivateKeySign / CertificatePublicKeyVerify --------------------------------
