@@ -680,22 +680,6 @@ def get_certificate(conn: Connection, owner: str, identifier: str) -> Certificat
     return _cert_from(row._mapping) if row else None
 
 
-def get_certificate_by_serial(
-    conn: Connection, owner: str, serial: str, *, issuer_identifier: str | None = None
-) -> CertificateRow | None:
-    """The owner's newest certificate with this hex serial (optionally of one issuer)."""
-    conds = [*_visible(owner), cert_t.c.serial == serial]
-    if issuer_identifier is not None:
-        conds.append(cert_t.c.issuer_identifier == issuer_identifier)
-    row = conn.execute(
-        select(cert_t)
-        .where(*conds)
-        .order_by(cert_t.c.created_at.desc(), cert_t.c.identifier)
-        .limit(1)
-    ).first()
-    return _cert_from(row._mapping) if row else None
-
-
 def list_certificates_by_serial(
     conn: Connection, owner: str, serial: str, *, kinds: Collection[str] | None = None
 ) -> tuple[CertificateRow, ...]:
@@ -1000,7 +984,6 @@ __all__ = [
     "get_ca_any_owner",
     "get_certificate",
     "get_certificate_by_custom_identifier",
-    "get_certificate_by_serial",
     "get_kms_certificate",
     "get_latest_crl",
     "insert_ca",

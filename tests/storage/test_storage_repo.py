@@ -179,11 +179,11 @@ def test_certificate_round_trip_and_mark_issued(engine: Engine) -> None:
         assert e.value.reason == "IncorrectStatus.Certificate"
     with engine.connect() as conn:
         got = repo.get_certificate(conn, row.owner, row.identifier)
-        by_serial = repo.get_certificate_by_serial(conn, row.owner, "deadbeef")
+        by_serial = repo.list_certificates_by_serial(conn, row.owner, "deadbeef")
     assert got == dataclasses.replace(
         row, status="ISSUED", certificate=b"\x30\x05cert", updated_at=t1
     )
-    assert by_serial == got
+    assert by_serial == (got,)
 
 
 def test_mark_failed_only_before_issue(engine: Engine) -> None:
@@ -245,7 +245,7 @@ def test_certificate_other_owner_not_found(engine: Engine) -> None:
         repo.reserve_certificate(conn, row)
     with engine.connect() as conn:
         assert repo.get_certificate(conn, "intruder", row.identifier) is None
-        assert repo.get_certificate_by_serial(conn, "intruder", "99") is None
+        assert repo.list_certificates_by_serial(conn, "intruder", "99") == ()
         assert repo.get_certificate_by_custom_identifier(conn, "intruder", "k") is None
         assert repo.list_certificates(conn, "intruder").total == 0
 
