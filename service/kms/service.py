@@ -303,14 +303,13 @@ def _signed_by(subject_der: bytes, issuer_der: bytes) -> bool:
     return True
 
 
-def _issuer_problem(issuer_der: bytes, intermediates_below: int) -> str | None:
+def _issuer_problem(issuer: asn1_x509.Certificate, intermediates_below: int) -> str | None:
     """Why ``issuer`` may not issue certificates, or None (RFC 5280 6.1.4 (k), (l)-(n)).
 
     ``intermediates_below`` counts the non-self-issued CA certificates between it and the
     uploaded certificate. Structural checks only, so they hold for every algorithm,
     SM2 included; _signed_by checks the name and the signature.
     """
-    issuer = asn1_x509.Certificate.load(issuer_der)
     oids = [e["extn_id"].dotted for e in issuer["tbs_certificate"]["extensions"]]
     if len(oids) != len(set(oids)):
         # asn1crypto keeps the last of two basicConstraints; which one counts is ambiguous.
@@ -561,13 +560,14 @@ class KmsCertificatesService:
                         f"chain certificate {index + 1} did not issue {what} "
                         "(issuer name or signature does not match)",
                     )
-                problem = _issuer_problem(parent, intermediates_below)
+                issuer = asn1_x509.Certificate.load(parent)
+                problem = _issuer_problem(issuer, intermediates_below)
                 if problem is not None:
                     raise _invalid(
                         "CertificateChain",
                         f"chain certificate {index + 1} is not a valid issuer: {problem}",
                     )
-                if not asn1_x509.Certificate.load(parent).self_issued:
+                if not issuer.self_issued:
                     intermediates_below += 1
         parsed = _parse_certificate(cert_der)
         updated = dataclasses.replace(
