@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from asn1crypto import x509
 
 from service.errors import InvalidArgument
-from service.pki.names import ISO_3166_ALPHA2
+from service.pki.names import country_problem
 
 SUBJECT_REASON = "InvalidParameter.Subject"
 SAN_REASON = "InvalidParameter.SubjectAlternativeNames"
@@ -217,10 +217,9 @@ def _check_value(rule: _AttributeRule, value: str) -> None:
                 f"C must be a two-letter upper-case ISO 3166-1 alpha-2 code such as CN, "
                 f"got '{value}'{hint}"
             )
-        if value not in ISO_3166_ALPHA2:
-            # The same list as the Private CA's names (X.520 countryName; CA/B BR 7.1.4.2).
-            hint = " (the United Kingdom is GB)" if value == "UK" else ""
-            raise _fail(f"C '{value}' is not an assigned ISO 3166-1 alpha-2 code{hint}")
+        problem = country_problem(value)  # the Private CA's check (X.520 countryName)
+        if problem is not None:
+            raise _fail(f"C '{value}' {problem}")
         return
     if len(value) > rule.max_length:
         raise _fail(

@@ -26,7 +26,7 @@ from service.pki.builder import (
     read_child,
     read_tlv,
 )
-from service.pki.names import _ATTR_RULES, OID_EMAIL_ADDRESS, normalize_email
+from service.pki.names import ATTRIBUTE_RULES, OID_EMAIL_ADDRESS, normalize_email
 from service.pki.profiles import (
     EKU_ANY,
     KeyType,
@@ -72,12 +72,12 @@ _EMAIL_ADDRESS_OID = _oid_contents(OID_EMAIL_ADDRESS)
 _EMAIL_ADDRESS_OID_TLV = der_oid(OID_EMAIL_ADDRESS)
 
 
-# The rules build_name applies (names._ATTR_RULES, the one source of string types, RFC 5280
+# The rules build_name applies (names.ATTRIBUTE_RULES, the one source of string types, RFC 5280
 # Appendix A upper bounds and value checks), keyed by the OID's DER contents octets, as both
 # the DER walk and asn1crypto's ObjectIdentifier.contents give them.
 _NAME_RULES: dict[bytes, _NameRule] = {
     _oid_contents(oid): _NameRule(_TAGS_OF[rule.string_type], rule.max_len, rule.check)
-    for oid, rule in _ATTR_RULES.items()
+    for oid, rule in ATTRIBUTE_RULES.items()
 }
 
 

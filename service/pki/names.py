@@ -427,7 +427,7 @@ ISO_3166_ALPHA2: frozenset[str] = frozenset("""
 """.split())
 
 
-def _country_problem(value: str) -> str | None:
+def country_problem(value: str) -> str | None:
     """Why ``value`` is not an ISO 3166-1 alpha-2 code, or None if it is one."""
     if value in ISO_3166_ALPHA2:
         return None
@@ -475,8 +475,8 @@ class _AttrRule:
 # Standard attributes we know the rules for. Anything else custom is UTF8String, no bound:
 # RFC 5280 4.1.2.4, the value's syntax is the attribute type's, so an attribute whose syntax
 # is not a DirectoryString needs a rule here (or an entry in _UNSUPPORTED_ATTRIBUTES).
-_ATTR_RULES: dict[str, _AttrRule] = {
-    OID_COUNTRY: _AttrRule("Country", "printable", 2, _country_problem),
+ATTRIBUTE_RULES: dict[str, _AttrRule] = {
+    OID_COUNTRY: _AttrRule("Country", "printable", 2, country_problem),
     OID_STATE: _AttrRule("State", "utf8", 128),  # ub-state-name
     OID_LOCALITY: _AttrRule("Locality", "utf8", 128),  # ub-locality-name
     OID_ORGANIZATION: _AttrRule("Organization", "utf8", 64),  # ub-organization-name
@@ -510,12 +510,12 @@ _ATTR_RULES: dict[str, _AttrRule] = {
     "1.3.6.1.5.5.7.9.3": _AttrRule("gender (1.3.6.1.5.5.7.9.3)", "printable", 1,
                                    _gender_problem),
     "1.3.6.1.5.5.7.9.4": _AttrRule("countryOfCitizenship (1.3.6.1.5.5.7.9.4)", "printable", 2,
-                                   _country_problem),
+                                   country_problem),
     "1.3.6.1.5.5.7.9.5": _AttrRule("countryOfResidence (1.3.6.1.5.5.7.9.5)", "printable", 2,
-                                   _country_problem),
+                                   country_problem),
     # CA/B Forum EV Guidelines: jurisdictionCountryName is an X520countryName.
     "1.3.6.1.4.1.311.60.2.1.3": _AttrRule("jurisdictionCountryName (1.3.6.1.4.1.311.60.2.1.3)",
-                                          "printable", 2, _country_problem),
+                                          "printable", 2, country_problem),
 }
 
 # Attributes whose syntax is no character string: refused rather than encoded as one.
@@ -575,7 +575,7 @@ def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAn
     """One AttributeTypeAndValue with an explicit string type, validated."""
     if oid in _UNSUPPORTED_ATTRIBUTES:
         raise _fail(reason, f"{label}: {_UNSUPPORTED_ATTRIBUTES[oid]}")
-    rule = _ATTR_RULES.get(oid)
+    rule = ATTRIBUTE_RULES.get(oid)
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise _fail(reason, f"{label} {value!r} contains control characters")
     if value != value.strip():
@@ -669,7 +669,7 @@ def build_name(
             )
         if value == "":
             raise _fail(custom_reason, f"custom attribute {i} ({oid}) has an empty value")
-        rule = _ATTR_RULES.get(oid)
+        rule = ATTRIBUTE_RULES.get(oid)
         label = f"custom attribute {i} ({rule.label if rule else oid})"
         rdns.append(x509.RelativeDistinguishedName([_attribute(oid, value, custom_reason, label)]))
     return x509.Name(name="", value=x509.RDNSequence(rdns))

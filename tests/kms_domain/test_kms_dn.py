@@ -145,7 +145,7 @@ BAD = [
     ("three-letter country", "CN=a,OU=k,O=o,C=CHN", "two-letter upper-case ISO 3166-1"),
     ("one-letter country", "CN=a,OU=k,O=o,C=C", "two-letter upper-case ISO 3166-1"),
     ("lower-case country", "CN=a,OU=k,O=o,C=cn", "(upper-case: 'CN')"),
-    ("unassigned country", "CN=a,OU=k,O=o,C=QQ", "not an assigned ISO 3166-1 alpha-2"),
+    ("unassigned country", "CN=a,OU=k,O=o,C=QQ", "is not an ISO 3166-1 alpha-2 country code"),
     ("UK for GB", "CN=a,OU=k,O=o,C=UK", "(the United Kingdom is GB)"),
     ("digit country", "CN=a,OU=k,O=o,C=C1", "got 'C1'"),
     (

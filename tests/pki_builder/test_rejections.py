@@ -247,7 +247,7 @@ def test_lint_detects_duplicate_extension_and_bad_ku(ec_hierarchy: Hierarchy) ->
     (0x0C, "1.3.6.1.4.1.99999.1", b""),  # empty, also where no upper bound is known
     (0x0C, "2.5.4.3", b"\xff\xfe"),     # not UTF-8
     (0x04, "2.5.4.3", b"a"),            # an OCTET STRING: asn1crypto does not decode it
-    # The attribute's own syntax, as build_name encodes it (names._ATTR_RULES).
+    # The attribute's own syntax, as build_name encodes it (names.ATTRIBUTE_RULES).
     (0x0C, "2.5.4.5", b"SN1"),          # serialNumber is a PrintableString
     (0x0C, "1.3.6.1.5.5.7.9.4", b"US"),  # countryOfCitizenship is a PrintableString
     (0x13, "1.3.6.1.5.5.7.9.3", b"X"),  # gender M, F, m or f
