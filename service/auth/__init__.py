@@ -1,0 +1,1 @@
+"""Who is calling: authenticated principals, tenants and authorization decisions."""

@@ -1,0 +1,52 @@
+"""The authenticated caller of one RPC, as every layer below the transport sees it.
+
+The transport (the gRPC interceptor) establishes the principal once per call from the
+verified client certificate and sets it here; domain code, the audit log and metrics read
+it through :func:`current_principal` and never look at transport metadata themselves.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+__all__ = ["LOCAL_ADMIN_ID", "Principal", "acting_as", "current_principal"]
+
+#: The principal every call runs as when gRPC is served in plaintext on loopback.
+LOCAL_ADMIN_ID = "local-admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A caller: its identity (URI SAN or subject CN), its tenant and its roles."""
+
+    id: str
+    tenant: str
+    roles: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("a principal needs an id")
+        if not self.tenant:
+            raise ValueError("a principal needs a tenant")
+
+
+_current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "hsmca_principal", default=None)
+
+
+def current_principal() -> Principal | None:
+    """The principal of the call being served in this context, or None outside a call."""
+    return _current.get()
+
+
+@contextmanager
+def acting_as(principal: Principal) -> Iterator[Principal]:
+    """Run the enclosed block as ``principal`` (the interceptor wraps each call in this)."""
+    token = _current.set(principal)
+    try:
+        yield principal
+    finally:
+        _current.reset(token)
