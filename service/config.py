@@ -19,6 +19,7 @@ The PIN itself is never part of :class:`Config`: only its source (``env:NAME`` o
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -91,10 +92,44 @@ class GrpcConfig:
     max_threads: int
     grace_seconds: float
     pin_workers: bool
+    insecure: bool = False
 
     def worker_count(self) -> int:
         """Number of worker processes to start (``workers``, or the core count if 0)."""
         return self.workers or (os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsConfig:
+    """gRPC transport security: where the server certificate, its key and the client trust
+    anchors are, the names the bootstrap puts in the server certificate, and renewal.
+
+    The defaults are the files ``hsmca serve`` bootstraps under ``<state_dir>/tls``; an
+    operator may point ``server_cert``/``server_key``/``client_ca`` at their own files
+    (for example a mesh's SPIFFE bundle), and the bootstrap then leaves them alone.
+    """
+
+    dir: Path
+    server_cert: Path
+    server_key: Path
+    client_ca: Path
+    crl: Path
+    server_names: tuple[str, ...]
+    server_validity_days: int
+    renew_before_days: int
+
+    @property
+    def managed(self) -> bool:
+        """True when the server certificate is the one the operations CA issues and renews."""
+        return (self.server_cert == self.dir / "server.pem"
+                and self.server_key == self.dir / "server.key")
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    """Authorization: the policy file mapping principals to tenants, roles and limits."""
+
+    policy_file: Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +178,8 @@ class Config:
     kms: KmsConfig
     policy: PolicyConfig
     jobs: JobsConfig
+    tls: TlsConfig
+    auth: AuthConfig
 
     def token_config(self, role: TokenRole) -> TokenConfig:
         """The hsm-layer TokenConfig of one role; reads that role's PIN now."""
@@ -302,6 +339,20 @@ def _optional_path(key: str, value: Any, from_env: bool) -> str:
     return _string(key, value, from_env).strip()
 
 
+def _names(key: str, value: Any, from_env: bool) -> tuple[str, ...]:
+    # A TOML array of strings, or a comma-separated list in the environment.
+    if from_env and isinstance(value, str):
+        items: list[Any] = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise _fail(key, "must be a list of strings", value)
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or any(c.isspace() for c in item):
+            raise _fail(key, "must be a list of non-empty names without spaces", value)
+    return tuple(items)
+
+
 def _database_url(key: str, value: Any, from_env: bool) -> str:
     text = _nonempty(key, value, from_env)
     try:
@@ -326,7 +377,19 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "max_threads": _positive_int,
         "grace_seconds": _seconds,
         "pin_workers": _bool,
+        "insecure": _bool,
     },
+    "tls": {
+        "dir": _nonempty,
+        "server_cert": _optional_path,
+        "server_key": _optional_path,
+        "client_ca": _optional_path,
+        "crl": _optional_path,
+        "server_names": _names,
+        "server_validity_days": _positive_int,
+        "renew_before_days": _positive_int,
+    },
+    "auth": {"policy_file": _nonempty},
     "http": {"listen": _listen, "public_base_url": _base_url},
     "kms": {"region": _region, "account_id": _account_id},
     "policy": {"min_rsa_bits": _rsa_bits, "default_owner": _owner},
@@ -355,7 +418,19 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "max_threads": 16,
         "grace_seconds": 10,
         "pin_workers": True,
+        "insecure": False,
     },
+    "tls": {
+        "dir": "tls",
+        "server_cert": "",
+        "server_key": "",
+        "client_ca": "",
+        "crl": "",
+        "server_names": [],
+        "server_validity_days": 30,
+        "renew_before_days": 10,
+    },
+    "auth": {"policy_file": "policy.toml"},
     "http": {"listen": "127.0.0.1:8080", "public_base_url": "http://127.0.0.1:8080"},
     "kms": {"region": "cn-local", "account_id": "000000000000"},
     "policy": {"min_rsa_bits": 2048, "default_owner": "default"},
@@ -426,6 +501,36 @@ def _token_settings(values: Mapping[str, Any], state_dir: Path) -> TokenSettings
     )
 
 
+def _tls_config(values: Mapping[str, Any], state_dir: Path) -> TlsConfig:
+    tls_dir = _anchor(values["dir"], state_dir)
+
+    def file(key: str, default: str) -> Path:
+        given = values[key]
+        return _anchor(given, state_dir) if given else tls_dir / default
+
+    return TlsConfig(
+        dir=tls_dir,
+        server_cert=file("server_cert", "server.pem"),
+        server_key=file("server_key", "server.key"),
+        client_ca=file("client_ca", "ca.pem"),
+        crl=file("crl", "ca.crl"),
+        server_names=values["server_names"],
+        server_validity_days=values["server_validity_days"],
+        renew_before_days=values["renew_before_days"],
+    )
+
+
+def is_loopback_listen(listen: str) -> bool:
+    """True when a HOST:PORT listen address only accepts connections from this machine."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Load, override from the environment and validate the configuration.
 
@@ -487,7 +592,20 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         kms=KmsConfig(**values["kms"]),
         policy=PolicyConfig(**values["policy"]),
         jobs=JobsConfig(**values["jobs"]),
+        tls=_tls_config(values["tls"], state_dir),
+        auth=AuthConfig(policy_file=_anchor(values["auth"]["policy_file"], state_dir)),
     )
+    if config.grpc.insecure and not is_loopback_listen(config.grpc.listen):
+        raise ConfigError(
+            f"grpc.insecure: plaintext gRPC is allowed only on a loopback address, but "
+            f"grpc.listen is {config.grpc.listen!r}; serve over mTLS (the default) or "
+            "listen on 127.0.0.1, [::1] or localhost"
+        )
+    if config.tls.renew_before_days >= config.tls.server_validity_days:
+        raise ConfigError(
+            "tls.renew_before_days: must be smaller than tls.server_validity_days, got "
+            f"{config.tls.renew_before_days} >= {config.tls.server_validity_days}"
+        )
     if env is None:
         export_softhsm2_conf(config, os.environ)
     return config

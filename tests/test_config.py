@@ -159,7 +159,7 @@ BAD_TOML = [
     ("[policy]\nmin_rsa_bits = 512\n", "policy.min_rsa_bits: must be an integer of at least 1024"),
     ('[policy]\ndefault_owner = "a b"\n', "policy.default_owner: must be 1-64 letters"),
     ('[database]\nurl = "not a url"\n', "database.url: not a valid database URL"),
-    ("[grpc]\nworkerz = 2\n", "grpc.workerz: unknown key (known: grace_seconds, listen"),
+    ("[grpc]\nworkerz = 2\n", "grpc.workerz: unknown key (known: grace_seconds, insecure, listen"),
     ("[grcp]\nworkers = 2\n", "grcp: unknown section"),
     ('grpc = "x"\n', "grpc: must be a [grpc] table"),
     ("[grpc\n", "invalid TOML"),
@@ -258,3 +258,31 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = load_config(env={"HSMCA_STATE_DIR": str(tmp_path)})
     with pytest.raises(AttributeError):
         cfg.grpc.workers = 3  # type: ignore[misc]
+
+
+def test_tls_and_auth_defaults_live_under_the_state_dir(tmp_path: Path) -> None:
+    cfg = load_config(env={"HSMCA_STATE_DIR": str(tmp_path)})
+    tls = tmp_path / "tls"
+    assert (cfg.tls.dir, cfg.tls.server_cert, cfg.tls.server_key, cfg.tls.client_ca) == (
+        tls, tls / "server.pem", tls / "server.key", tls / "ca.pem")
+    assert cfg.tls.managed and cfg.tls.server_names == ()
+    assert cfg.auth.policy_file == tmp_path / "policy.toml"
+    assert cfg.grpc.insecure is False
+    names = load_config(env={"HSMCA_STATE_DIR": str(tmp_path),
+                             "HSMCA_TLS_SERVER_NAMES": "ca.example, 10.0.0.5"})
+    assert names.tls.server_names == ("ca.example", "10.0.0.5")
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051",
+                                    "ca.example:50051"])
+def test_plaintext_off_loopback_is_refused(tmp_path: Path, listen: str) -> None:
+    with pytest.raises(ConfigError, match="only on a loopback address"):
+        load_config(env={"HSMCA_STATE_DIR": str(tmp_path), "HSMCA_GRPC_INSECURE": "true",
+                         "HSMCA_GRPC_LISTEN": listen})
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:1", "127.0.0.2:1", "[::1]:1", "localhost:1"])
+def test_plaintext_on_loopback_is_allowed(tmp_path: Path, listen: str) -> None:
+    cfg = load_config(env={"HSMCA_STATE_DIR": str(tmp_path), "HSMCA_GRPC_INSECURE": "true",
+                           "HSMCA_GRPC_LISTEN": listen})
+    assert cfg.grpc.insecure
