@@ -5,7 +5,7 @@
 The baseline issuance benchmarks are compared against. Standalone: it makes its own SoftHSM
 state in a temp dir (softhsm/init-tokens.sh) and never touches var/softhsm. Every PKCS#11
 call happens in 'spawn' worker processes, each with its own Token (one session, one thread,
-DESIGN.md), so the calling process may already use another SoftHSM configuration:
+docs/architecture.md), so the calling process may already use another SoftHSM configuration:
 SOFTHSM2_CONF is read once per process, when the module is initialised.
 """
 

@@ -1,6 +1,6 @@
 """Key generation in the token with explicit attribute templates, public keys, destruction.
 
-Invariant 1 (DESIGN.md): a non-exportable key is generated in the token with CKA_TOKEN,
+Invariant 1 (docs/architecture.md): a non-exportable key is generated in the token with CKA_TOKEN,
 CKA_PRIVATE, CKA_SENSITIVE true and CKA_EXTRACTABLE false, and after generation CKA_LOCAL,
 CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE must read back true; otherwise the key pair
 is destroyed and the call fails. Private keys get only the usages asked for.

@@ -2,7 +2,7 @@
 
 Why a lock around every call: python-pkcs11 calls ``C_Initialize(NULL)``, so SoftHSM runs
 without internal locking; two threads in the token at once crashed the process and once
-corrupted the token (DESIGN.md, "PKCS#11 facts"). We scale with processes instead.
+corrupted the token (docs/architecture.md, "PKCS#11 facts"). We scale with processes instead.
 
 Why the session is never closed per request: ``Session.close()`` calls ``C_Logout``, which
 logs out every session of the process. A session lives as long as the process; when the

@@ -1,7 +1,7 @@
 """`hsmca serve`: a supervisor and N worker processes sharing the gRPC port (SO_REUSEPORT).
 
 Why processes: SoftHSM under python-pkcs11 runs without internal locking, so only one
-thread per process may be in the token at a time (DESIGN.md). Each worker therefore opens
+thread per process may be in the token at a time (docs/architecture.md). Each worker therefore opens
 its own long-lived token sessions after it starts (workers are *spawned*, never forked
 from a process that loaded the PKCS#11 module), and the kernel spreads connections across
 workers that share the port.

@@ -1,8 +1,8 @@
 """KMS Certificates Manager: key pairs held in a token that sign on the user's behalf.
 
 One method per API operation; each takes the owner (tenant) first and raises only
-:mod:`service.errors` classes with the API's reasons. Where keys live (issue 5):
-- ProtectionLevel HSM: the ``hsm`` token, always non-exportable (DESIGN.md invariant 1).
+:mod:`service.errors` classes with the API's reasons. Where keys live:
+- ProtectionLevel HSM: the ``hsm`` token, always non-exportable (docs/architecture.md, invariant 1).
 - ProtectionLevel SOFTWARE: the ``software`` token; exportable unless ExportablePrivateKey
   is false, in which case the token generates it non-extractable.
 - EC_SM2 (SOFTWARE only; SoftHSM has no SM2 mechanism): a tongsuopy key whose PKCS#8 is
@@ -256,7 +256,7 @@ def _load_pem_certificates(text: str, what: str, reason: str) -> list[bytes]:
     try:
         ders = pem.decode_blocks(text, ("CERTIFICATE",))
     except pem.PemError as e:
-        # Strict: a block cut short must not be dropped silently (DESIGN.md invariant 5).
+        # Strict: a block cut short must not be dropped silently (docs/architecture.md, inv. 5).
         raise _invalid(reason, f"{what}: {e}") from e
     for number, der in enumerate(ders, start=1):
         try:
@@ -434,7 +434,7 @@ class KmsCertificatesService:
         name = parse_subject(subject)
         sans = parse_subject_alternative_names(json.dumps(list(subject_alternative_names)))
         if level is ProtectionLevel.HSM and exportable_private_key:
-            # DESIGN.md invariant 1: HSM keys never leave the token; refuse rather than
+            # docs/architecture.md, invariant 1: HSM keys never leave the token; refuse rather than
             # silently store something other than what was asked for.
             raise _invalid(
                 "ExportablePrivateKey",

@@ -131,7 +131,7 @@ _CURVE: dict[CaAlgorithm, str] = {
     CaAlgorithm.ECC_512: "secp521r1",
     CaAlgorithm.SM2_256: SM2_CURVE,
 }
-# The API docs list "Sha256WithECDSA" for every ECC size; issue 3 (and RFC 5480 4) match
+# The API docs list "Sha256WithECDSA" for every ECC size; RFC 5480 4 matches
 # the hash to the curve, which is what we do.
 _SIGNATURE: dict[CaAlgorithm, SignatureAlgorithm] = {
     CaAlgorithm.RSA_1024: SignatureAlgorithm.SHA256_RSA,

@@ -1,6 +1,6 @@
 """TBSCertificate assembly from pre-encoded DER pieces (RFC 5280 section 4.1).
 
-asn1crypto re-serialises on every assignment (~1.5 ms per certificate, DESIGN.md), so the
+asn1crypto re-serialises on every assignment (~1.5 ms per certificate, docs/architecture.md), so the
 per-CA parts (issuer Name, signature AlgorithmIdentifier, AKI, CRL DP) are encoded once in
 :class:`Issuer` and each certificate is concatenated from bytes with the minimal DER
 helpers below (X.690 section 10). The reference asn1crypto build lives in the tests and must

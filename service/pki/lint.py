@@ -1,6 +1,6 @@
 """The project's own RFC 5280 checks on a TBSCertificate before the token signs it.
 
-DESIGN.md invariant 4. A finding means our builder emitted something wrong (Internal),
+docs/architecture.md, invariant 4. A finding means our builder emitted something wrong (Internal),
 except where the caller's input is the cause (the subject's attributes: InvalidArgument).
 """
 

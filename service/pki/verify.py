@@ -1,4 +1,4 @@
-"""Verify signatures after signing (DESIGN.md invariant 3; RFC 5280 4.1.1.3, 5.1.1.3)."""
+"""Verify signatures after signing (docs/architecture.md inv. 3; RFC 5280 4.1.1.3, 5.1.1.3)."""
 
 from __future__ import annotations
 

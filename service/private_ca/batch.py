@@ -14,8 +14,8 @@ of them at a time -- the *leader* -- runs rounds. Each round:
   - wakes each recorded caller with its certificate, and each refused one with its own
     error (step 10);
   - signs each newly reserved TBS in the token (step 7; one thread per process in the token
-    anyway, DESIGN.md), all of the round's back to back, and then assembles each certificate
-    and verifies it against the CA key (step 8, invariant 3); the next round's commit
+    anyway, docs/architecture.md), all of the round's back to back, and then assembles each
+    certificate and verifies it against the CA key (step 8, invariant 3); the next round's commit
     records them.
 
 So under load every commit does two jobs, and one fsync per round serves both. Invariant 2

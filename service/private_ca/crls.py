@@ -1,4 +1,4 @@
-"""CRL publishing: every CA with CRLs enabled has a current, signed, verified CRL (issue 4).
+"""CRL publishing: every CA with CRLs enabled has a current, signed, verified CRL.
 
 A CRL is (re)issued on every revocation under the CA and again before its nextUpdate (the
 background thread calls :meth:`CrlPublisher.publish_due`). The background thread also
@@ -9,7 +9,7 @@ The steps:
      so a higher number never lists fewer revocations (RFC 5280 5.2.3: strictly increasing);
   2. build the TBSCertList (v2, AKI, cRLNumber; reasonCode only when not unspecified);
   3. sign it in the token with the CA key;
-  4. verify the signature against the CA public key (DESIGN.md invariant 3);
+  4. verify the signature against the CA public key (docs/architecture.md, invariant 3);
   5. store it; the HTTP endpoint (service/http.py) serves the latest one.
 """
 

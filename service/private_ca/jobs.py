@@ -1,7 +1,7 @@
-"""Asynchronous issuance (immediately = 0) and custom_identifier idempotency (issue 4).
+"""Asynchronous issuance (immediately = 0) and custom_identifier idempotency.
 
 A job is a ``certificate`` row in status PENDING holding the normalized request as JSON.
-Every request is validated in full before the row is written (DESIGN.md invariant 5): its
+Every request is validated in full before the row is written (docs/architecture.md inv. 5): its
 TBSCertificate is built and linted as a dry run (PrivateCaService.check_plan) and a custom
 serial is stored with the job, so a bad request is refused synchronously with nothing
 stored. A background :class:`JobWorker`
@@ -300,7 +300,7 @@ def _resign(svc: PrivateCaService, row: CertificateRow) -> None:
     ctx = svc._context(row.owner, ca)
     signature = ctx.signer.sign(row.tbs)
     cert = assemble_certificate(row.tbs, ctx.issuer.signature_algorithm_der, signature)
-    verify_certificate(cert, ctx.issuer.public_key_info)  # DESIGN.md invariant 3
+    verify_certificate(cert, ctx.issuer.public_key_info)  # docs/architecture.md, invariant 3
     try:
         with svc._write() as conn:
             repo.mark_issued(conn, row.identifier, cert)

@@ -1,4 +1,4 @@
-"""End-entity lookup and lifecycle: describe, list, private key, revoke, delete (issue 4).
+"""End-entity lookup and lifecycle: describe, list, private key, revoke, delete.
 
 Also UpdateCACertificateStatus (ISSUE -> REVOKE). Revocations re-issue the CA's CRL at once
 (service/private_ca/crls.py); if that fails, the revocation still stands and the background
@@ -139,7 +139,7 @@ def _key_algorithm(cert: cx509.Certificate) -> tuple[str, int]:
     if isinstance(key, rsa.RSAPublicKey):
         return f"RSA_{key.key_size}", key.key_size
     if isinstance(key, ec.EllipticCurvePublicKey):
-        # The API names P-521 ECC_512 (issue 3).
+        # The API names P-521 ECC_512.
         bits = key.curve.key_size
         return f"ECC_{512 if bits == 521 else bits}", bits
     return "SM2_256", 256
@@ -292,7 +292,7 @@ class Lifecycle:
             raise FailedPrecondition(f"the certificate is {_API_STATUS[row.status]}",
                                      reason="IncorrectStatus.Certificate")
         if not row.exportable:
-            # DESIGN.md invariant 1: the token would refuse as well (CKA_EXTRACTABLE false).
+            # docs/architecture.md inv. 1: the token refuses as well (CKA_EXTRACTABLE false).
             raise PermissionDenied("the private key was generated non-exportable",
                                    reason="Forbidden.KeyNotExportable")
         # An ephemeral in-process RSA key receives the wrapped key; it never leaves here.

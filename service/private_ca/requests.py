@@ -1,8 +1,8 @@
 """Domain request and result types of the Private CA (one per API operation).
 
 Plain frozen values with the API's parameter names in snake_case; the servicer fills them
-from protobuf messages and nothing here knows about grpc. They are also what issue 4's
-asynchronous jobs and idempotency records will store (``dataclasses.asdict`` is JSON-ready).
+from protobuf messages and nothing here knows about grpc. They are also what the
+asynchronous jobs and idempotency records store (``dataclasses.asdict`` is JSON-ready).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""The Private CA domain: CA hierarchy and end-entity issuance (issue 3).
+"""The Private CA domain: CA hierarchy and end-entity issuance.
 
 Issuance reads as numbered steps, after Boulder's ca/ca.go:
   1. load the parent CA (owner-scoped) and check it may issue (status ISSUE, kind SUB);
   2. parse and validate every input; nothing is stored and no key exists yet;
   3. choose the serial (16 CSPRNG bytes, or the caller's custom one);
   4. build the TBSCertificate with the per-CA cached Issuer (pre-encoded parts);
-  5. lint it with our own RFC 5280 checks (DESIGN.md invariant 4);
+  5. lint it with our own RFC 5280 checks (docs/architecture.md, invariant 4);
   6. reserve (issuer, serial) and store the exact TBS, status RESERVED (invariant 2);
   7. sign the TBS in the token;
   8. assemble the certificate and verify it against the CA public key (invariant 3);
@@ -15,9 +15,9 @@ A failure at 7 or 8 marks the row FAILED with the reason; it is never deleted, s
 stays known and revocable.
 
 Token access: every PKCS#11 call goes through hsm.token.Token.run, which holds the token
-lock (one thread per process in the token, DESIGN.md). Per-CA state (Issuer, TokenSigner,
+lock (one thread per process in the token, docs/architecture.md). Per-CA state (Issuer, TokenSigner,
 chain) is built once per process and cached by CA identifier; the CA row itself is read on
-every call because its status may change in another process (issue 4 revokes CAs).
+every call because its status may change in another process (a CA may be revoked there).
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ class PrivateCaService:
         return self._clock().astimezone(dt.UTC).replace(microsecond=0)
 
     def crl_url(self, ca_identifier: str) -> str:
-        """The CRL distribution point URL of a CA (served by issue 4's HTTP endpoint)."""
+        """The CRL distribution point URL of a CA (served by service/http.py)."""
         return f"{self._base_url}/crl/{ca_identifier}.crl"
 
     def _load_ca(self, owner: str, identifier: str, reason: str) -> CaRow:
@@ -309,7 +309,7 @@ class PrivateCaService:
         now = self._now()
         not_after = add_calendar(now, years=years)
         identifier = str(uuid.uuid4())
-        # Step 2: the key, in the hsm token, non-exportable (DESIGN.md invariant 1).
+        # Step 2: the key, in the hsm token, non-exportable (docs/architecture.md, invariant 1).
         key_id, spki = self._generate_ca_key(algorithm, identifier)
         try:
             serial = new_serial()
@@ -362,7 +362,7 @@ class PrivateCaService:
         subject = _ca_subject(req.subject)
         now = self._now()
         validity = Validity(now, add_calendar(now, years=years))
-        # Never clamped: beyond the parent is the caller's mistake (issue 3).
+        # Never clamped: beyond the parent is the caller's mistake.
         check_within_issuer(validity, parent.not_before, parent.not_after)
         identifier = str(uuid.uuid4())
         key_id, spki = self._generate_ca_key(algorithm, identifier)
@@ -527,7 +527,7 @@ class PrivateCaService:
         csr = self._parse_csr(req.csr, ctx)
         ap: ApiPassthrough = req.api_passthrough
         if ap.subject is not None:
-            # Issue 3: "If api_passthrough.subject is set, the CSR's subject is ignored."
+            # API docs: "If api_passthrough.subject is set, the CSR's subject is ignored."
             f = ap.subject.fields
             name = build_name(f.common_name, f.organization, f.organization_unit, f.country,
                               f.state, f.locality, ap.subject.custom_attributes)
@@ -559,7 +559,7 @@ class PrivateCaService:
 
     def _issuing_ca(self, owner: str, common: IssueCommon) -> tuple[CaRow, _CaContext]:
         """Step 1: the parent exists for this owner, is a SUB CA and may issue."""
-        # None is the API default, 0: asynchronous (issue 4, service/private_ca/jobs.py).
+        # None is the API default, 0: asynchronous (service/private_ca/jobs.py).
         if common.immediately not in (None, 0, 1, 2):
             raise InvalidArgument(f"immediately must be 0, 1 or 2, got {common.immediately}",
                                   reason="InvalidParameter.Immediately")
@@ -621,7 +621,7 @@ class PrivateCaService:
                                       reason="InvalidParameter.ExportablePrivateKey")
             return self._hsm, KEY_TOKEN_HSM, False
         if key.exportable_private_key is False:
-            # DESIGN.md invariant 1: non-exportable means generated in the token that refuses.
+            # docs/architecture.md inv. 1: non-exportable means generated in a token that refuses.
             return self._hsm, KEY_TOKEN_HSM, False
         return self._software, KEY_TOKEN_SOFTWARE, True
 
@@ -648,7 +648,7 @@ class PrivateCaService:
         Building and linting the TBS is where the rules that depend on the whole request are
         checked (criticals naming present extensions, key usage against key type and EKU,
         EKU within the issuing CA's, names). A request stored as a job must meet them before
-        it is stored (DESIGN.md invariant 5: refused at once, nothing stored), not fail
+        it is stored (docs/architecture.md, invariant 5: refused at once, nothing stored), not fail
         later in the background. Nothing is reserved or signed here. A system-generated key
         does not exist yet: a throwaway key of the requested algorithm stands in for it.
         """
@@ -667,7 +667,7 @@ class PrivateCaService:
         """Steps 2b-5: the key (if system-generated), serial, TBS and lint; the row to store."""
         issuer = ctx.issuer_with_crl if plan.common.enable_crl else ctx.issuer
         assert issuer is not None  # _issuing_ca refused enable_crl without a CRL issuer
-        # A job (issue 4) already has its row, PENDING and leased to us: it keeps its id.
+        # An asynchronous job already has its row, PENDING and leased to us: it keeps its id.
         identifier = job.identifier if job is not None else str(random_uuid4())
         sans_der = _general_names_der(plan.sans) if plan.sans else None
         # Step 2b: a system-generated key, labelled with the certificate identifier.
@@ -821,8 +821,8 @@ def _reserve(row: CertificateRow, job_worker_id: str | None, ca_identifier: str,
     else:
         repo.reserve_certificate(conn, row)
     # After the INSERT, so this transaction holds the write lock: a CA revoked meanwhile
-    # (issue 4) is seen here and the reservation rolls back. Within one group-commit batch
-    # the answer cannot change, so it is read once per CA per batch.
+    # (UpdateCACertificateStatus) is seen here, the reservation rolls back. Within one
+    # group-commit batch the answer cannot change, so it is read once per CA per batch.
     scratch: dict[Any, Any] = conn.info.get(BATCH_SCRATCH, {})
     status = scratch.get(("ca_status", ca_identifier))
     if status is None:

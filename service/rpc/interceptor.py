@@ -5,7 +5,7 @@ them) and never call ``context.abort`` for domain errors; this module is the onl
 turns an error into a gRPC status. The status carries a ``google.rpc.Status`` with
 ``google.rpc.ErrorInfo(reason=..., domain="hsmca")`` (the machine-readable reason in the
 API's style, e.g. ``NotFound.ParentIdentifier``) and ``google.rpc.RequestInfo`` (the
-request id), so clients match on the reason, never on message text (DESIGN.md invariant 5).
+request id), so clients match on the reason, never on message text (docs/architecture.md inv. 5).
 Any other exception is a bug: the client sees only INTERNAL with a generic message and the
 request id; the traceback goes to the log.
 """

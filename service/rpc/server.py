@@ -1,6 +1,6 @@
 """Build the gRPC server every worker process runs: interceptor, health, reflection, port.
 
-Scaling is by processes, not threads (DESIGN.md: one thread per process talks to the token),
+Scaling is by processes, not threads (docs/architecture.md: one thread per process in the token),
 so each worker builds its own server on the same address with ``grpc.so_reuseport`` and the
 kernel spreads connections between them.
 """

@@ -2,7 +2,7 @@
 
 No error handling here: domain code raises service.errors classes and the one interceptor
 (service/rpc/interceptor.py) maps them to gRPC statuses with the API's reasons. The RPCs
-of issue 4 (lookup, revocation, private key retrieval, UpdateCACertificateStatus) call
+of the lifecycle (lookup, revocation, private key retrieval, UpdateCACertificateStatus) call
 service/private_ca/lifecycle.py.
 """
 
@@ -171,7 +171,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
         self._owner = default_owner
         self._lifecycle = lifecycle or Lifecycle(service, CrlPublisher(service))
 
-    # --- issue 4: lookup and lifecycle -------------------------------------------------
+    # --- lookup and lifecycle --------------------------------------------------------
 
     def UpdateCACertificateStatus(
         self, request: private_ca_pb2.UpdateCACertificateStatusRequest,
@@ -268,7 +268,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
         self._lifecycle.delete(self._owner, request.identifier)
         return private_ca_pb2.DeleteClientCertificateResponse()
 
-    # --- issue 3: CA hierarchy and issuance ----------------------------------------------
+    # --- CA hierarchy and issuance -----------------------------------------------------
 
     def CreateRootCACertificate(
         self, request: private_ca_pb2.CreateRootCACertificateRequest,

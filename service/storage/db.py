@@ -12,7 +12,7 @@ SQLite notes, because several worker *processes* share one database file:
   once). Reads before that write are not isolated: repository writes are therefore
   compare-and-set (``UPDATE ... WHERE status = ...``) and check the row count.
 - We keep ``synchronous=FULL`` (the default): a reserved serial and its TBS must survive
-  a power loss before the token signs (DESIGN.md invariant 2). Its cost (one fsync per
+  a power loss before the token signs (docs/architecture.md, invariant 2). Its cost (one fsync per
   commit) is shared by concurrent requests instead: service/storage/group_commit.py commits
   their writes together, and serialises writers of all worker processes on a lock file
   (``<database>.write-lock``) so that SQLite's busy handler does not sleep.

@@ -1,6 +1,6 @@
 """Serialised writers and group commit for the issuance hot path.
 
-Why: every issued certificate needs two durable writes (DESIGN.md invariant 2: the
+Why: every issued certificate needs two durable writes (docs/architecture.md, invariant 2: the
 reservation with the exact TBS is committed *before* the token signs; the certificate is
 recorded after). With ``synchronous=FULL`` each SQLite commit costs an fsync (~0.3 ms here),
 and several worker *processes* writing one SQLite file contend for its write lock, whose busy

@@ -507,7 +507,7 @@ def insert_pending(conn: Connection, row: CertificateRow) -> None:
 
 
 def reserve_certificate(conn: Connection, row: CertificateRow) -> None:
-    """Reserve (issuer, serial) and store the TBS before signing (DESIGN invariant 2).
+    """Reserve (issuer, serial) and store the TBS before signing (docs/architecture.md inv. 2).
 
     Raises AlreadyExists with reason AlreadyExists.SerialNumber for a serial the issuer
     already used, AlreadyExists.CustomIdentifier for a custom_identifier the owner used.

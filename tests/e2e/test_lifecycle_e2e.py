@@ -1,4 +1,4 @@
-"""Issue 4 through `hsmca serve`: a job pending at kill -9 is issued once after restart,
+"""The CA lifecycle through `hsmca serve`: a job pending at kill -9 is issued once after restart,
 and the CRL is served over HTTP by the worker processes at the URL in the certificates."""
 
 from __future__ import annotations

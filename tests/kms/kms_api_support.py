@@ -155,7 +155,7 @@ class Combo:
         return f"{self.key_spec}-{self.protection_level}-{'exp' if self.exportable else 'nonexp'}"
 
 
-# EC_SM2 only with SOFTWARE; HSM keys are only non-exportable (DESIGN.md invariant 1).
+# EC_SM2 only with SOFTWARE; HSM keys are only non-exportable (docs/architecture.md, invariant 1).
 COMBOS = (
     Combo("RSA_2048", "SOFTWARE", True),
     Combo("RSA_2048", "SOFTWARE", False),

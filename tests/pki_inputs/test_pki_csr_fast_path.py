@@ -272,7 +272,7 @@ def test_parsed_subject_decodes_on_use() -> None:
 
 @pytest.mark.parametrize("case", sorted(HAND_BUILT))
 def test_hand_built_csr_is_accepted_or_refused_never_an_internal_error(case: str) -> None:
-    """DESIGN.md invariant 5: a bad CSR is InvalidParameter.Csr, not an unexpected exception."""
+    """Invariant 5 (docs/architecture.md): a bad CSR is InvalidParameter.Csr, never Internal."""
     outcome = _outcome(HAND_BUILT[case](), fast=True)
     assert outcome[0] in ("accepted", "refused"), outcome
     if outcome[0] == "refused":

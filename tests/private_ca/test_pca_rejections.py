@@ -178,7 +178,7 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      lambda p, r, e, c: p.stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
          common_name="sm2 root", algorithm="SM2_256", years=1)),
      grpc.StatusCode.FAILED_PRECONDITION, "UnsupportedOperation.Algorithm"),
-    # immediately = 0 / unset is asynchronous issuance (issue 4); 3 is no documented value.
+    # immediately = 0 / unset is asynchronous issuance; 3 is no documented value.
     ("immediately-out-of-range", lambda p, r, e, c: _server(e, immediately=3)(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Immediately"),
     ("system-key-other-family",

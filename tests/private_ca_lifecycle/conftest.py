@@ -1,4 +1,4 @@
-"""A real PrivateCa gRPC server with the issue-4 parts: job thread, CRL HTTP server."""
+"""A real PrivateCa gRPC server with the lifecycle parts: job thread, CRL HTTP server."""
 
 from __future__ import annotations
 

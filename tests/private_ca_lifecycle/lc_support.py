@@ -1,4 +1,4 @@
-"""Helpers for the issue-4 tests: polling, CRL fetch over HTTP, pkilint CRL, openssl."""
+"""Helpers for the lifecycle tests: polling, CRL fetch over HTTP, pkilint CRL, openssl."""
 
 from __future__ import annotations
 

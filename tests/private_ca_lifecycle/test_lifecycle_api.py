@@ -1,4 +1,4 @@
-"""Issue 4 over the real gRPC API against SoftHSM: async jobs, idempotency, lookups,
+"""The CA lifecycle over the real gRPC API against SoftHSM: async jobs, idempotency, lookups,
 private keys, revocation, CRLs (fetched over HTTP), CA revocation, pagination."""
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def test_private_key_refused_for_non_exportable_keys(lc: Lc, ecc: Hierarchy,
                                                   encrypted_code="pw")
     assert _fails(lambda: lc.stub.DescribeCertificatePrivateKey(req)) == \
         (grpc.StatusCode.PERMISSION_DENIED, "Forbidden.KeyNotExportable")
-    # The token itself refuses as well (DESIGN.md invariant 1), not only our policy.
+    # The token itself refuses as well (docs/architecture.md, invariant 1), not only our policy.
     with lc.engine.connect() as conn:
         key_id = conn.execute(select(cert_t.c.key_id).where(
             cert_t.c.identifier == issued.identifier)).scalar_one()

@@ -45,7 +45,7 @@ def test_messages(method: Any) -> None:
 
 
 def test_documented_field_names() -> None:
-    # Spot checks of the naming rule (DESIGN.md "API contract").
+    # Spot checks of the naming rule (docs/architecture.md "API contract").
     req = private_ca_pb2.CreateCustomCertificateRequest()
     req.api_passthrough.extensions.key_usage.digital_signature = True
     req.parent_identifier = "x"
