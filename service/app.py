@@ -43,6 +43,8 @@ class App:
     """Everything one worker process needs, opened once for the process lifetime."""
 
     def __init__(self, config: Config) -> None:
+        from service import audit
+        from service.audit.key import AuditKey
         from service.kms.service import KmsCertificatesService
         from service.private_ca.crls import CrlPublisher
         from service.private_ca.lifecycle import Lifecycle
@@ -52,6 +54,11 @@ class App:
         self.engine = create_engine_for(config.database.url)
         self.hsm_token = Token(config.token_config(TokenRole.HSM))
         self.software_token = Token(config.token_config(TokenRole.SOFTWARE))
+        # This process's audit chain; its checkpoints are signed by the token's audit key.
+        self.audit = audit.AuditLog(self.engine, default_tenant=config.policy.default_owner,
+                                    key=AuditKey.ensure(self.hsm_token),
+                                    checkpoint_seconds=config.audit.checkpoint_seconds)
+        audit.install(self.audit)
         self.private_ca = PrivateCaService(
             self.engine,
             self.hsm_token,
@@ -82,6 +89,7 @@ class App:
 
     def start(self, *, reuse_port: bool, grpc_listen: str | None = None) -> Running:
         """Start gRPC, the CRL HTTP server and the background job thread."""
+        self.audit.start()  # the chain's first record is a signed checkpoint
         from service.http import start_crl_server
         from service.private_ca.jobs import JobWorker
 
@@ -108,8 +116,13 @@ class App:
 
     def close(self) -> None:
         """Close token sessions (logging out) and dispose of database connections."""
+        from service import audit
         from service.storage.group_commit import group_committer
 
+        # A closing checkpoint: records appended to this chain later are insertions.
+        self.audit.close()
+        if audit.installed() is self.audit:
+            audit.install(None)
         self.hsm_token.close()
         self.software_token.close()
         # The committer holds a connection for the process lifetime; hand it back first.

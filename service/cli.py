@@ -1,4 +1,4 @@
-"""The `hsmca` command: serve, migrate, conformance, call."""
+"""The `hsmca` command: serve, migrate, conformance, call, audit."""
 
 from __future__ import annotations
 
@@ -15,18 +15,22 @@ from service.config import Config, ConfigError, load_config
 def _preflight(config: Config) -> None:
     """Open both tokens once so a bad PIN or label fails here, clearly, before any worker.
 
-    Also creates the software token's sealing key if it is missing: PKCS#11 has no atomic
-    "create if absent", so doing it once here keeps two workers from each creating one.
+    Also creates the software token's sealing key and the hsm token's audit key if missing:
+    PKCS#11 has no atomic "create if absent", so doing it once here keeps two workers from
+    each creating one.
     """
     from hsm.config import TokenRole
     from hsm.export import ensure_wrapping_key
     from hsm.token import Token
+    from service.audit.key import AuditKey
 
     for role in TokenRole:
         token = Token(config.token_config(role))
         try:
             if role is TokenRole.SOFTWARE:
                 ensure_wrapping_key(token)
+            else:
+                AuditKey.ensure(token)  # signs audit checkpoints; see service/audit
         finally:
             token.close()
 
@@ -82,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("data", nargs="?", default="{}", help="request as JSON (proto field names)")
     p.add_argument("--target", default="127.0.0.1:50051")
     p.set_defaults(fn=_cmd_call)
+    from service.audit.cli import add_audit_parser
+
+    add_audit_parser(sub)
     args = parser.parse_args(argv)
 
     logging.basicConfig(

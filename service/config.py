@@ -165,6 +165,13 @@ class JobsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuditConfig:
+    """The audit log: how often each worker signs a checkpoint over the chain heads."""
+
+    checkpoint_seconds: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """The whole validated configuration (no secrets: PINs are read on demand)."""
 
@@ -180,6 +187,7 @@ class Config:
     jobs: JobsConfig
     tls: TlsConfig
     auth: AuthConfig
+    audit: AuditConfig = AuditConfig()
 
     def token_config(self, role: TokenRole) -> TokenConfig:
         """The hsm-layer TokenConfig of one role; reads that role's PIN now."""
@@ -269,6 +277,13 @@ def _seconds(key: str, value: Any, from_env: bool) -> float:
         raise _fail(key, "must be a non-negative number of seconds", value)
     if not number >= 0 or number == float("inf"):  # also rejects NaN
         raise _fail(key, "must be a non-negative number of seconds", value)
+    return number
+
+
+def _positive_seconds(key: str, value: Any, from_env: bool) -> float:
+    number = _seconds(key, value, from_env)
+    if number == 0:
+        raise _fail(key, "must be a positive number of seconds", value)
     return number
 
 
@@ -394,6 +409,7 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
     "kms": {"region": _region, "account_id": _account_id},
     "policy": {"min_rsa_bits": _rsa_bits, "default_owner": _owner},
     "jobs": {"enabled": _bool, "poll_seconds": _seconds},
+    "audit": {"checkpoint_seconds": _positive_seconds},
 }
 _SCHEMA["software"] = dict(_SCHEMA["hsm"])
 
@@ -435,6 +451,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "kms": {"region": "cn-local", "account_id": "000000000000"},
     "policy": {"min_rsa_bits": 2048, "default_owner": "default"},
     "jobs": {"enabled": True, "poll_seconds": 0.5},
+    "audit": {"checkpoint_seconds": 60},
 }
 
 _TOP_LEVEL_KEYS = frozenset({"state_dir"})
@@ -594,6 +611,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         jobs=JobsConfig(**values["jobs"]),
         tls=_tls_config(values["tls"], state_dir),
         auth=AuthConfig(policy_file=_anchor(values["auth"]["policy_file"], state_dir)),
+        audit=AuditConfig(**values["audit"]),
     )
     if config.grpc.insecure and not is_loopback_listen(config.grpc.listen):
         raise ConfigError(

@@ -12,7 +12,6 @@ request id; the traceback goes to the log.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +23,8 @@ from grpc_status import rpc_status
 
 from service.entropy import random_uuid4
 from service.errors import HsmcaError, Status
+from service.request_id import REQUEST_ID as _request_id
+from service.request_id import current_request_id
 
 __all__ = [
     "ERROR_DOMAIN",
@@ -56,16 +57,7 @@ GRPC_CODES: Mapping[Status, grpc.StatusCode] = {
     Status.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
-_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "hsmca_request_id", default=""
-)
-
 UnaryHandler = Callable[[Any, grpc.ServicerContext], Any]
-
-
-def current_request_id() -> str:
-    """Return the request id of the RPC being served in this context ("" outside an RPC)."""
-    return _request_id.get()
 
 
 def _internal_message(request_id: str) -> str:

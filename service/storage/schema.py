@@ -292,3 +292,65 @@ kms_certificate = Table(
     CheckConstraint(_in("protection_level", KMS_PROTECTION_LEVELS), name="protection_level"),
     Index(None, "owner", "created_at"),
 )
+
+# --- audit log (service/audit): one hash chain per writer, signed checkpoints ---
+# Not tenant resources: a record names the tenant of the call it records, and nothing in the
+# API reads these tables (the `hsmca audit` command does).
+
+AUDIT_OUTCOMES = ("SUCCESS", "FAILURE", "REFUSED")
+
+audit_record = Table(
+    "audit_record",
+    metadata,
+    # The chain: one writer (a worker process of one replica) appends seq 1, 2, 3, ...
+    Column("writer", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("time", UtcDateTime(), nullable=False),
+    Column("principal", String(256), nullable=False),
+    Column("tenant", String(OWNER), nullable=False),
+    Column("action", String(64), nullable=False),
+    # Canonical JSON texts, hashed as stored: resource identifiers (array), details (object).
+    Column("resources", Text, nullable=False),
+    Column("key_token", String(CODE), nullable=True),
+    Column("key_id", String(128), nullable=True),
+    Column("outcome", String(CODE), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("request_id", String(ID), nullable=False),
+    Column("details", Text, nullable=False),
+    # Hex SHA-256: of the previous record of this chain, and of this record (service/audit).
+    Column("prev_hash", String(64), nullable=False),
+    Column("record_hash", String(64), nullable=False),
+    PrimaryKeyConstraint("writer", "seq"),
+    CheckConstraint(_in("outcome", AUDIT_OUTCOMES), name="outcome"),
+    Index(None, "time"),
+)
+
+# The token's signature over a checkpoint record (action audit.checkpoint) of a chain.
+audit_checkpoint = Table(
+    "audit_checkpoint",
+    metadata,
+    Column("writer", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("key_label", String(64), nullable=False),
+    Column("algorithm", String(CODE), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("writer", "seq"),
+)
+
+# --- OCSP (service/ocsp): pre-signed responses, one per certificate and CertID hash ---
+
+ocsp_response = Table(
+    "ocsp_response",
+    metadata,
+    Column("ca_identifier", String(ID), ForeignKey("ca.identifier"), nullable=False),
+    Column("serial", String(SERIAL), nullable=False),
+    Column("hash_algorithm", String(CODE), nullable=False),
+    Column("owner", String(OWNER), nullable=False),
+    # good | revoked: the certificate status the response states (refreshed when it moves).
+    Column("cert_status", String(CODE), nullable=False),
+    Column("this_update", UtcDateTime(), nullable=False),
+    Column("next_update", UtcDateTime(), nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("ca_identifier", "serial", "hash_algorithm"),
+    Index(None, "next_update"),
+)

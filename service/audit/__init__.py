@@ -1,0 +1,16 @@
+"""The tamper-evident audit log (see service/audit/log.py); ``record`` is the entry point."""
+
+from service.audit.log import (
+    FAILURE,
+    REFUSED,
+    SUCCESS,
+    AuditLog,
+    KeyRef,
+    install,
+    installed,
+    record,
+    record_op,
+)
+
+__all__ = ["FAILURE", "REFUSED", "SUCCESS", "AuditLog", "KeyRef", "install", "installed",
+           "record", "record_op"]
