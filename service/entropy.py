@@ -1,4 +1,6 @@
-"""CSPRNG bytes for serial numbers and identifiers, read from the OS a block at a time.
+"""The one randomness source for serial numbers, identifiers and key IDs.
+
+CSPRNG bytes, read from the OS a block at a time.
 
 Every byte handed out comes from ``os.urandom`` (the kernel CSPRNG, as ``secrets`` uses)
 and is handed out once. Reading a block instead of 16 bytes per call matters under load:
@@ -16,7 +18,7 @@ import os
 import threading
 import uuid
 
-__all__ = ["BLOCK_BYTES", "random_bytes", "random_uuid4"]
+__all__ = ["BLOCK_BYTES", "new_identifier", "new_key_id", "random_bytes", "random_uuid4"]
 
 #: Bytes read from the OS per refill.
 BLOCK_BYTES = 4096
@@ -63,3 +65,17 @@ def random_bytes(n: int) -> bytes:
 def random_uuid4() -> uuid.UUID:
     """A random (version 4) UUID, as ``uuid.uuid4`` makes, from :func:`random_bytes`."""
     return uuid.UUID(bytes=random_bytes(16), version=4)
+
+
+def new_identifier() -> str:
+    """A resource identifier (a random UUID, RFC 9562 version 4, in its string form)."""
+    return str(random_uuid4())
+
+
+#: CKA_ID length of the keys the services generate.
+KEY_ID_BYTES = 16
+
+
+def new_key_id() -> bytes:
+    """A fresh CKA_ID for a key generated in a token."""
+    return random_bytes(KEY_ID_BYTES)

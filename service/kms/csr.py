@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from asn1crypto import algos, core, csr, keys, pem, x509
+from asn1crypto import algos, core, csr, keys, x509
 
+from service.pki.pem import encode as pem_encode
 from service.pki.signer import SignatureAlgorithm, Signer
 
 _SIGNATURE_OIDS: Mapping[SignatureAlgorithm, str] = MappingProxyType(
@@ -94,4 +95,4 @@ def build_csr(subject: x509.Name, sans: list[str], signer: Signer) -> str:
             "signature": signer.sign(info_der),
         }
     )
-    return str(pem.armor("CERTIFICATE REQUEST", request.dump()).decode("ascii"))
+    return pem_encode(request.dump(), "CERTIFICATE REQUEST")

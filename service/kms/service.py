@@ -17,8 +17,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +36,7 @@ from hsm import export as hsm_export
 from hsm import keys as hsm_keys
 from hsm import signing as hsm_signing
 from hsm.token import Token
+from service.entropy import new_identifier, new_key_id
 from service.errors import (
     FailedPrecondition,
     HsmcaError,
@@ -68,6 +67,8 @@ from service.pki import pem
 from service.pki.signer import Signer
 from service.storage import repo
 from service.storage.repo import KmsCertificateRow
+from service.storage.schema import KmsStatus
+from service.storage.store import Store
 from service.token_signer import TokenSigner
 
 __all__ = [
@@ -89,7 +90,6 @@ NO_SM2_MECHANISM_REASON = "UnsupportedOperation.HsmSm2Mechanism"
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
 MAX_PASSPHRASE_BYTES = 1024
-KEY_ID_BYTES = 16  # CKA_ID: 128 random bits, unguessable and collision-free in practice
 
 # Where each protection level's keys live; also stored as ``key_token`` (the token role).
 _TOKEN_ROLE = {ProtectionLevel.HSM: "hsm", ProtectionLevel.SOFTWARE: "software"}
@@ -127,15 +127,11 @@ _SIGNATURE_ALGORITHM_NAMES = {
 }
 
 
-class CertificateStatus:
-    """The KMS certificate statuses (DescribeCertificate ``Status``)."""
-
-    PENDING = "PENDING"
-    ACTIVE = "ACTIVE"
-    INACTIVE = "INACTIVE"
-    REVOKED = "REVOKED"
-    ALL = (PENDING, ACTIVE, INACTIVE, REVOKED)
-    SETTABLE = (ACTIVE, INACTIVE, REVOKED)
+#: The KMS certificate statuses (DescribeCertificate ``Status``), as stored.
+CertificateStatus = KmsStatus
+ALL_STATUSES = tuple(KmsStatus)
+#: What UpdateCertificateStatus may set.
+SETTABLE_STATUSES = (KmsStatus.ACTIVE, KmsStatus.INACTIVE, KmsStatus.REVOKED)
 
 
 class ExportFormat:
@@ -346,7 +342,7 @@ def _parse_certificate(der: bytes) -> _ParsedCertificate:
 
 
 def _pem(kind: str, der: bytes) -> str:
-    return bytes(asn1_pem.armor(kind, der)).decode("ascii")
+    return pem.encode(der, kind)
 
 
 # --- the service ---------------------------------------------------------------------------
@@ -367,7 +363,7 @@ class KmsCertificatesService:
     ) -> None:
         if not region or not account_id:
             raise ValueError("region and account_id are required to build ARNs")
-        self._engine = engine
+        self._store = Store(engine)
         self._tokens = {"hsm": hsm_token, "software": software_token}
         self._region = region
         self._account_id = account_id
@@ -388,7 +384,7 @@ class KmsCertificatesService:
         return self._tokens[row.key_token]
 
     def _get(self, owner: str, certificate_id: str) -> KmsCertificateRow:
-        with self._engine.connect() as conn:
+        with self._store.read() as conn:
             row = repo.get_kms_certificate(conn, owner, certificate_id)
         if row is None:
             raise NotFound(
@@ -442,8 +438,8 @@ class KmsCertificatesService:
                 "HSM keys are generated non-exportable",
             )
         exportable = level is ProtectionLevel.SOFTWARE and exportable_private_key is not False
-        certificate_id = str(uuid.uuid4())
-        key_id = os.urandom(KEY_ID_BYTES)
+        certificate_id = new_identifier()
+        key_id = new_key_id()
         role = _TOKEN_ROLE[level]
         token = self._tokens[role]
 
@@ -518,7 +514,7 @@ class KmsCertificatesService:
         return CreatedCertificate(certificate_id, row.arn, csr)
 
     def _insert(self, row: KmsCertificateRow) -> None:
-        with self._engine.begin() as conn:
+        with self._store.write() as conn:
             repo.insert_kms_certificate(conn, row)
 
     # -- UploadCertificate --
@@ -583,7 +579,7 @@ class KmsCertificatesService:
             status=CertificateStatus.ACTIVE,
             updated_at=self._now(),
         )
-        with self._engine.begin() as conn:
+        with self._store.write() as conn:
             moved = repo.update_kms_certificate(conn, updated, expected_status=live)
         if not moved:
             # Changed under us (revoked or deleted): report what it is now.
@@ -645,12 +641,12 @@ class KmsCertificatesService:
             raise _invalid("PageNumber", f"PageNumber {page_number} must be 1 or more")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise _invalid("PageSize", f"PageSize {page_size} must be in 1..{MAX_PAGE_SIZE}")
-        if status and status not in CertificateStatus.ALL:
+        if status and status not in ALL_STATUSES:
             raise _invalid(
                 "Status",
-                f"Status '{status}' is not one of {', '.join(CertificateStatus.ALL)}",
+                f"Status '{status}' is not one of {', '.join(ALL_STATUSES)}",
             )
-        with self._engine.connect() as conn:
+        with self._store.read() as conn:
             page = repo.list_kms_certificates(
                 conn,
                 owner,
@@ -671,10 +667,10 @@ class KmsCertificatesService:
 
     def update_certificate_status(self, owner: str, certificate_id: str, status: str) -> None:
         """Set ACTIVE, INACTIVE or REVOKED; REVOKED is final, ACTIVE needs a certificate."""
-        if status not in CertificateStatus.SETTABLE:
+        if status not in SETTABLE_STATUSES:
             raise _invalid(
                 "Status",
-                f"Status '{status}' is not one of {', '.join(CertificateStatus.SETTABLE)}",
+                f"Status '{status}' is not one of {', '.join(SETTABLE_STATUSES)}",
             )
         row = self._get(owner, certificate_id)
         if row.status == CertificateStatus.REVOKED:
@@ -687,7 +683,7 @@ class KmsCertificatesService:
                 f"certificate '{certificate_id}' is PENDING; upload its certificate first",
                 reason=INCORRECT_STATUS_REASON,
             )
-        with self._engine.begin() as conn:
+        with self._store.write() as conn:
             moved = repo.update_kms_certificate_status(
                 conn, owner, certificate_id, status, expected=(row.status,), now=self._now()
             )
@@ -703,7 +699,7 @@ class KmsCertificatesService:
         row = self._get(owner, certificate_id)
         # The key is destroyed inside the delete's transaction: if destruction fails the
         # record stays (and can be deleted again); a key never outlives its record silently.
-        with self._engine.begin() as conn:
+        with self._store.write() as conn:
             if not repo.delete_kms_certificate(conn, owner, certificate_id):
                 raise NotFound(
                     f"certificate '{certificate_id}' does not exist", reason=NOT_FOUND_REASON

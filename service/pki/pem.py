@@ -1,4 +1,4 @@
-"""Strict decoding of PEM text (RFC 7468), shared by every field that takes PEM.
+"""PEM (RFC 7468): the one encoder, and strict decoding shared by every field that takes PEM.
 
 A lax parser (asn1crypto's ``unarmor``, for one) skips a BEGIN line with no END line, a
 stray END line and an END label that differs from its BEGIN label, so a copy-paste
@@ -14,6 +14,8 @@ import binascii
 import re
 from collections.abc import Sequence
 
+__all__ = ["PemError", "decode_blocks", "encode"]
+
 _BEGIN = re.compile(r"-----BEGIN ([^-\r\n]*)-----")
 _END = re.compile(r"-----END ([^-\r\n]*)-----")
 
@@ -24,6 +26,14 @@ class PemError(ValueError):
     The message names labels and block numbers only, never the text: the block may be a
     private key pasted by mistake.
     """
+
+
+def encode(der: bytes, label: str = "CERTIFICATE") -> str:
+    """``der`` as one PEM block: RFC 7468 strict form, 64-character base64 lines."""
+    # The bytes asn1crypto's pem.armor gives, built directly (it is on every issuance).
+    b64 = base64.b64encode(der).decode("ascii")
+    lines = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    return f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----\n"
 
 
 def decode_blocks(text: str, labels: Sequence[str]) -> list[bytes]:

@@ -39,6 +39,13 @@ from sqlalchemy.exc import IntegrityError
 
 from service.errors import AlreadyExists, FailedPrecondition, NotFound
 from service.storage.prepared import Prepared
+from service.storage.schema import (
+    CaKind,
+    CaStatus,
+    CertificateKind,
+    CertificateStatus,
+    KmsStatus,
+)
 from service.storage.schema import ca as ca_t
 from service.storage.schema import certificate as cert_t
 from service.storage.schema import certificate_tag as tag_t
@@ -83,7 +90,7 @@ class CaRow:
 
     identifier: str
     owner: str
-    kind: str  # ROOT | SUB
+    kind: CaKind
     common_name: str
     subject_der: bytes
     algorithm: str  # RSA_2048, ECC_256, SM2_256, ...
@@ -93,7 +100,7 @@ class CaRow:
     serial: str
     not_before: dt.datetime
     not_after: dt.datetime
-    status: str  # RESERVED | ISSUE | REVOKE | FAILED
+    status: CaStatus
     created_at: dt.datetime
     updated_at: dt.datetime
     parent_identifier: str | None = None
@@ -120,8 +127,8 @@ class CertificateRow:
     identifier: str
     owner: str
     issuer_identifier: str
-    status: str  # PENDING | RESERVED | ISSUED | FAILED | REVOKED
-    kind: str  # SERVER | CLIENT | CUSTOM | SUBCA | ROOTCA
+    status: CertificateStatus
+    kind: CertificateKind
     created_at: dt.datetime
     updated_at: dt.datetime
     serial: str | None = None  # lower-case hex, no leading zeros; None while PENDING
@@ -188,7 +195,7 @@ class KmsCertificateRow:
     subject: str
     csr: str  # PEM
     subject_public_key: bytes  # DER SubjectPublicKeyInfo
-    status: str  # PENDING | ACTIVE | INACTIVE | REVOKED
+    status: KmsStatus
     created_at: dt.datetime
     updated_at: dt.datetime
     subject_alternative_names: tuple[str, ...] = ()
@@ -230,6 +237,7 @@ def _ca_from(m: RowMapping) -> CaRow:
     d = dict(m)
     eku = d["extended_key_usages"]
     d["extended_key_usages"] = tuple(eku) if eku is not None else None
+    d["kind"], d["status"] = CaKind(d["kind"]), CaStatus(d["status"])
     return CaRow(**d)
 
 
@@ -245,6 +253,7 @@ def _cert_values(row: CertificateRow) -> dict[str, Any]:
 def _cert_from(m: RowMapping) -> CertificateRow:
     d = dict(m)
     d["sans"] = tuple((s["type"], s["value"]) for s in d["sans"])
+    d["kind"], d["status"] = CertificateKind(d["kind"]), CertificateStatus(d["status"])
     return CertificateRow(**d)
 
 
@@ -257,6 +266,7 @@ def _kms_values(row: KmsCertificateRow) -> dict[str, Any]:
 def _kms_from(m: RowMapping) -> KmsCertificateRow:
     d = dict(m)
     d["subject_alternative_names"] = tuple(d["subject_alternative_names"])
+    d["status"] = KmsStatus(d["status"])
     return KmsCertificateRow(**d)
 
 
@@ -368,7 +378,7 @@ def get_ca_any_owner(conn: Connection, identifier: str) -> CaRow | None:
 _CA_STATUS = Prepared(select(ca_t.c.status).where(ca_t.c.identifier == bindparam("identifier")))
 
 
-def ca_status(conn: Connection, identifier: str) -> str | None:
+def ca_status(conn: Connection, identifier: str) -> CaStatus | None:
     """The CA's status (RESERVED, ISSUE, REVOKE, FAILED), or None if there is no such CA.
 
     Not owner-scoped: for the issuance path, which has already found the CA for its owner
@@ -376,7 +386,7 @@ def ca_status(conn: Connection, identifier: str) -> str | None:
     once per group-commit batch).
     """
     status: str | None = _CA_STATUS.scalar(conn, {"identifier": identifier})
-    return status
+    return None if status is None else CaStatus(status)
 
 
 def list_cas(
@@ -405,8 +415,8 @@ def mark_ca_issued(
     """Record a CA's signed certificate; only from RESERVED (FailedPrecondition otherwise)."""
     result = conn.execute(
         update(ca_t)
-        .where(ca_t.c.identifier == identifier, ca_t.c.status == "RESERVED")
-        .values(certificate=certificate_der, status="ISSUE", updated_at=now or utc_now())
+        .where(ca_t.c.identifier == identifier, ca_t.c.status == CaStatus.RESERVED)
+        .values(certificate=certificate_der, status=CaStatus.ISSUE, updated_at=now or utc_now())
     )
     if result.rowcount != 1:
         raise FailedPrecondition(
@@ -430,7 +440,7 @@ def update_ca_status(
     """
     now = now or utc_now()
     values: dict[str, Any] = {"status": status, "updated_at": now}
-    if status == "REVOKE":
+    if status == CaStatus.REVOKE:
         values.update(revoked_at=now, revocation_reason=revocation_reason)
     result = conn.execute(
         update(ca_t)
@@ -501,7 +511,7 @@ def insert_pending(conn: Connection, row: CertificateRow) -> None:
     A duplicate (owner, custom_identifier) raises AlreadyExists.CustomIdentifier; a job with a
     custom serial holds it from now, and one the issuer used raises AlreadyExists.SerialNumber.
     """
-    if row.status != "PENDING" or not row.asynchronous or row.request is None:
+    if row.status != CertificateStatus.PENDING or not row.asynchronous or row.request is None:
         raise ValueError("a pending job needs status PENDING, asynchronous and a request")
     _insert_certificate(conn, row)
 
@@ -512,7 +522,7 @@ def reserve_certificate(conn: Connection, row: CertificateRow) -> None:
     Raises AlreadyExists with reason AlreadyExists.SerialNumber for a serial the issuer
     already used, AlreadyExists.CustomIdentifier for a custom_identifier the owner used.
     """
-    if row.status != "RESERVED" or row.tbs is None:
+    if row.status != CertificateStatus.RESERVED or row.tbs is None:
         raise ValueError("a reservation needs status RESERVED and the TBSCertificate")
     _check_serial(row.serial)
     _insert_certificate(conn, row)
@@ -529,7 +539,7 @@ def reserve_claimed(conn: Connection, row: CertificateRow, worker_id: str) -> No
     values = {
         "serial": _check_serial(row.serial),
         "tbs": row.tbs,
-        "status": "RESERVED",
+        "status": CertificateStatus.RESERVED,
         "common_name": row.common_name,
         "subject_der": row.subject_der,
         "sans": [{"type": t, "value": v} for t, v in row.sans],
@@ -545,7 +555,7 @@ def reserve_claimed(conn: Connection, row: CertificateRow, worker_id: str) -> No
             update(cert_t)
             .where(
                 cert_t.c.identifier == row.identifier,
-                cert_t.c.status == "PENDING",
+                cert_t.c.status == CertificateStatus.PENDING,
                 cert_t.c.lease_owner == worker_id,
             )
             .values(values)
@@ -563,10 +573,11 @@ def reserve_claimed(conn: Connection, row: CertificateRow, worker_id: str) -> No
 # Prepared with bind parameters (runs once per certificate; see _insert_certificate).
 _MARK_ISSUED = Prepared(
     update(cert_t)
-    .where(cert_t.c.identifier == bindparam("b_identifier"), cert_t.c.status == "RESERVED")
+    .where(cert_t.c.identifier == bindparam("b_identifier"),
+           cert_t.c.status == CertificateStatus.RESERVED)
     .values(
         certificate=bindparam("b_certificate"),
-        status="ISSUED",
+        status=CertificateStatus.ISSUED,
         lease_owner=None,
         lease_expires_at=None,
         updated_at=bindparam("b_updated_at"),
@@ -598,7 +609,7 @@ def discard_pending(conn: Connection, identifier: str, worker_id: str) -> bool:
     result = conn.execute(
         delete(cert_t).where(
             cert_t.c.identifier == identifier,
-            cert_t.c.status == "PENDING",
+            cert_t.c.status == CertificateStatus.PENDING,
             cert_t.c.lease_owner == worker_id,
         )
     )
@@ -615,9 +626,10 @@ def mark_failed(
     """Mark a PENDING or RESERVED certificate FAILED with a reason; True if it moved."""
     result = conn.execute(
         update(cert_t)
-        .where(cert_t.c.identifier == identifier, cert_t.c.status.in_(["PENDING", "RESERVED"]))
+        .where(cert_t.c.identifier == identifier,
+               cert_t.c.status.in_([CertificateStatus.PENDING, CertificateStatus.RESERVED]))
         .values(
-            status="FAILED",
+            status=CertificateStatus.FAILED,
             failure_reason=failure_reason,
             lease_owner=None,
             lease_expires_at=None,
@@ -642,10 +654,11 @@ def revoke_certificate(
         .where(
             cert_t.c.owner == owner,
             cert_t.c.identifier == identifier,
-            cert_t.c.status == "ISSUED",
+            cert_t.c.status == CertificateStatus.ISSUED,
             cert_t.c.deleted_at.is_(None),
         )
-        .values(status="REVOKED", revoked_at=now, revocation_reason=reason_code, updated_at=now)
+        .values(status=CertificateStatus.REVOKED, revoked_at=now, revocation_reason=reason_code,
+                updated_at=now)
     )
     return result.rowcount == 1
 
@@ -660,7 +673,7 @@ def delete_certificate(
         .where(
             cert_t.c.owner == owner,
             cert_t.c.identifier == identifier,
-            cert_t.c.status == "REVOKED",
+            cert_t.c.status == CertificateStatus.REVOKED,
             cert_t.c.deleted_at.is_(None),
         )
         .values(deleted_at=now, updated_at=now)
@@ -747,7 +760,8 @@ def list_revoked(conn: Connection, ca_identifier: str) -> tuple[RevokedEntry, ..
     """Every revoked serial of one CA (deleted ones included), for its CRL."""
     rows = conn.execute(
         select(cert_t.c.serial, cert_t.c.revoked_at, cert_t.c.revocation_reason)
-        .where(cert_t.c.issuer_identifier == ca_identifier, cert_t.c.status == "REVOKED")
+        .where(cert_t.c.issuer_identifier == ca_identifier,
+               cert_t.c.status == CertificateStatus.REVOKED)
         .order_by(cert_t.c.revoked_at, cert_t.c.serial)
     )
     return tuple(RevokedEntry(r.serial, r.revoked_at, r.revocation_reason) for r in rows)
@@ -761,10 +775,10 @@ def _claimable(now: dt.datetime) -> ColumnElement[bool]:
         cert_t.c.asynchronous.is_(True),
         or_(
             and_(
-                cert_t.c.status == "PENDING",
+                cert_t.c.status == CertificateStatus.PENDING,
                 or_(cert_t.c.lease_expires_at.is_(None), cert_t.c.lease_expires_at < now),
             ),
-            and_(cert_t.c.status == "RESERVED", cert_t.c.lease_expires_at < now),
+            and_(cert_t.c.status == CertificateStatus.RESERVED, cert_t.c.lease_expires_at < now),
         ),
     )
 
@@ -843,7 +857,7 @@ def list_crl_due(conn: Connection, before: dt.datetime) -> tuple[str, ...]:
     # than leave a revocation off it until nextUpdate.
     missed_revocation = exists().where(
         cert_t.c.issuer_identifier == ca_t.c.identifier,
-        cert_t.c.status == "REVOKED",
+        cert_t.c.status == CertificateStatus.REVOKED,
         cert_t.c.revoked_at >= current.c.this_update,
     )
     query = (
@@ -859,7 +873,7 @@ def list_crl_due(conn: Connection, before: dt.datetime) -> tuple[str, ...]:
         )
         .where(
             ca_t.c.enable_crl.is_(True),
-            ca_t.c.status.in_(["ISSUE", "REVOKE"]),
+            ca_t.c.status.in_([CaStatus.ISSUE, CaStatus.REVOKE]),
             or_(
                 current.c.next_update.is_(None),
                 current.c.next_update < before,

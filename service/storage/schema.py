@@ -9,6 +9,7 @@ timezone-aware UTC in and out, whatever the backend stores.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any
 
 from sqlalchemy import (
@@ -120,18 +121,69 @@ OWNER = 64
 SERIAL = 40
 CODE = 16
 
-CA_KINDS = ("ROOT", "SUB")
-# RESERVED: key generated and TBS stored, not yet signed (a root's own serial is reserved in
-# `certificate` under its own identifier, so the `ca` row must exist first).
-CA_STATUSES = ("RESERVED", "ISSUE", "REVOKE", "FAILED")
-CERTIFICATE_STATUSES = ("PENDING", "RESERVED", "ISSUED", "FAILED", "REVOKED")
-CERTIFICATE_KINDS = ("SERVER", "CLIENT", "CUSTOM", "SUBCA", "ROOTCA")
-KMS_STATUSES = ("PENDING", "ACTIVE", "INACTIVE", "REVOKED")
+
+
+# Stored codes. str-valued enums: a member is equal to (and stored as) its value, so the
+# values in the database are the strings they always were.
+
+
+class CaKind(enum.StrEnum):
+    """A Private CA: a self-signed root or a subordinate of one."""
+
+    ROOT = "ROOT"
+    SUB = "SUB"
+
+
+class CaStatus(enum.StrEnum):
+    """A Private CA's status (ISSUE and REVOKE are the API's own words)."""
+
+    # Key generated and TBS stored, not yet signed (a root's own serial is reserved in
+    # `certificate` under its own identifier, so the `ca` row must exist first).
+    RESERVED = "RESERVED"
+    ISSUE = "ISSUE"
+    REVOKE = "REVOKE"
+    FAILED = "FAILED"
+
+
+class CertificateStatus(enum.StrEnum):
+    """A ``certificate`` row: a job, a reservation, or an outcome (invariant 2)."""
+
+    PENDING = "PENDING"  # an asynchronous job, not yet reserved
+    RESERVED = "RESERVED"  # serial and exact TBS stored; the token may have signed
+    ISSUED = "ISSUED"
+    FAILED = "FAILED"  # kept with its serial and TBS: revocable, never silent
+    REVOKED = "REVOKED"
+
+
+class CertificateKind(enum.StrEnum):
+    """What a ``certificate`` row certifies."""
+
+    SERVER = "SERVER"
+    CLIENT = "CLIENT"
+    CUSTOM = "CUSTOM"
+    SUBCA = "SUBCA"
+    ROOTCA = "ROOTCA"
+
+
+class KmsStatus(enum.StrEnum):
+    """A KMS certificate's status (DescribeCertificate ``Status``)."""
+
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    REVOKED = "REVOKED"
+
+
+CA_KINDS = tuple(CaKind)
+CA_STATUSES = tuple(CaStatus)
+CERTIFICATE_STATUSES = tuple(CertificateStatus)
+CERTIFICATE_KINDS = tuple(CertificateKind)
+KMS_STATUSES = tuple(KmsStatus)
 KMS_PROTECTION_LEVELS = ("SOFTWARE", "HSM")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 def _timestamps() -> list[Column[Any]]:
