@@ -1,4 +1,9 @@
-"""Steps 6-10 of issuance for many requests at once: one thread signs, one commit per round.
+"""The signing pipeline: steps 6-9 of many issuances at once, one commit per round.
+
+A named component behind the issuance cycle (service/private_ca/issuance.py), as
+Trillian's sequencer is behind QueueLeaf: the cycle hands it a Reservation and gets the
+recorded certificate back; the rounds, the batching of token calls and the shared commits
+are its business alone.
 
 Why: concurrent requests in one worker process each used to run steps 6-10 themselves: two
 group-committed writes, the token call and the verification. Every blocking call in that
@@ -45,7 +50,7 @@ MAX_BATCH = 64
 
 
 class Job(Protocol):
-    """What the batcher needs from a prepared issuance (service.py's _Prepared)."""
+    """What the pipeline needs from a reservation (issuance.Reservation)."""
 
     def reserve_op(self) -> Callable[[Any], Any]:
         """The step 6 write for this request."""

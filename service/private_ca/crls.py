@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
 
 from service.errors import FailedPrecondition, NotFound
 from service.pki.crl import ReasonCode, RevokedCertificate, assemble_crl, build_tbs_crl
 from service.pki.verify import verify_crl
+from service.private_ca.service import PrivateCaService
 from service.storage import repo
 from service.storage.repo import CrlRow
-
-if TYPE_CHECKING:
-    from service.private_ca.service import PrivateCaService
 
 __all__ = ["CRL_RENEW_MARGIN", "CrlPublisher"]
 
@@ -46,19 +43,19 @@ class CrlPublisher:
     def publish(self, ca_identifier: str) -> CrlRow:
         """Issue, verify and store a new CRL for one CA (steps 1-5)."""
         svc = self._svc
-        with svc._engine.connect() as conn:
+        with svc.store.read() as conn:
             ca = repo.get_ca_any_owner(conn, ca_identifier)
         if ca is None or ca.certificate is None:
             raise NotFound(f"no CA {ca_identifier!r}", reason="NotFound.Identifier")
         if not ca.enable_crl or not ca.crl_day:
             raise FailedPrecondition(f"CA {ca_identifier} has CRLs disabled",
                                      reason="IncorrectStatus.CrlDisabled")
-        ctx = svc._context(ca.owner, ca)
-        issuer = ctx.issuer
-        this_update = svc._now()
+        state = svc.registry.state(ca.owner, ca)
+        issuer = state.issuer
+        this_update = svc.now()
         # RFC 5280 5.1.2.5: nextUpdate is when the next CRL will be issued at the latest.
         next_update = this_update + dt.timedelta(days=ca.crl_day)
-        with svc._write() as conn:
+        with svc.store.write() as conn:
             number = repo.next_crl_number(conn, ca.identifier)
             revoked = [
                 RevokedCertificate(int(e.serial, 16),
@@ -68,7 +65,7 @@ class CrlPublisher:
             tbs = build_tbs_crl(issuer, number, this_update, next_update, revoked)
             # Signing inside the transaction keeps numbers and contents in one order across
             # processes; it holds the write lock for one signature (about a millisecond).
-            signature = ctx.signer.sign(tbs)
+            signature = state.signer.sign(tbs)
             der = assemble_crl(tbs, issuer.signature_algorithm_der, signature)
             verify_crl(der, issuer.public_key_info)
             row = CrlRow(ca_identifier=ca.identifier, crl_number=number, owner=ca.owner,
@@ -80,7 +77,7 @@ class CrlPublisher:
 
     def publish_if_enabled(self, ca_identifier: str) -> CrlRow | None:
         """Publish when the CA has CRLs enabled; None otherwise."""
-        with self._svc._engine.connect() as conn:
+        with self._svc.store.read() as conn:
             ca = repo.get_ca_any_owner(conn, ca_identifier)
         if ca is None or not ca.enable_crl or not ca.crl_day:
             return None
@@ -89,8 +86,8 @@ class CrlPublisher:
     def publish_due(self) -> int:
         """Re-issue every CRL whose nextUpdate is near, that may miss a revocation, or that
         does not exist yet."""
-        with self._svc._engine.connect() as conn:
-            due = repo.list_crl_due(conn, self._svc._now() + CRL_RENEW_MARGIN)
+        with self._svc.store.read() as conn:
+            due = repo.list_crl_due(conn, self._svc.now() + CRL_RENEW_MARGIN)
         done = 0
         for identifier in due:
             try:
@@ -103,5 +100,5 @@ class CrlPublisher:
 
     def latest(self, ca_identifier: str) -> CrlRow | None:
         """The CA's current CRL (public: not owner-scoped)."""
-        with self._svc._engine.connect() as conn:
+        with self._svc.store.read() as conn:
             return repo.get_latest_crl(conn, ca_identifier)

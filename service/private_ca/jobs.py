@@ -1,14 +1,13 @@
-"""Asynchronous issuance (immediately = 0) and custom_identifier idempotency.
+"""Asynchronous issuance jobs (immediately = 0) and custom_identifier idempotency.
 
-A job is a ``certificate`` row in status PENDING holding the normalized request as JSON.
-Every request is validated in full before the row is written (docs/architecture.md inv. 5): its
-TBSCertificate is built and linted as a dry run (PrivateCaService.check_plan) and a custom
-serial is stored with the job, so a bad request is refused synchronously with nothing
-stored. A background :class:`JobWorker`
-thread in every worker process leases jobs with ``repo.claim_pending`` and issues them
-through the same numbered steps as synchronous issuance (PrivateCaService._issue, with the
-row's identifier and ``repo.reserve_claimed`` at step 6). Exactly once, across processes
-and kill -9:
+This module stores, claims, replays and finishes jobs; what to issue, and when, is the
+issuance cycle's decision (service/private_ca/issuance.py). A job is a ``certificate`` row
+in status PENDING holding the normalized request as JSON. Every request is validated in
+full before the row is written (invariant 5): the cycle builds and lints its
+TBSCertificate as a dry run, and a custom serial is stored with the job, so a bad request
+is refused synchronously with nothing stored. A background :class:`JobWorker` thread in
+every worker process runs claimed jobs through the same cycle (with the row's identifier
+and ``repo.reserve_claimed`` at step 6). Exactly once, across processes and kill -9:
 - the lease is a compare-and-set UPDATE, so one claimer wins; an expired lease is reclaimed;
 - a job that died after step 6 (RESERVED) is re-signed from its stored TBS, so the serial
   reserved first is the only one it ever gets, and ``mark_issued`` (from RESERVED only)
@@ -31,18 +30,19 @@ import threading
 import time
 import types
 import typing
-import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Protocol, Union
 
+from service.entropy import new_identifier
 from service.errors import (
     AlreadyExists,
     FailedPrecondition,
     HsmcaError,
     Unavailable,
 )
-from service.pki.builder import assemble_certificate
-from service.pki.verify import verify_certificate
+from service.pki.pem import encode as pem_encode
+from service.private_ca.plans import LeafPlan
+from service.private_ca.registry import CaState
 from service.private_ca.requests import (
     CreateClientCertificate,
     CreateCustomCertificate,
@@ -51,12 +51,11 @@ from service.private_ca.requests import (
 )
 from service.storage import repo
 from service.storage.repo import CertificateRow, serial_hex
+from service.storage.schema import CaStatus, CertificateKind, CertificateStatus
+from service.storage.store import Store
 
-if TYPE_CHECKING:
-    from service.private_ca.service import PrivateCaService, _CaContext, _LeafPlan
-    from service.storage.repo import CaRow
-
-__all__ = ["JobLease", "JobWorker", "decode_request", "encode_request", "fingerprint"]
+__all__ = ["JobLease", "JobQueue", "JobRunner", "JobWorker", "Submitted", "decode_request",
+           "encode_request", "fingerprint"]
 
 _log = logging.getLogger("hsmca.private_ca.jobs")
 
@@ -68,9 +67,9 @@ REPLAY_WAIT_SECONDS = 30.0
 
 Request = CreateServerCertificate | CreateClientCertificate | CreateCustomCertificate
 _TYPES: dict[str, type[Any]] = {
-    "SERVER": CreateServerCertificate,
-    "CLIENT": CreateClientCertificate,
-    "CUSTOM": CreateCustomCertificate,
+    CertificateKind.SERVER: CreateServerCertificate,
+    CertificateKind.CLIENT: CreateClientCertificate,
+    CertificateKind.CUSTOM: CreateCustomCertificate,
 }
 
 
@@ -88,7 +87,7 @@ class JobLease:
 def encode_request(req: Request) -> dict[str, Any]:
     """The request as a JSON-ready object: {"type": SERVER|CLIENT|CUSTOM, "request": {...}}."""
     kind = next(k for k, t in _TYPES.items() if isinstance(req, t))
-    return {"type": kind, "request": dataclasses.asdict(req)}
+    return {"type": str(kind), "request": dataclasses.asdict(req)}
 
 
 def fingerprint(encoded: Mapping[str, Any]) -> str:
@@ -127,116 +126,142 @@ def _decode(hint: Any, value: Any) -> Any:
     return value
 
 
-# --- submission and replay (called from PrivateCaService._dispatch) ----------------------
+# --- the job queue -------------------------------------------------------------------------
 
 
-def dispatch(svc: PrivateCaService, owner: str, ca: CaRow, ctx: _CaContext, plan: _LeafPlan,
-             req: Request, job: JobLease | None) -> IssuedCertificate:
-    """Issue now, store a job, or replay an idempotent request, for a validated plan."""
-    if job is not None:
-        return svc._issue(owner, ca, ctx, plan, job)
-    asynchronous = plan.common.immediately in (None, 0)
-    if not asynchronous and plan.custom_identifier is None:
-        return svc._issue(owner, ca, ctx, plan)
-    encoded = encode_request(req)
-    digest = fingerprint(encoded)
-    custom = plan.custom_identifier
-    if custom is not None:
-        existing = _by_custom_identifier(svc, owner, custom)
-        if existing is not None:
-            return _replay(svc, owner, existing, digest, plan, ctx)
-    # Everything issuing would check, checked now: a request that cannot be issued is
-    # refused here with nothing stored, not stored to fail in the background (invariant 5).
-    svc.check_plan(ctx, plan)
-    now = svc._now()
-    identifier = str(uuid.uuid4())
-    # A synchronous idempotent call holds the lease of its own job, so no background worker
-    # takes it meanwhile; if this process dies, the lease runs out and a worker finishes it.
-    lease = None if asynchronous else JobLease(identifier, f"sync-{uuid.uuid4()}")
-    row = CertificateRow(
-        identifier=identifier, owner=owner, issuer_identifier=ca.identifier, status="PENDING",
-        kind=plan.kind, created_at=now, updated_at=now, common_name=plan.common_name,
-        # A custom serial is stored with the job, so the UNIQUE (issuer, serial) constraint
-        # refuses a used one now (AlreadyExists.SerialNumber), not when the job runs.
-        serial=serial_hex(plan.custom_serial) if plan.custom_serial is not None else None,
-        request=encoded, request_fingerprint=digest, custom_identifier=custom,
-        asynchronous=True, lease_owner=lease.worker_id if lease else None,
-        lease_expires_at=now + dt.timedelta(seconds=LEASE_SECONDS) if lease else None,
-        tags=dict(plan.common.tags), resource_group_id=plan.common.resource_group_id or None,
-        enable_crl=plan.common.enable_crl)
-    try:
-        with svc._write() as conn:
-            # Read inside the write transaction: a CA revoked by another process is seen.
-            status = repo.get_ca(conn, owner, ca.identifier)
-            if status is None or status.status != "ISSUE":
-                raise FailedPrecondition(
-                    f"the issuing CA is {status.status if status else 'gone'}, not ISSUE",
-                    reason="IncorrectStatus.CA")
-            repo.insert_pending(conn, row)
-    except AlreadyExists:
-        # Lost the race to an identical (or conflicting) request, on the custom_identifier
-        # or on the custom serial both carry: the winner's row decides.
-        winner = _by_custom_identifier(svc, owner, custom) if custom is not None else None
-        if winner is None:
-            raise
-        return _replay(svc, owner, winner, digest, plan, ctx)
-    if lease is None:
-        return IssuedCertificate(identifier, "", row.serial or "", "")
-    try:
-        return svc._issue(owner, ca, ctx, plan, lease)
-    except HsmcaError as e:
-        with svc._write() as conn:
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    """The outcome of :meth:`JobQueue.submit`.
+
+    ``lease`` set: a synchronous idempotent request stored as its own job and leased to the
+    caller, who issues it now. Otherwise ``answer`` is the reply: the job's identifier (it
+    runs later) or the result recorded under the same custom_identifier.
+    """
+
+    answer: IssuedCertificate
+    lease: JobLease | None = None
+
+
+class JobQueue:
+    """Stores, claims, replays and finishes jobs (certificate rows in status PENDING)."""
+
+    def __init__(self, store: Store, clock: Callable[[], dt.datetime]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def submit(self, owner: str, state: CaState, plan: LeafPlan, req: Request,
+               now: dt.datetime) -> Submitted:
+        """Store a validated request as a job, or replay the one its custom_identifier names."""
+        encoded = encode_request(req)
+        digest = fingerprint(encoded)
+        custom = plan.custom_identifier
+        if custom is not None:
+            existing = self._by_custom_identifier(owner, custom)
+            if existing is not None:
+                return Submitted(self._replay(owner, existing, digest, plan, state))
+        identifier = new_identifier()
+        # A synchronous idempotent call holds the lease of its own job, so no background
+        # worker takes it meanwhile; if this process dies, the lease runs out and a worker
+        # finishes it.
+        lease = None if plan.asynchronous else JobLease(identifier, f"sync-{new_identifier()}")
+        row = CertificateRow(
+            identifier=identifier, owner=owner, issuer_identifier=state.ca.identifier,
+            status=CertificateStatus.PENDING, kind=plan.kind, created_at=now, updated_at=now,
+            common_name=plan.common_name,
+            # A custom serial is stored with the job, so the UNIQUE (issuer, serial)
+            # constraint refuses a used one now (AlreadyExists.SerialNumber), not later.
+            serial=serial_hex(plan.custom_serial) if plan.custom_serial is not None else None,
+            request=encoded, request_fingerprint=digest, custom_identifier=custom,
+            asynchronous=True, lease_owner=lease.worker_id if lease else None,
+            lease_expires_at=now + dt.timedelta(seconds=LEASE_SECONDS) if lease else None,
+            tags=dict(plan.common.tags), resource_group_id=plan.common.resource_group_id or None,
+            enable_crl=plan.common.enable_crl)
+        try:
+            with self._store.write() as conn:
+                # Read inside the write transaction: a CA revoked by another process is seen.
+                ca = repo.get_ca(conn, owner, state.ca.identifier)
+                if ca is None or ca.status != CaStatus.ISSUE:
+                    raise FailedPrecondition(
+                        f"the issuing CA is {ca.status if ca else 'gone'}, not ISSUE",
+                        reason="IncorrectStatus.CA")
+                repo.insert_pending(conn, row)
+        except AlreadyExists:
+            # Lost the race to an identical (or conflicting) request, on the
+            # custom_identifier or on the custom serial both carry: the winner's row decides.
+            winner = self._by_custom_identifier(owner, custom) if custom is not None else None
+            if winner is None:
+                raise
+            return Submitted(self._replay(owner, winner, digest, plan, state))
+        return Submitted(IssuedCertificate(identifier, "", row.serial or "", ""), lease)
+
+    def abandon(self, lease: JobLease, error: HsmcaError) -> None:
+        """A synchronous idempotent call failed: drop its job, or mark it FAILED."""
+        with self._store.write() as conn:
             # Refused before its reservation (the CA revoked meanwhile, the token away): the
             # caller has the error and nothing was reserved or signed, so the row goes and
             # the custom_identifier stays free for the retry. After the reservation the row
             # stays, FAILED, with its serial and TBS (never silent).
-            if not repo.discard_pending(conn, identifier, lease.worker_id):
-                repo.mark_failed(conn, identifier, _reason(e))
-        raise
+            if not repo.discard_pending(conn, lease.identifier, lease.worker_id):
+                repo.mark_failed(conn, lease.identifier, _reason(error))
 
+    def claim(self, worker_id: str, lease_seconds: float = LEASE_SECONDS
+              ) -> CertificateRow | None:
+        """Lease one claimable job (committed at once so other processes see the lease)."""
+        with self._store.write() as conn:
+            return repo.claim_pending(conn, worker_id, lease_seconds, self._clock())
 
-def _by_custom_identifier(svc: PrivateCaService, owner: str, custom: str
-                          ) -> CertificateRow | None:
-    with svc._engine.connect() as conn:
-        return repo.get_certificate_by_custom_identifier(conn, owner, custom)
+    def finish_failed(self, row: CertificateRow, error: BaseException) -> None:
+        """A claimed job could not be issued: FAILED, or left for a retry if transient."""
+        if isinstance(error, Unavailable) and row.attempts < MAX_ATTEMPTS:
+            # The token or database is away: leave the job; its lease runs out and it is
+            # retried.
+            _log.warning("job %s: %s; will retry", row.identifier, error)
+            return
+        if not isinstance(error, HsmcaError):
+            _log.error("job %s failed", row.identifier, exc_info=error)
+        _log.info("job %s failed: %s", row.identifier, _reason(error))
+        with self._store.write() as conn:
+            repo.mark_failed(conn, row.identifier, _reason(error))
 
+    def _by_custom_identifier(self, owner: str, custom: str) -> CertificateRow | None:
+        with self._store.read() as conn:
+            return repo.get_certificate_by_custom_identifier(conn, owner, custom)
 
-def _replay(svc: PrivateCaService, owner: str, row: CertificateRow, digest: str,
-            plan: _LeafPlan, ctx: _CaContext) -> IssuedCertificate:
-    """The result recorded under a custom_identifier, if the request is the same."""
-    if row.request_fingerprint != digest or row.issuer_identifier != ctx.ca.identifier:
-        raise AlreadyExists(
-            f"custom_identifier {plan.custom_identifier!r} was used for a different request",
-            reason="AlreadyExists.CustomIdentifier")
-    if row.deleted_at is not None:
-        # Its certificate was deleted (DeleteClientCertificate): every lookup of that
-        # identifier says NOT_FOUND, so handing it back would name a certificate that is gone;
-        # issuing another under the same key would break the key's meaning.
-        raise FailedPrecondition(
-            f"the certificate issued under custom_identifier {plan.custom_identifier!r} "
-            f"({row.identifier}) was deleted; use a new custom_identifier",
-            reason="IncorrectStatus.Certificate")
-    if plan.common.immediately in (None, 0):
-        return IssuedCertificate(row.identifier, "", row.serial or "", "")
-    deadline = time.monotonic() + REPLAY_WAIT_SECONDS
-    while row.status in ("PENDING", "RESERVED"):
-        if time.monotonic() > deadline:
-            raise Unavailable(f"certificate {row.identifier} is still being issued; retry "
-                              "the same request", reason="ServiceUnavailable.Issuing")
-        time.sleep(0.05)
-        with svc._engine.connect() as conn:
-            fresh = repo.get_certificate(conn, owner, row.identifier)
-        if fresh is None:
-            break
-        row = fresh
-    if row.status == "FAILED" or row.certificate is None:
-        raise FailedPrecondition(
-            f"certificate {row.identifier} is {row.status}: {row.failure_reason or ''}",
-            reason="IncorrectStatus.Certificate")
-    from service.private_ca.service import _pem  # noqa: PLC0415 - circular at import time
-
-    chain = ctx.certificate_pem + ctx.chain_above_pem if plan.common.immediately == 2 else ""
-    return IssuedCertificate(row.identifier, _pem(row.certificate), row.serial or "", chain)
+    def _replay(self, owner: str, row: CertificateRow, digest: str, plan: LeafPlan,
+                state: CaState) -> IssuedCertificate:
+        """The result recorded under a custom_identifier, if the request is the same."""
+        if row.request_fingerprint != digest or row.issuer_identifier != state.ca.identifier:
+            raise AlreadyExists(
+                f"custom_identifier {plan.custom_identifier!r} was used for a different "
+                "request", reason="AlreadyExists.CustomIdentifier")
+        if row.deleted_at is not None:
+            # Its certificate was deleted (DeleteClientCertificate): every lookup of that
+            # identifier says NOT_FOUND, so handing it back would name a certificate that is
+            # gone; issuing another under the same key would break the key's meaning.
+            raise FailedPrecondition(
+                f"the certificate issued under custom_identifier {plan.custom_identifier!r} "
+                f"({row.identifier}) was deleted; use a new custom_identifier",
+                reason="IncorrectStatus.Certificate")
+        if plan.asynchronous:
+            return IssuedCertificate(row.identifier, "", row.serial or "", "")
+        deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+        while row.status in (CertificateStatus.PENDING, CertificateStatus.RESERVED):
+            if time.monotonic() > deadline:
+                raise Unavailable(f"certificate {row.identifier} is still being issued; "
+                                  "retry the same request", reason="ServiceUnavailable.Issuing")
+            time.sleep(0.05)
+            with self._store.read() as conn:
+                fresh = repo.get_certificate(conn, owner, row.identifier)
+            if fresh is None:
+                break
+            row = fresh
+        if row.status == CertificateStatus.FAILED or row.certificate is None:
+            raise FailedPrecondition(
+                f"certificate {row.identifier} is {row.status}: {row.failure_reason or ''}",
+                reason="IncorrectStatus.Certificate")
+        chain = state.chain_pem if plan.common.immediately == 2 else ""
+        return IssuedCertificate(row.identifier, pem_encode(row.certificate), row.serial or "",
+                                 chain)
 
 
 def _reason(e: BaseException) -> str:
@@ -245,81 +270,28 @@ def _reason(e: BaseException) -> str:
     return f"InternalError: {type(e).__name__}"
 
 
-# --- running claimed jobs ----------------------------------------------------------------
+# --- the background thread -----------------------------------------------------------------
 
 
-def claim(svc: PrivateCaService, worker_id: str, lease_seconds: float = LEASE_SECONDS
-          ) -> CertificateRow | None:
-    """Lease one claimable job (committed at once so other processes see the lease)."""
-    with svc._write() as conn:
-        return repo.claim_pending(conn, worker_id, lease_seconds, svc._now())
+class JobRunner(Protocol):
+    """What the job thread drives: claim one job and issue it (PrivateCaService)."""
 
-
-def run(svc: PrivateCaService, row: CertificateRow, worker_id: str) -> None:
-    """Issue one claimed job; a job that cannot be issued ends FAILED with the reason."""
-    try:
-        if row.status == "RESERVED":
-            _resign(svc, row)
-            return
-        assert row.request is not None
-        req = decode_request(row.request)
-        lease = JobLease(row.identifier, worker_id)
-        if isinstance(req, CreateServerCertificate):
-            svc.create_server_certificate(row.owner, req, job=lease)
-        elif isinstance(req, CreateClientCertificate):
-            svc.create_client_certificate(row.owner, req, job=lease)
-        else:
-            svc.create_custom_certificate(row.owner, req, job=lease)
-    except Unavailable as e:
-        # The token or database is away: leave the job; its lease runs out and it is retried.
-        if row.attempts < MAX_ATTEMPTS:
-            _log.warning("job %s: %s; will retry", row.identifier, e)
-            return
-        _fail(svc, row, e)
-    except HsmcaError as e:
-        _fail(svc, row, e)
-    except Exception as e:
-        _log.exception("job %s failed", row.identifier)
-        _fail(svc, row, e)
-
-
-def _fail(svc: PrivateCaService, row: CertificateRow, e: BaseException) -> None:
-    _log.info("job %s failed: %s", row.identifier, _reason(e))
-    with svc._write() as conn:
-        repo.mark_failed(conn, row.identifier, _reason(e))
-
-
-def _resign(svc: PrivateCaService, row: CertificateRow) -> None:
-    """A job that died after step 6: sign its stored TBS (same serial), verify, record."""
-    assert row.tbs is not None
-    with svc._engine.connect() as conn:
-        ca = repo.get_ca(conn, row.owner, row.issuer_identifier)
-    if ca is None or ca.status != "ISSUE":
-        raise FailedPrecondition("the issuing CA is no longer ISSUE",
-                                 reason="IncorrectStatus.CA")
-    ctx = svc._context(row.owner, ca)
-    signature = ctx.signer.sign(row.tbs)
-    cert = assemble_certificate(row.tbs, ctx.issuer.signature_algorithm_der, signature)
-    verify_certificate(cert, ctx.issuer.public_key_info)  # docs/architecture.md, invariant 3
-    try:
-        with svc._write() as conn:
-            repo.mark_issued(conn, row.identifier, cert)
-    except FailedPrecondition:
-        # The first holder woke up and recorded it: still exactly one certificate.
-        _log.info("job %s was recorded by its first worker", row.identifier)
+    def run_next_job(self, worker_id: str) -> bool:
+        """Claim and run one job; False if there was none."""
+        ...
 
 
 class JobWorker:
     """The background thread of one worker process: async jobs and due CRLs."""
 
-    def __init__(self, svc: PrivateCaService, *, poll_seconds: float = 0.5,
+    def __init__(self, runner: JobRunner, *, poll_seconds: float = 0.5,
                  crl_check: Callable[[], object] | None = None,
                  crl_check_seconds: float = 5.0) -> None:
-        self._svc = svc
+        self._runner = runner
         self._poll = poll_seconds
         self._crl_check = crl_check
         self._crl_every = crl_check_seconds
-        self.worker_id = f"worker-{uuid.uuid4()}"
+        self.worker_id = f"worker-{new_identifier()}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="hsmca-jobs", daemon=True)
 
@@ -335,11 +307,7 @@ class JobWorker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False if there was none."""
-        row = claim(self._svc, self.worker_id)
-        if row is None:
-            return False
-        run(self._svc, row, self.worker_id)
-        return True
+        return self._runner.run_next_job(self.worker_id)
 
     def _loop(self) -> None:
         next_crl = 0.0

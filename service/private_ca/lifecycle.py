@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
@@ -23,18 +22,18 @@ from cryptography.x509.oid import NameOID
 from hsm.errors import HsmError, KeyNotExportable, TokenUnavailable
 from hsm.export import export_private_key, unwrap_export
 from hsm.keys import destroy_key
+from hsm.token import Token
 from service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from service.errors import Unavailable as UnavailableError
 from service.pki.algorithms import CaAlgorithm
 from service.pki.crl import parse_reason_code
+from service.pki.pem import encode as pem_encode
+from service.private_ca.crls import CrlPublisher
 from service.private_ca.requests import page_args
+from service.private_ca.service import SIGN_ALGORITHM_NAMES, PrivateCaService
 from service.storage import repo
 from service.storage.repo import CertificateRow
-
-if TYPE_CHECKING:
-    from hsm.token import Token
-    from service.private_ca.crls import CrlPublisher
-    from service.private_ca.service import PrivateCaService
+from service.storage.schema import CaStatus, CertificateKind, CertificateStatus
 
 __all__ = [
     "CertificatePage",
@@ -47,12 +46,15 @@ __all__ = [
 
 _log = logging.getLogger("hsmca.private_ca.lifecycle")
 
-END_ENTITY_KINDS = ("SERVER", "CLIENT", "CUSTOM")
+END_ENTITY_KINDS = (CertificateKind.SERVER, CertificateKind.CLIENT, CertificateKind.CUSTOM)
 MAX_ENCRYPTED_CODE_BYTES = 32
-_API_STATUS = {"PENDING": "PENDING", "RESERVED": "PENDING", "ISSUED": "ISSUE",
-               "REVOKED": "REVOKE", "FAILED": "FAILED"}
-_STORAGE_STATUSES = {"PENDING": ("PENDING", "RESERVED"), "ISSUE": ("ISSUED",),
-                     "REVOKE": ("REVOKED",), "FAILED": ("FAILED",)}
+_API_STATUS = {CertificateStatus.PENDING: "PENDING", CertificateStatus.RESERVED: "PENDING",
+               CertificateStatus.ISSUED: "ISSUE", CertificateStatus.REVOKED: "REVOKE",
+               CertificateStatus.FAILED: "FAILED"}
+_STORAGE_STATUSES = {
+    "PENDING": (CertificateStatus.PENDING, CertificateStatus.RESERVED),
+    "ISSUE": (CertificateStatus.ISSUED,), "REVOKE": (CertificateStatus.REVOKED,),
+    "FAILED": (CertificateStatus.FAILED,)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +159,7 @@ class Lifecycle:
     def _get(self, owner: str, identifier: str) -> CertificateRow:
         if not identifier:
             raise InvalidArgument("identifier is required", reason="InvalidParameter.Identifier")
-        with self._svc._engine.connect() as conn:
+        with self._svc.store.read() as conn:
             row = repo.get_certificate(conn, owner, identifier)
         if row is None or row.kind not in END_ENTITY_KINDS:
             raise NotFound(f"no certificate with identifier {identifier!r}",
@@ -180,7 +182,7 @@ class Lifecycle:
         if serial <= 0:
             raise InvalidArgument("serial_number must be positive",
                                   reason="InvalidParameter.SerialNumber")
-        with self._svc._engine.connect() as conn:
+        with self._svc.store.read() as conn:
             # One per issuing CA at most: serials are unique per issuer, not per owner.
             rows = repo.list_certificates_by_serial(conn, owner, format(serial, "x"),
                                                     kinds=END_ENTITY_KINDS)
@@ -209,7 +211,7 @@ class Lifecycle:
         if status and status not in _STORAGE_STATUSES:
             raise InvalidArgument("status must be PENDING, ISSUE, REVOKE or FAILED",
                                   reason="InvalidParameter.Status")
-        with self._svc._engine.connect() as conn:
+        with self._svc.store.read() as conn:
             result = repo.list_certificates(
                 conn, owner, offset=(page - 1) * size, limit=size,
                 issuer_identifier=parent_identifier or None,
@@ -222,10 +224,10 @@ class Lifecycle:
                      parent_identifier: str = "") -> RevokedPage:
         """ListRevokeCertificate: revoked end-entity certificates, one page."""
         page, size = page_args(current_page, show_size)
-        with self._svc._engine.connect() as conn:
+        with self._svc.store.read() as conn:
             result = repo.list_certificates(
                 conn, owner, offset=(page - 1) * size, limit=size,
-                issuer_identifier=parent_identifier or None, status="REVOKED",
+                issuer_identifier=parent_identifier or None, status=CertificateStatus.REVOKED,
                 kinds=END_ENTITY_KINDS)
         items = tuple(RevokedInfo(r.identifier, r.issuer_identifier, r.serial or "",
                                   r.revoked_at or r.updated_at, r.revocation_reason or 0,
@@ -233,18 +235,15 @@ class Lifecycle:
         return RevokedPage(items, result.total, (result.total + size - 1) // size, page, size)
 
     def _info(self, owner: str, row: CertificateRow) -> ClientCertificateInfo:
-        from service.private_ca.service import _SIGN_ALGORITHM_NAMES, _pem  # noqa: PLC0415
-
         algorithm, key_size, sign_algorithm, subject_dn, chain = "", 0, "", "", ""
         subject: dict[str, str] = {}
         cert_pem = sha2 = ""
-        with self._svc._engine.connect() as conn:
+        with self._svc.store.read() as conn:
             ca = repo.get_ca(conn, owner, row.issuer_identifier)
         if ca is not None:
-            sign_algorithm = _SIGN_ALGORITHM_NAMES[CaAlgorithm(ca.algorithm).signature_algorithm]
+            sign_algorithm = SIGN_ALGORITHM_NAMES[CaAlgorithm(ca.algorithm).signature_algorithm]
             if ca.certificate is not None:
-                chain = self._svc._context(owner, ca).certificate_pem
-                chain += self._svc._context(owner, ca).chain_above_pem
+                chain = self._svc.registry.state(owner, ca).chain_pem
         if row.certificate is not None:
             cert = cx509.load_der_x509_certificate(row.certificate)
             algorithm, key_size = _key_algorithm(cert)
@@ -253,9 +252,9 @@ class Lifecycle:
                 attrs = cert.subject.get_attributes_for_oid(oid)
                 if attrs:
                     subject[name] = str(attrs[0].value)
-            cert_pem = _pem(row.certificate)
+            cert_pem = pem_encode(row.certificate)
             sha2 = hashlib.sha256(row.certificate).hexdigest()
-        issued = row.status in ("ISSUED", "REVOKED")
+        issued = row.status in (CertificateStatus.ISSUED, CertificateStatus.REVOKED)
         return ClientCertificateInfo(
             identifier=row.identifier, parent_identifier=row.issuer_identifier,
             certificate_type=row.kind, status=_API_STATUS[row.status],
@@ -272,9 +271,7 @@ class Lifecycle:
     # --- private key ---------------------------------------------------------------------
 
     def _token(self, key_token: str | None) -> Token:
-        from service.private_ca.service import KEY_TOKEN_HSM  # noqa: PLC0415
-
-        return self._svc._hsm if key_token == KEY_TOKEN_HSM else self._svc._software
+        return self._svc.tokens.for_role(key_token)
 
     def private_key(self, owner: str, identifier: str, encrypted_code: str) -> str:
         """DescribeCertificatePrivateKey: the system key as encrypted PKCS#8 PEM."""
@@ -288,7 +285,7 @@ class Lifecycle:
             raise FailedPrecondition(
                 "the certificate was issued for a caller's CSR: the service never had its "
                 "private key", reason="UnsupportedOperation.NoSystemGeneratedKey")
-        if row.status not in ("ISSUED", "REVOKED"):
+        if row.status not in (CertificateStatus.ISSUED, CertificateStatus.REVOKED):
             raise FailedPrecondition(f"the certificate is {_API_STATUS[row.status]}",
                                      reason="IncorrectStatus.Certificate")
         if not row.exportable:
@@ -320,10 +317,10 @@ class Lifecycle:
         """CreateRevokeClientCertificate; the CA's CRL is re-issued at once."""
         reason = parse_reason_code(reason_code)
         row = self._get(owner, identifier)
-        with self._svc._write() as conn:
+        with self._svc.store.write() as conn:
             # Read under the write lock: a CRL that misses this revocation was then issued
             # before it, with an earlier thisUpdate, which is how repo.list_crl_due finds it.
-            now = self._svc._now()
+            now = self._svc.now()
             moved = repo.revoke_certificate(conn, owner, identifier, int(reason), now=now)
         if not moved:
             raise FailedPrecondition(
@@ -350,8 +347,8 @@ class Lifecycle:
     def delete(self, owner: str, identifier: str) -> None:
         """DeleteClientCertificate: only REVOKE; destroys a system-generated key."""
         row = self._get(owner, identifier)
-        with self._svc._write() as conn:
-            deleted = repo.delete_certificate(conn, owner, identifier, now=self._svc._now())
+        with self._svc.store.write() as conn:
+            deleted = repo.delete_certificate(conn, owner, identifier, now=self._svc.now())
         if not deleted:
             raise FailedPrecondition(
                 f"the certificate is {_API_STATUS[row.status]}; revoke it before deleting",
@@ -365,18 +362,19 @@ class Lifecycle:
 
     def update_ca_status(self, owner: str, identifier: str, status: str) -> None:
         """UpdateCACertificateStatus: REVOKE, only from ISSUE; the parent's CRL lists it."""
-        if status != "REVOKE":
+        if status != CaStatus.REVOKE:
             raise InvalidArgument("status must be REVOKE", reason="InvalidParameter.Status")
         if not identifier:
             raise InvalidArgument("identifier is required", reason="InvalidParameter.Identifier")
-        with self._svc._write() as conn:
-            now = self._svc._now()  # under the write lock, as in revoke
+        with self._svc.store.write() as conn:
+            now = self._svc.now()  # under the write lock, as in revoke
             ca = repo.get_ca(conn, owner, identifier)
-            if ca is None or ca.status in ("RESERVED", "FAILED"):
+            if ca is None or ca.status in (CaStatus.RESERVED, CaStatus.FAILED):
                 raise NotFound(f"no CA with identifier {identifier!r}",
                                reason="NotFound.Identifier")
-            if not repo.update_ca_status(conn, owner, identifier, "REVOKE", expected=("ISSUE",),
-                                         now=now, revocation_reason=0):
+            if not repo.update_ca_status(conn, owner, identifier, CaStatus.REVOKE,
+                                         expected=(CaStatus.ISSUE,), now=now,
+                                         revocation_reason=0):
                 raise FailedPrecondition(f"the CA is {ca.status}; only ISSUE can be revoked",
                                          reason="IncorrectStatus.CA")
             if ca.parent_identifier is not None:

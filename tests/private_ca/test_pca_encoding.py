@@ -9,8 +9,8 @@ from pki_checkers import errors, pkilint_rfc5280, pkilint_serverauth
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.pki.names import SanType, SubjectAltName, build_name, san_extension_value
+from service.private_ca.plans import cn_rdn_der, general_names_der, leaf_subject_der
 from service.private_ca.requests import SubjectFields
-from service.private_ca.service import _general_names_der, _leaf_subject
 from service.storage.repo import CaRow
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -22,7 +22,7 @@ def test_general_names_der_matches_asn1crypto() -> None:
             SubjectAltName.of(SanType.IP_ADDRESS, "2001:db8::1"),
             SubjectAltName.of(SanType.RFC822_NAME, "a@example.test"),
             SubjectAltName.of(SanType.URI, "https://example.test/x"))
-    assert _general_names_der(sans) == bytes(san_extension_value(sans).dump())
+    assert general_names_der(sans) == bytes(san_extension_value(sans).dump())
 
 
 def test_leaf_subject_matches_build_name_with_ca_defaults() -> None:
@@ -31,7 +31,7 @@ def test_leaf_subject_matches_build_name_with_ca_defaults() -> None:
                serial="1", not_before=NOW, not_after=NOW, status="ISSUE", created_at=NOW,
                updated_at=NOW, organization="Org", country_code="CN", state="Zhejiang",
                locality="杭州市")
-    got = _leaf_subject(SubjectFields(organization_unit="IT", state="Shanghai"), ca, "h.test")
+    got = leaf_subject_der(SubjectFields(organization_unit="IT", state="Shanghai"), ca, "h.test")
     want = build_name("h.test", "Org", "IT", "CN", "Shanghai", "杭州市").dump()
     assert got == bytes(want)
 
@@ -40,7 +40,6 @@ def test_cn_fast_encoding_matches_build_name_and_defers_the_rest() -> None:
     import pytest
 
     from service.errors import InvalidArgument
-    from service.private_ca.service import _cn_rdn_der
 
     def via_build_name(cn: str) -> bytes:
         name = bytes(build_name(cn).dump())
@@ -48,10 +47,10 @@ def test_cn_fast_encoding_matches_build_name_and_defers_the_rest() -> None:
 
     for cn in ("a", "host-1.example.test", "x" * 64, "with inner spaces", "a(b)c=d?*",
                "*.wild.example", "10.0.0.1", "ünïcode.example", "名字"):
-        assert _cn_rdn_der(cn) == via_build_name(cn), cn
+        assert cn_rdn_der(cn) == via_build_name(cn), cn
     for bad in ("x" * 65, " lead", "trail ", "tab\there", "del\x7f"):
         with pytest.raises(InvalidArgument):
-            _cn_rdn_der(bad)
+            cn_rdn_der(bad)
 
 
 # RFC 5280 4.1.2.4: an attribute's value has the attribute type's syntax. These are not

@@ -102,12 +102,10 @@ def test_async_system_key_issuance_completes(lc: Lc, rsa_h: Hierarchy) -> None:
 
 
 def test_async_job_that_cannot_be_issued_ends_failed(lc: Lc, monkeypatch: Any) -> None:
-    from service.private_ca import jobs
-
     h = create_hierarchy(lc, "ECC_256")
     # Hold the job thread back (a claim already under way finishes within the sleep), so
     # the CA is revoked between the job's submission and its run.
-    monkeypatch.setattr(jobs, "claim", lambda *a, **k: None)
+    monkeypatch.setattr(lc.service.jobs, "claim", lambda *a, **k: None)
     time.sleep(0.3)
     job = lc.stub.CreateServerCertificateWithCsr(_server_req(h, "late.example", immediately=0))
     lc.stub.UpdateCACertificateStatus(pb.UpdateCACertificateStatusRequest(
@@ -179,7 +177,7 @@ def test_idempotent_call_that_fails_before_reserving_can_be_retried(lc: Lc, ecc:
                       custom_identifier=key, immediately=1,
                       tags=[common_pb2.Tag(key="team", value="retry")])
     before = _rows(lc)
-    monkeypatch.setattr(lc.service._batcher, "issue", token_away)
+    monkeypatch.setattr(lc.service.pipeline, "issue", token_away)
     assert _fails(lambda: lc.stub.CreateCustomCertificate(req))[0] == \
         grpc.StatusCode.UNAVAILABLE
     monkeypatch.undo()

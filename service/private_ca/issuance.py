@@ -1,0 +1,498 @@
+"""The issuance cycle, in one place (docs/architecture.md, "The issuance cycle").
+
+:meth:`IssuanceCycle.issue` reads top to bottom as the cycle, after Boulder's
+``ca/ca.go`` ``IssueCertificate``:
+
+  1. load the issuing CA and check it may issue (status ISSUE, kind SUB);
+  2. validate the request against it (service/private_ca/plans.py): nothing is stored and
+     no key exists yet; then issue now, or store a job (service/private_ca/jobs.py);
+  3. choose the serial (16 CSPRNG bytes, RFC 5280 4.1.2.2, or the caller's custom one);
+  4. build the TBSCertificate with the CA's cached Issuer (pre-encoded parts);
+  5. lint it with our own RFC 5280 checks (invariant 4);
+  6. reserve (issuer, serial) with the exact TBS, status RESERVED (invariant 2);
+  7. sign the TBS in the token;
+  8. assemble the certificate and verify it against the CA public key (invariant 3);
+  9. record it (ISSUED, with the certificate DER);
+ 10. answer: the certificate (and the chain up to the root when immediately = 2).
+
+Steps 6-9 are one primitive, :class:`Reservation`, used by every signature the Private CA
+makes over a certificate: CA creation, end-entity issuance and the replay of a job that
+died after its reservation. The collaborators are passed in: the CA registry (per-CA cached
+state), the store (service/storage/store.py: group commit and the cross-process write gate
+live there) and the signing pipeline (service/private_ca/batch.py: it runs steps 6-9 of
+concurrent requests in rounds, one commit per round and one thread in the token).
+
+Per-call hooks go in one place: an :class:`IssuanceObserver` (authorization before
+anything is stored, an audit record of the CA key's use before the certificate is
+returned, metrics). The default does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy import Connection
+
+from hsm.errors import HsmError, TokenUnavailable
+from hsm.keys import KeySpec, destroy_key, generate_key_pair
+from hsm.token import Token
+from service.entropy import new_identifier, new_key_id
+from service.errors import FailedPrecondition, HsmcaError, Internal, InvalidArgument, Unavailable
+from service.pki.algorithms import CaAlgorithm
+from service.pki.builder import IssuanceRequest, assemble_certificate, build_tbs, read_tlv
+from service.pki.lint import lint_tbs
+from service.pki.pem import encode as pem_encode
+from service.pki.serial import new_serial
+from service.pki.verify import verify_certificate
+from service.private_ca.batch import Batcher
+from service.private_ca.jobs import JobLease, JobQueue
+from service.private_ca.plans import LeafPlan, LeafRequest, Planner
+from service.private_ca.registry import CaRegistry, CaState, KeyPlacement
+from service.private_ca.requests import IssueCommon, IssuedCertificate
+from service.storage import repo
+from service.storage.repo import CaRow, CertificateRow, serial_hex
+from service.storage.schema import CaKind, CaStatus, CertificateKind, CertificateStatus
+from service.storage.store import Operation, Store
+from service.token_signer import TokenSigner
+
+__all__ = ["IssuanceCycle", "IssuanceEvent", "IssuanceObserver", "NoObserver", "Reservation",
+           "destroy_quietly", "token_error"]
+
+_log = logging.getLogger("hsmca.private_ca.issuance")
+
+
+# --- hooks ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuanceEvent:
+    """One signature over a certificate, as the observer sees it."""
+
+    owner: str
+    ca_identifier: str  # the signing CA (a root signs its own certificate)
+    kind: CertificateKind
+    started: float  # time.monotonic() when the call began (for latency metrics)
+    identifier: str = ""  # the certificate's identifier, once chosen
+    serial: str = ""  # hex, once chosen
+    key_id: str = ""  # hex CKA_ID of the CA key that signs
+
+
+class IssuanceObserver(Protocol):
+    """Per-call hooks of the issuance cycle; each runs in the caller's thread."""
+
+    def authorize(self, event: IssuanceEvent) -> None:
+        """Before anything is stored or generated; raise a service.errors class to refuse."""
+
+    def issued(self, event: IssuanceEvent, certificate: bytes) -> None:
+        """The CA key signed ``certificate``, now recorded; before it is returned.
+
+        An exception here reaches the caller (the certificate stays recorded and revocable).
+        """
+
+    def failed(self, event: IssuanceEvent, error: BaseException) -> None:
+        """The call failed after ``authorize``; ``error`` is what the caller gets."""
+
+
+class NoObserver:
+    """The default observer: does nothing."""
+
+    def authorize(self, event: IssuanceEvent) -> None:
+        """Allow everything."""
+
+    def issued(self, event: IssuanceEvent, certificate: bytes) -> None:
+        """Record nothing."""
+
+    def failed(self, event: IssuanceEvent, error: BaseException) -> None:
+        """Record nothing."""
+
+
+# --- steps 6-9: the one reserve/sign/verify/record primitive -------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Reservation:
+    """Steps 6-9 for one certificate, as the signing pipeline (batch.py) runs them.
+
+    ``reserve`` is the step 6 write (None: the row was reserved before, by a job that died
+    after step 6); ``record`` and ``mark_failed`` are the step 9 writes after a signature or
+    a failure; ``release`` undoes what preparing made (a generated key) after a failure.
+    """
+
+    row: CertificateRow  # RESERVED, with the exact TBS the token signs
+    signer: TokenSigner
+    issuer_public_key_info: bytes
+    signature_algorithm_der: bytes
+    reserve: Operation | None
+    record: Callable[[bytes], Operation]
+    mark_failed: Callable[[BaseException], Operation]
+    release: Callable[[], None] = lambda: None
+
+    @property
+    def tbs(self) -> bytes:
+        """The TBSCertificate stored by the reservation."""
+        assert self.row.tbs is not None
+        return self.row.tbs
+
+    # The protocol of batch.Job:
+
+    def reserve_op(self) -> Operation:
+        """Step 6: reserve (issuer, serial) and store the exact TBS (invariant 2)."""
+        return self.reserve if self.reserve is not None else _no_write
+
+    def sign(self) -> bytes:
+        """Step 7: the token signs the exact TBS that the reservation stored."""
+        return self.signer.sign(self.tbs)
+
+    def finish(self, signature: bytes) -> bytes:
+        """Step 8: assemble the certificate and verify it against the CA key (invariant 3)."""
+        cert = assemble_certificate(self.tbs, self.signature_algorithm_der, signature)
+        verify_certificate(cert, self.issuer_public_key_info)
+        return cert
+
+    def record_op(self, certificate: bytes) -> Operation:
+        """Step 9: record the certificate (committed before it is returned)."""
+        return self.record(certificate)
+
+    def failed_op(self, error: BaseException) -> Operation:
+        """The row stays, FAILED with the reason and its serial and TBS: never silent."""
+        return self.mark_failed(error)
+
+    @classmethod
+    def of_leaf(cls, row: CertificateRow, state: CaState, *, claimed_by: str | None,
+                release: Callable[[], None], clock: Callable[[], dt.datetime]
+                ) -> Reservation:
+        """An end-entity reservation (``claimed_by``: the worker holding its job's lease)."""
+        ca_identifier = row.issuer_identifier
+
+        def reserve(conn: Connection) -> None:
+            if claimed_by is not None:
+                repo.reserve_claimed(conn, row, claimed_by)
+            else:
+                repo.reserve_certificate(conn, row)
+            # After the INSERT, so this transaction holds the write lock: a CA revoked
+            # meanwhile (UpdateCACertificateStatus, maybe in another process) is seen here
+            # and the reservation rolls back.
+            _check_issuing(Store.ca_status_in_batch(conn, ca_identifier))
+
+        identifier = row.identifier
+        return cls(
+            row=row, signer=state.signer,
+            issuer_public_key_info=state.issuer.public_key_info,
+            signature_algorithm_der=state.issuer.signature_algorithm_der, reserve=reserve,
+            record=lambda cert: lambda conn: repo.mark_issued(conn, identifier, cert),
+            mark_failed=lambda e: lambda conn: repo.mark_failed(
+                conn, identifier, f"{type(e).__name__}: {e}", now=clock()),
+            release=release)
+
+    @classmethod
+    def resumed(cls, row: CertificateRow, state: CaState) -> Reservation:
+        """A job that died after step 6: its stored TBS (same serial) signed and recorded."""
+        identifier, ca_identifier = row.identifier, row.issuer_identifier
+
+        def check(conn: Connection) -> None:
+            _check_issuing(Store.ca_status_in_batch(conn, ca_identifier))
+
+        def record(cert: bytes) -> Operation:
+            def op(conn: Connection) -> None:
+                try:
+                    repo.mark_issued(conn, identifier, cert)
+                except FailedPrecondition:
+                    # The first holder woke up and recorded it: still exactly one.
+                    _log.info("job %s was recorded by its first worker", identifier)
+            return op
+
+        def mark_failed(e: BaseException) -> Operation:
+            if isinstance(e, (TokenUnavailable, Unavailable)):
+                return _no_write  # stays RESERVED: its lease runs out and it is retried
+            return lambda conn: repo.mark_failed(conn, identifier,
+                                                 f"{type(e).__name__}: {e}")
+
+        return cls(row=row, signer=state.signer,
+                   issuer_public_key_info=state.issuer.public_key_info,
+                   signature_algorithm_der=state.issuer.signature_algorithm_der,
+                   reserve=check, record=record, mark_failed=mark_failed)
+
+    @classmethod
+    def of_ca(cls, ca_row: CaRow, cert_row: CertificateRow, signer: TokenSigner,
+              issuer_public_key_info: bytes) -> Reservation:
+        """A CA's own certificate: the CA row and its certificate row, reserved together."""
+        identifier, owner, parent = ca_row.identifier, ca_row.owner, ca_row.parent_identifier
+
+        def reserve(conn: Connection) -> None:
+            # The ca row first: a root's own certificate row names it as its issuer.
+            repo.insert_ca(conn, ca_row)
+            repo.reserve_certificate(conn, cert_row)
+            if parent is not None:
+                _check_issuing(repo.ca_status(conn, parent))
+
+        def record(cert: bytes) -> Operation:
+            def op(conn: Connection) -> None:
+                repo.mark_issued(conn, identifier, cert)
+                repo.mark_ca_issued(conn, identifier, cert)
+            return op
+
+        def mark_failed(e: BaseException) -> Operation:
+            def op(conn: Connection) -> None:
+                repo.mark_failed(conn, identifier, f"signing failed: {type(e).__name__}: {e}")
+                repo.update_ca_status(conn, owner, identifier, CaStatus.FAILED,
+                                      expected=(CaStatus.RESERVED,))
+            return op
+
+        assert cert_row.tbs is not None
+        return cls(row=cert_row, signer=signer, issuer_public_key_info=issuer_public_key_info,
+                   signature_algorithm_der=_signature_algorithm_der(cert_row.tbs),
+                   reserve=reserve, record=record, mark_failed=mark_failed)
+
+
+def _no_write(conn: Connection) -> None:
+    """A step that writes nothing."""
+
+
+def _check_issuing(status: CaStatus | None) -> None:
+    if status != CaStatus.ISSUE:
+        raise FailedPrecondition(f"the issuing CA is {status or 'gone'}, not ISSUE",
+                                 reason="IncorrectStatus.CA")
+
+
+def _signature_algorithm_der(tbs: bytes) -> bytes:
+    """The TBS signature AlgorithmIdentifier, which the outer one must equal (4.1.1.2)."""
+    _, pos, _ = read_tlv(tbs)
+    tag, _, nxt = read_tlv(tbs, pos)
+    if tag == 0xA0:
+        pos = nxt
+    _, _, pos2 = read_tlv(tbs, pos)  # serialNumber
+    _, _, end = read_tlv(tbs, pos2)
+    return tbs[pos2:end]
+
+
+# --- the cycle -----------------------------------------------------------------------------
+
+
+class IssuanceCycle:
+    """End-entity issuance over its collaborators; see the module docstring."""
+
+    def __init__(self, *, registry: CaRegistry, store: Store, pipeline: Batcher,
+                 planner: Planner, jobs: JobQueue, clock: Callable[[], dt.datetime],
+                 observer: IssuanceObserver | None = None) -> None:
+        self.registry = registry
+        self.store = store
+        self.pipeline = pipeline
+        self.planner = planner
+        self.jobs = jobs
+        self.observer: IssuanceObserver = observer or NoObserver()
+        self._clock = clock
+
+    def now(self) -> dt.datetime:
+        """The current time in whole seconds (RFC 5280 4.1.2.5 encodes validity so)."""
+        return self._clock().astimezone(dt.UTC).replace(microsecond=0)
+
+    def issue(self, owner: str, req: LeafRequest, *,
+              lease: JobLease | None = None) -> IssuedCertificate:
+        """The issuance cycle for one end-entity request (``lease``: a claimed job's)."""
+        # 1. Load the issuing CA and check it may issue.
+        state = self.issuing_ca(owner, req.common)
+        # 2. Validate the request against it: nothing stored, no key made yet.
+        plan = self.planner.plan(req, state, self.now())
+        event = IssuanceEvent(owner, state.ca.identifier, plan.kind, time.monotonic(),
+                              key_id=state.ca.key_id)
+        self.observer.authorize(event)
+        # Issue now, or store a job: asynchronous requests, and every request with a
+        # custom_identifier (its UNIQUE constraint decides between racing requests).
+        own_job = False
+        if lease is None and (plan.asynchronous or plan.custom_identifier is not None):
+            self.dry_run(state, plan)  # refused now, not later in the background (inv. 5)
+            stored = self.jobs.submit(owner, state, plan, req, self.now())
+            if stored.lease is None:
+                return stored.answer  # queued for the job thread, or a replayed result
+            lease, own_job = stored.lease, True  # a synchronous idempotent call: run it now
+        try:
+            identifier = lease.identifier if lease is not None else new_identifier()
+            issuer = state.issuer_for(plan.common.enable_crl)
+            # 2b. A system-generated key, in the token the request chose.
+            key_id: bytes | None = None
+            placement = plan.key_placement
+            spki = plan.public_key_info
+            if spki is None:
+                assert placement is not None and plan.key_algorithm is not None
+                key_id = new_key_id()
+                spki = _generate_key(placement, plan.key_algorithm, key_id, identifier)
+            release = _key_release(placement, key_id)
+            try:
+                # 3. The serial.
+                serial = plan.custom_serial if plan.custom_serial is not None else new_serial()
+                # 4. The TBSCertificate from the CA's pre-encoded parts.
+                tbs = build_tbs(issuer, _tbs_request(plan, spki, serial))
+                # 5. Our own RFC 5280 checks, before the token is asked (invariant 4).
+                lint_tbs(tbs, issuer)
+                row = _leaf_row(identifier, owner, state.ca.identifier, plan, serial, tbs,
+                                placement if key_id is not None else None, key_id, self.now())
+            except BaseException:
+                release()
+                raise
+            event = dataclasses.replace(event, identifier=identifier, serial=row.serial or "")
+            # 6-9. Reserve with the exact TBS, sign in the token, assemble and verify, record.
+            certificate = self.pipeline.issue(Reservation.of_leaf(
+                row, state, claimed_by=lease.worker_id if lease is not None else None,
+                release=release, clock=self.now))
+            self.observer.issued(event, certificate)
+        except BaseException as e:
+            if own_job and lease is not None and isinstance(e, HsmcaError):
+                self.jobs.abandon(lease, e)
+            self.observer.failed(event, e)
+            raise
+        # 10. The answer: the certificate, and the chain up to the root for immediately = 2.
+        chain = state.chain_pem if plan.common.immediately == 2 else ""
+        return IssuedCertificate(identifier, pem_encode(certificate), row.serial or "", chain)
+
+    def issuing_ca(self, owner: str, common: IssueCommon) -> CaState:
+        """Step 1: the parent exists for this owner, is a SUB CA and may issue."""
+        # None is the API default, 0: asynchronous (service/private_ca/jobs.py).
+        if common.immediately not in (None, 0, 1, 2):
+            raise InvalidArgument(f"immediately must be 0, 1 or 2, got {common.immediately}",
+                                  reason="InvalidParameter.Immediately")
+        cached = self.registry.cached(owner, common.parent_identifier)
+        # A cached CA skips the read: kind, key and certificate never change, and its status
+        # is re-checked in the reservation transaction (step 6), which is authoritative.
+        ca = cached.ca if cached else self.registry.load(owner, common.parent_identifier,
+                                                         "NotFound.ParentIdentifier")
+        if ca.kind != CaKind.SUB:
+            raise InvalidArgument(
+                "only subordinate CAs issue end-entity certificates; parent_identifier names "
+                "a root CA (create a subordinate CA with CreateSubCACertificate)",
+                reason="InvalidParameter.ParentIdentifier")
+        _check_issuing(ca.status)
+        state = cached or self.registry.state(owner, ca)
+        state.issuer_for(common.enable_crl)  # refuses enable_crl under a CA without CRLs
+        return state
+
+    def dry_run(self, state: CaState, plan: LeafPlan) -> None:
+        """Steps 3-5 without reserving or signing, for a request stored now and issued later.
+
+        Building and linting the TBS is where the rules that depend on the whole request are
+        checked (criticals naming present extensions, key usage against key type and EKU,
+        EKU within the issuing CA's, names). A system-generated key does not exist yet: a
+        throwaway key of the requested algorithm stands in for it.
+        """
+        issuer = state.issuer_for(plan.common.enable_crl)
+        spki = plan.public_key_info
+        if spki is None:
+            assert plan.key_algorithm is not None
+            spki = _stand_in_public_key(plan.key_algorithm)
+        serial = plan.custom_serial if plan.custom_serial is not None else new_serial()
+        lint_tbs(build_tbs(issuer, _tbs_request(plan, spki, serial)), issuer)
+
+    def resume(self, row: CertificateRow) -> None:
+        """Steps 7-9 for a job that died after step 6: same serial, same TBS, one record."""
+        with self.store.read() as conn:
+            ca = repo.get_ca(conn, row.owner, row.issuer_identifier)
+        if ca is None:
+            raise FailedPrecondition("the issuing CA is gone", reason="IncorrectStatus.CA")
+        _check_issuing(ca.status)
+        state = self.registry.state(row.owner, ca)
+        event = IssuanceEvent(row.owner, ca.identifier, row.kind, time.monotonic(),
+                              identifier=row.identifier, serial=row.serial or "",
+                              key_id=ca.key_id)
+        try:
+            certificate = self.pipeline.issue(Reservation.resumed(row, state))
+        except BaseException as e:
+            self.observer.failed(event, e)
+            raise
+        self.observer.issued(event, certificate)
+
+    def sign_ca(self, reservation: Reservation, event: IssuanceEvent) -> bytes:
+        """Steps 6-9 for a CA's own certificate (CA creation), through the same pipeline."""
+        try:
+            certificate = self.pipeline.issue(reservation)
+        except BaseException as e:
+            self.observer.failed(event, e)
+            raise
+        self.observer.issued(event, certificate)
+        return certificate
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _tbs_request(plan: LeafPlan, spki: bytes, serial: int) -> IssuanceRequest:
+    return IssuanceRequest(
+        profile=plan.profile, subject=plan.subject_der, public_key_info=spki, serial=serial,
+        not_before=plan.validity.not_before, not_after=plan.validity.not_after,
+        key_usage=plan.key_usage, extended_key_usages=plan.extended_key_usages,
+        subject_alt_names=plan.sans_der, criticals=plan.criticals,
+        enable_crl=plan.common.enable_crl)
+
+
+def _leaf_row(identifier: str, owner: str, ca_identifier: str, plan: LeafPlan, serial: int,
+              tbs: bytes, placement: KeyPlacement | None, key_id: bytes | None,
+              now: dt.datetime) -> CertificateRow:
+    return CertificateRow(
+        identifier=identifier, owner=owner, issuer_identifier=ca_identifier,
+        status=CertificateStatus.RESERVED, kind=plan.kind, created_at=now, updated_at=now,
+        serial=serial_hex(serial), tbs=tbs, common_name=plan.common_name,
+        subject_der=plan.subject_der, sans=tuple((s.type.value, s.value) for s in plan.sans),
+        not_before=plan.validity.not_before, not_after=plan.validity.not_after,
+        key_token=placement.token_role if placement else None,
+        key_id=key_id.hex() if key_id is not None else None,
+        exportable=placement.exportable if placement else None,
+        custom_identifier=plan.custom_identifier, tags=dict(plan.common.tags),
+        resource_group_id=plan.common.resource_group_id or None,
+        enable_crl=plan.common.enable_crl)
+
+
+def _generate_key(placement: KeyPlacement, algorithm: CaAlgorithm, key_id: bytes,
+                  label: str) -> bytes:
+    """A system key pair in the placement's token; its SubjectPublicKeyInfo DER."""
+    try:
+        return generate_key_pair(placement.token, KeySpec(algorithm.hsm_key_spec),
+                                 key_id=key_id, label=label,
+                                 exportable=placement.exportable).public_key_info
+    except HsmError as e:
+        raise token_error(e) from e
+
+
+def _key_release(placement: KeyPlacement | None, key_id: bytes | None) -> Callable[[], None]:
+    if placement is None or key_id is None:
+        return lambda: None
+    return functools.partial(destroy_quietly, placement.token, key_id)
+
+
+@functools.cache
+def _stand_in_public_key(algorithm: CaAlgorithm) -> bytes:
+    """A SubjectPublicKeyInfo of ``algorithm`` for the dry run (never certified)."""
+    # Made in software and thrown away: only its type and size shape the TBS and the lint.
+    # One per algorithm and process (an RSA-4096 key takes about a second to make).
+    key: Any
+    if algorithm.family == "RSA":
+        key = rsa.generate_private_key(65537, algorithm.key_bits)
+    else:
+        key = ec.generate_private_key(_STAND_IN_CURVES[algorithm.key_bits])
+    return bytes(key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+_STAND_IN_CURVES = {256: ec.SECP256R1(), 384: ec.SECP384R1(), 521: ec.SECP521R1()}
+
+
+def destroy_quietly(token: Token, key_id: bytes) -> None:
+    """Destroy a key after a failed issuance; a failure is logged for the operator."""
+    try:
+        destroy_key(token, key_id)
+    except HsmError:
+        _log.exception("could not destroy key %s in token %s", key_id.hex(), token.label)
+
+
+def token_error(e: BaseException) -> HsmcaError:
+    """The service error for a failure in or around the token."""
+    if isinstance(e, HsmcaError):
+        return e
+    if isinstance(e, TokenUnavailable):
+        return Unavailable(f"the token is unavailable: {e}")
+    return Internal(f"{type(e).__name__}: {e}")
