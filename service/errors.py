@@ -12,6 +12,34 @@ from __future__ import annotations
 
 import enum
 
+#: Longest prefix of a caller's value that an error message quotes (see :func:`quote`).
+QUOTE_CHARS = 64
+#: Longest message (UTF-8 octets) an error carries. gRPC sends the message twice in the
+#: trailing metadata (grpc-message, where each non-ASCII octet takes three characters, and
+#: base64 inside grpc-status-details-bin), and a client may refuse metadata over its 8 KiB
+#: soft limit: a longer message would turn the real status into RESOURCE_EXHAUSTED.
+MAX_MESSAGE_BYTES = 1024
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """A caller's value for an error message: escaped (ASCII ``repr``), at most ``limit`` long.
+
+    Messages never echo unbounded input; a longer value is shown as its first ``limit``
+    characters and its length.
+    """
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return f"{ascii(value[:limit])}... ({len(value)} characters)"
+    return ascii(value)
+
+
+def _bounded(message: str) -> str:
+    """``message`` cut to MAX_MESSAGE_BYTES octets of UTF-8 (a safety net behind quote)."""
+    raw = message.encode("utf-8", errors="backslashreplace")
+    if len(raw) <= MAX_MESSAGE_BYTES:
+        return message
+    head = raw[: MAX_MESSAGE_BYTES - 64].decode("utf-8", errors="ignore")
+    return f"{head}... (message cut; {len(message)} characters)"
+
 
 class Status(enum.Enum):
     """The gRPC status an error maps to (names follow grpc.StatusCode)."""
@@ -33,6 +61,7 @@ class HsmcaError(Exception):
     default_reason: str = "InternalError"
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
+        message = _bounded(message)
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from service.errors import FailedPrecondition, NotFound
+from service.errors import FailedPrecondition, NotFound, quote
 from service.pki.crl import ReasonCode, RevokedCertificate, assemble_crl, build_tbs_crl
 from service.pki.verify import verify_crl
 from service.private_ca.service import PrivateCaService
@@ -46,7 +46,7 @@ class CrlPublisher:
         with svc.store.read() as conn:
             ca = repo.get_ca_any_owner(conn, ca_identifier)
         if ca is None or ca.certificate is None:
-            raise NotFound(f"no CA {ca_identifier!r}", reason="NotFound.Identifier")
+            raise NotFound(f"no CA {quote(ca_identifier)}", reason="NotFound.Identifier")
         if not ca.enable_crl or not ca.crl_day:
             raise FailedPrecondition(f"CA {ca_identifier} has CRLs disabled",
                                      reason="IncorrectStatus.CrlDisabled")

@@ -23,7 +23,7 @@ from hsm.errors import HsmError, KeyNotExportable, TokenUnavailable
 from hsm.export import export_private_key, unwrap_export
 from hsm.keys import destroy_key
 from hsm.token import Token
-from service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, quote
 from service.errors import Unavailable as UnavailableError
 from service.pki.algorithms import CaAlgorithm
 from service.pki.crl import parse_reason_code
@@ -162,7 +162,7 @@ class Lifecycle:
         with self._svc.store.read() as conn:
             row = repo.get_certificate(conn, owner, identifier)
         if row is None or row.kind not in END_ENTITY_KINDS:
-            raise NotFound(f"no certificate with identifier {identifier!r}",
+            raise NotFound(f"no certificate with identifier {quote(identifier)}",
                            reason="NotFound.Identifier")
         return row
 
@@ -370,7 +370,7 @@ class Lifecycle:
             now = self._svc.now()  # under the write lock, as in revoke
             ca = repo.get_ca(conn, owner, identifier)
             if ca is None or ca.status in (CaStatus.RESERVED, CaStatus.FAILED):
-                raise NotFound(f"no CA with identifier {identifier!r}",
+                raise NotFound(f"no CA with identifier {quote(identifier)}",
                                reason="NotFound.Identifier")
             if not repo.update_ca_status(conn, owner, identifier, CaStatus.REVOKE,
                                          expected=(CaStatus.ISSUE,), now=now,

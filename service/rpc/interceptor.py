@@ -22,13 +22,14 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from service.entropy import random_uuid4
-from service.errors import HsmcaError, Status
+from service.errors import HsmcaError, InvalidArgument, Status
 from service.request_id import REQUEST_ID as _request_id
 from service.request_id import current_request_id
 
 __all__ = [
     "ERROR_DOMAIN",
     "GRPC_CODES",
+    "MALFORMED_REASON",
     "REQUEST_ID_METADATA_KEY",
     "HsmcaServerInterceptor",
     "current_request_id",
@@ -44,6 +45,8 @@ REQUEST_ID_METADATA_KEY = "x-request-id"
 _REQUEST_ID_FIELD = "request_id"
 #: Reason reported for exceptions outside the error family.
 _INTERNAL_REASON = "InternalError"
+#: Reason reported for a request message that does not deserialize.
+MALFORMED_REASON = "InvalidParameter.Malformed"
 
 #: The one mapping from the error family's statuses to gRPC codes.
 GRPC_CODES: Mapping[Status, grpc.StatusCode] = {
@@ -58,6 +61,32 @@ GRPC_CODES: Mapping[Status, grpc.StatusCode] = {
 }
 
 UnaryHandler = Callable[[Any, grpc.ServicerContext], Any]
+
+
+class _Undecodable:
+    """Stands in for a request message that did not deserialize (see _tolerant)."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Wrap a request deserializer so a bad message reaches the interceptor, not grpc.
+
+    grpc deserializes before any handler runs; when that raises (invalid UTF-8 in a string
+    field, bytes that are no protobuf), it ends the call itself as INTERNAL without details.
+    The sentinel lets _call refuse it as InvalidArgument with a reason and a request id.
+    """
+    if deserialize is None:
+        return None
+
+    def request_deserializer(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:  # noqa: BLE001 - any failure to parse is the client's message
+            return _UNDECODABLE
+
+    return request_deserializer
 
 
 def _internal_message(request_id: str) -> str:
@@ -122,7 +151,7 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -136,6 +165,12 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
         reason = ""
         try:
             try:
+                if request is _UNDECODABLE:
+                    raise InvalidArgument(
+                        "the request message does not parse as the method's protobuf "
+                        "message (string fields must be valid UTF-8)",
+                        reason=MALFORMED_REASON,
+                    )
                 response = inner(request, context)
             except HsmcaError as err:
                 code = GRPC_CODES[err.status]

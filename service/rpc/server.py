@@ -20,9 +20,14 @@ from grpc_reflection.v1alpha import reflection
 from service.gen.hsmca.v1 import kms_pb2, private_ca_pb2
 from service.rpc.interceptor import HsmcaServerInterceptor
 
-__all__ = ["AddServicerFn", "build_server", "graceful_stop", "service_names"]
+__all__ = ["MAX_MESSAGE_BYTES", "AddServicerFn", "build_server", "graceful_stop", "service_names"]
 
 _log = logging.getLogger("hsmca.rpc")
+
+#: Largest message the server sends or accepts: gRPC's default receive limit, set explicitly
+#: on both sides so a response a default client cannot read is never sent (list pages are
+#: bounded well below it by their page size and the per-resource bounds).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 #: A generated ``add_XxxServicer_to_server(servicer, server)`` function.
 AddServicerFn = Callable[[Any, grpc.Server], None]
@@ -64,7 +69,11 @@ def build_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=[HsmcaServerInterceptor()],
-        options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+        options=[
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
     )
 
     names: list[str] = []
