@@ -13,10 +13,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from pki_checkers import errors, pkilint_rfc5280
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
+from service.storage.schema import ca as ca_t
+from service.storage.schema import certificate as cert_t
 
 OWNER = "tenant-test"
 BASE_URL = "http://127.0.0.1:8080"
@@ -99,3 +101,13 @@ def create_hierarchy(pca: Pca, algorithm: str, *, sub_ekus: tuple[str, ...] = ()
         enable_crl=enable_crl, crl_day=3))
     return Hierarchy(algorithm, root.identifier, pem_to_der(root.certificate),
                      sub.identifier, pem_to_der(sub.certificate))
+
+
+def snapshot(pca: Pca, tokens: tuple[Any, ...]) -> tuple[int, ...]:
+    """Rows of the CA and certificate tables and objects in each token: a refusal keeps them."""
+    with pca.engine.connect() as conn:
+        counts = [conn.execute(select(func.count()).select_from(t)).scalar_one()
+                  for t in (ca_t, cert_t)]
+    for token in tokens:
+        counts.append(token.run(lambda s: len(list(s.get_objects()))))
+    return tuple(counts)

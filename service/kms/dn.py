@@ -27,14 +27,19 @@ from dataclasses import dataclass
 
 from asn1crypto import x509
 
-from service.errors import InvalidArgument
-from service.pki.names import country_problem
+from service.errors import InvalidArgument, quote
+from service.pki.names import UNSAFE_NAME_CHARS, country_problem, normalize_dns_name
 
 SUBJECT_REASON = "InvalidParameter.Subject"
 SAN_REASON = "InvalidParameter.SubjectAlternativeNames"
 
 # The KMS API's limit on SubjectAlternativeNames (CreateCertificate documentation).
 MAX_SUBJECT_ALTERNATIVE_NAMES = 10
+# Ten names of at most 253 characters, quoted and separated, with room for whitespace.
+MAX_SUBJECT_ALTERNATIVE_NAMES_CHARS = 8192
+# The longest Subject: every attribute at its RFC 5280 upper bound, each character escaped
+# (RFC 4514 2.4, three characters for one), with room for the types and separators.
+MAX_SUBJECT_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -208,8 +213,9 @@ def _check_value(rule: _AttributeRule, value: str) -> None:
     name = rule.short_name
     if not value:
         raise _fail(f"empty value for {name}")
-    if _CONTROL.search(value):
-        raise _fail(f"value of {name} contains a control character")
+    if UNSAFE_NAME_CHARS.search(value):
+        raise _fail(f"value of {name} contains a control character or a bidirectional "
+                    "formatting character")
     if rule.printable:
         if not _COUNTRY.match(value):
             hint = f" (upper-case: '{value.upper()}')" if _COUNTRY.match(value.upper()) else ""
@@ -241,6 +247,8 @@ def parse_subject(dn: str) -> x509.Name:
         raise _fail(
             f"is empty; give a DN such as CN=userName,OU=kms,O=aliyun,C=CN ({_REQUIRED} required)"
         )
+    if len(dn) > MAX_SUBJECT_CHARS:
+        raise _fail(f"is {len(dn)} characters long; at most {MAX_SUBJECT_CHARS}")
     rdns = _parse_rdns(dn)
     seen: dict[str, _AttributeRule] = {}
     encoded: list[x509.RelativeDistinguishedName] = []
@@ -299,46 +307,33 @@ def format_subject(name: x509.Name) -> str:
     return ",".join("+".join(_format_ava(ava) for ava in rdn) for rdn in reversed(list(rdns)))
 
 
-# RFC 1123 2.1 host name label: letters, digits, hyphens; no hyphen at either end; 1-63.
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
-_NUMERIC = re.compile(r"[0-9]+\Z")
-_MAX_HOST_NAME = 253
-
-
 def _san_fail(message: str) -> InvalidArgument:
     return InvalidArgument(f"SubjectAlternativeNames: {message}", reason=SAN_REASON)
 
 
 def _check_dns_name(index: int, name: str) -> None:
-    where = f"entry {index + 1} ('{name}')"
-    host = name[2:] if name.startswith("*.") else name
-    if not host:
+    """The Private CA's dNSName check (syntax, IDNA 2008 A-labels, wildcard placement)."""
+    if name == "":
         raise _san_fail(f"entry {index + 1} is empty")
-    if "*" in host:
-        raise _san_fail(f"{where}: '*' is allowed only as the whole left-most label, as '*.'")
-    if not host.isascii():
-        raise _san_fail(f"{where}: internationalised names must be given as A-labels (xn--...)")
-    if len(host) > _MAX_HOST_NAME:
-        raise _san_fail(f"{where}: longer than {_MAX_HOST_NAME} characters")
-    labels = host.split(".")
-    for label in labels:
-        if not _LABEL.match(label):
-            raise _san_fail(
-                f"{where}: '{label}' is not a host name label (RFC 1123: 1-63 letters, "
-                "digits or '-', not starting or ending with '-'; no empty labels or "
-                "trailing '.')"
-            )
-    # RFC 1123 2.1: a host name never ends in an all-numeric label, so this is no IP address.
-    if _NUMERIC.match(labels[-1]):
-        raise _san_fail(f"{where}: is an IP address or ends in a numeric label; give a domain name")
+    try:
+        normalize_dns_name(name, reason=SAN_REASON)
+    except InvalidArgument as e:
+        raise _san_fail(f"entry {index + 1}: {e.message}") from e
 
 
 def parse_subject_alternative_names(json_text: str | None) -> list[str]:
     """Parse the KMS ``SubjectAlternativeNames`` JSON array of domain names (dNSName SANs)."""
     if json_text is None or not json_text.strip():
         return []
+    if len(json_text) > MAX_SUBJECT_ALTERNATIVE_NAMES_CHARS:
+        raise _san_fail(
+            f"is {len(json_text)} characters long; at most "
+            f"{MAX_SUBJECT_ALTERNATIVE_NAMES_CHARS} (up to {MAX_SUBJECT_ALTERNATIVE_NAMES} names)"
+        )
     try:
         parsed: object = json.loads(json_text)
+    except RecursionError:
+        raise _san_fail("nested too deeply; expected a flat array of domain names") from None
     except ValueError as e:
         raise _san_fail(f'not valid JSON ({e}); expected an array such as ["a.example.com"]') from e
     if not isinstance(parsed, list):
@@ -351,11 +346,11 @@ def parse_subject_alternative_names(json_text: str | None) -> list[str]:
     seen: set[str] = set()
     for index, item in enumerate(parsed):
         if not isinstance(item, str):
-            raise _san_fail(f"entry {index + 1} is {json.dumps(item)}, not a string")
+            raise _san_fail(f"entry {index + 1} is {json.dumps(item)[:64]}, not a string")
         _check_dns_name(index, item)
         # DNS names compare case-insensitively (RFC 4343).
         if item.lower() in seen:
-            raise _san_fail(f"entry {index + 1} ('{item}') is a duplicate")
+            raise _san_fail(f"entry {index + 1} ({quote(item)}) is a duplicate")
         seen.add(item.lower())
         names.append(item)
     return names

@@ -36,6 +36,7 @@ from hsm import export as hsm_export
 from hsm import keys as hsm_keys
 from hsm import signing as hsm_signing
 from hsm.token import Token
+from service import limits
 from service.entropy import new_identifier, new_key_id
 from service.errors import (
     FailedPrecondition,
@@ -254,6 +255,9 @@ def _load_pem_certificates(text: str, what: str, reason: str) -> list[bytes]:
     except pem.PemError as e:
         # Strict: a block cut short must not be dropped silently (docs/architecture.md, inv. 5).
         raise _invalid(reason, f"{what}: {e}") from e
+    maximum = limits.active().max_chain_certificates
+    if len(ders) > maximum:
+        raise _invalid(reason, f"{what}: {len(ders)} certificates; at most {maximum}")
     for number, der in enumerate(ders, start=1):
         try:
             asn1_x509.Certificate.load(der, strict=True).native  # noqa: B018 - parse it all

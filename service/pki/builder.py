@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from asn1crypto import x509
 
+from service import limits
 from service.errors import FailedPrecondition, Internal, InvalidArgument
 from service.pki.profiles import (
     EKU_ANY,
@@ -499,6 +500,20 @@ def _subject_span(cert_der: bytes) -> slice:
     return slice(pos, end)
 
 
+_COMMON_NAME_OID_TLV = bytes.fromhex("0603550403")  # id-at-commonName
+
+
+def _check_san_count(general_names: bytes) -> None:
+    """At most limits.max_sans names, from every source together (CSR, Domain, passthrough)."""
+    _, pos, end = read_tlv(general_names)
+    count = 0
+    while pos < end:
+        _, _, pos = read_child(general_names, pos, end)
+        count += 1
+    limits.check_count(count, limits.active().max_sans, "subject alternative names",
+                       "InvalidParameter.SubjectAlternativeNames")
+
+
 @dataclass(frozen=True)
 class IssuanceRequest:
     """Everything that varies per certificate; the issuer supplies the rest."""
@@ -564,6 +579,8 @@ def build_tbs(issuer: Issuer, req: IssuanceRequest) -> bytes:
     empty_subject = subject == EMPTY_NAME
     sans = _to_der(req.subject_alt_names) if req.subject_alt_names is not None else None
     if sans is not None:
+        _check_san_count(sans)
+    if sans is not None:
         _whole_tlv(sans, 0x30, "SubjectAlternativeNames")
         if sans == EMPTY_NAME:
             sans = None  # GeneralNames is SIZE (1..MAX): no names, no extension
@@ -607,6 +624,11 @@ def build_tbs(issuer: Issuer, req: IssuanceRequest) -> bytes:
             if req.profile is ProfileKind.SERVER and sans is None:
                 raise InvalidArgument("a server certificate needs at least one DNS name or "
                                       "IP address", reason="InvalidParameter.Domain")
+            if req.profile is ProfileKind.CLIENT and sans is None and \
+                    _COMMON_NAME_OID_TLV not in subject:
+                # Neither a commonName nor a SAN: the certificate would identify nobody.
+                raise InvalidArgument("a client certificate needs a common name or a subject "
+                                      "alternative name", reason="InvalidParameter.Subject")
         else:
             raise Internal(f"unsupported profile {req.profile}")
         check_ekus_within_issuer(ekus, issuer.ext_key_usages)

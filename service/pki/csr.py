@@ -293,8 +293,13 @@ def parse_csr(text: str, *, min_rsa_bits: int) -> ParsedCsr:
     subject: x509.Name = info["subject"]
     try:
         common_name = common_name_of(subject)
+        empty = [i for i, rdn in enumerate(subject.chosen, 1) if len(rdn) == 0]
     except _ASN1_ERRORS as e:
         raise _fail(f"the CSR's subject cannot be decoded: {e}") from e
+    if empty:
+        # X.501 / RFC 5280 4.1.2.4: RelativeDistinguishedName ::= SET SIZE (1..MAX).
+        raise _fail(f"the CSR's subject has an empty RDN (number {empty[0]}); an RDN holds at "
+                    "least one attribute")
     return ParsedCsr(
         der=der,
         subject_der=subject.dump(),
@@ -420,8 +425,8 @@ def _fast_common_name(der: bytes, start: int, end: int) -> str | None:
     pos = start
     while pos < end:
         rdn_tag, rs, pos = read_child(der, pos, end)
-        if rdn_tag != 0x31:
-            raise ValueError("RDN is not a SET")
+        if rdn_tag != 0x31 or rs == pos:
+            raise ValueError("RDN is not a non-empty SET")
         apos = rs
         while apos < pos:
             atv_tag, a_s, apos = read_child(der, apos, pos)

@@ -26,7 +26,12 @@ from service.pki.builder import (
     read_child,
     read_tlv,
 )
-from service.pki.names import ATTRIBUTE_RULES, OID_EMAIL_ADDRESS, normalize_email
+from service.pki.names import (
+    ATTRIBUTE_RULES,
+    OID_EMAIL_ADDRESS,
+    UNSAFE_NAME_CHARS,
+    normalize_email,
+)
 from service.pki.profiles import (
     EKU_ANY,
     KeyType,
@@ -101,6 +106,10 @@ def _attribute_value_problem(oid: bytes, tag: int, contents: bytes) -> str | Non
     # X.520 / RFC 5280 Appendix A: SIZE (1..ub-...), counted in characters.
     if not text:
         return "is empty"
+    if UNSAFE_NAME_CHARS.search(text):
+        # A NUL ends the name in C-string consumers; bidi overrides make a name display as
+        # another (RFC 9839 problematic code points; Unicode TR 36 3.5).
+        return "contains a control or bidirectional-formatting character"
     if rule.max_len is not None and len(text) > rule.max_len:
         return (f"is {len(text)} characters long; at most {rule.max_len} "
                 "(RFC 5280 Appendix A upper bound)")
@@ -119,7 +128,14 @@ class LintError(Internal):
 def _name_findings(name: x509.Name, what: str) -> list[str]:
     """RFC 5280 4.1.2.4/4.1.2.6, Appendix A: each value in its syntax, 1..ub characters."""
     out: list[str] = []
-    for rdn in name.chosen:
+    for index, rdn in enumerate(name.chosen, 1):
+        if len(rdn) == 0:
+            # RFC 5280 4.1.2.4 / X.501: RelativeDistinguishedName ::= SET SIZE (1..MAX).
+            out.append(f"{what} RDN {index} is empty (an RDN holds at least one attribute)")
+        types = [atv["type"].dotted for atv in rdn]
+        if len(set(types)) != len(types):
+            out.append(f"{what} RDN {index} holds the same attribute type twice "
+                       "(a multi-valued RDN names distinct types)")
         for atv in rdn:
             oid = atv["type"]
             try:
@@ -465,14 +481,16 @@ def _repeated_rdn_clean(rdn: bytes) -> bool:
 def _rdn_clean(der: bytes, start: int, end: int) -> bool:
     """The AttributeTypeAndValues of one RDN (contents start..end), as _name_findings."""
     pos = start
+    types: set[bytes] = set()
     while pos < end:
         atag, a_s, pos = read_child(der, pos, end)
         if atag != _SEQUENCE:
             return False
         # AttributeTypeAndValue: exactly an OID and a value.
         otag, os_, oe = read_child(der, a_s, pos)
-        if otag != _OID:
+        if otag != _OID or der[os_:oe] in types:
             return False
+        types.add(der[os_:oe])
         vtag, vs, ve = read_child(der, oe, pos)
         if ve != pos:
             return False

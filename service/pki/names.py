@@ -12,14 +12,18 @@ DN encoding).
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import idna
 from asn1crypto import core, x509
+from publicsuffixlist import PublicSuffixList
 
-from service.errors import InvalidArgument
+from service import limits
+from service.errors import InvalidArgument, quote
 
 # ---------------------------------------------------------------------------------------
 # Reasons
@@ -64,6 +68,13 @@ _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
 # RFC 3986 2: unreserved / reserved / pct-encoded; anything else must be percent-encoded.
 _URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*\Z")
+# Schemes that carry content or script rather than name a subject: a URI SAN never needs them.
+_REFUSED_URI_SCHEMES = frozenset(("javascript", "data", "vbscript", "blob", "about"))
+# Characters no name value may hold: C0 and C1 controls and DEL (a NUL ends the name for C
+# consumers), and the Unicode bidirectional formatting characters ALM, LRM, RLM, LRE..RLO,
+# LRI..PDI, which make a name display as another (Unicode TR 36 3.5; RFC 9839).
+UNSAFE_NAME_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Printable ASCII without space: 0x21..0x7E.
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*\Z")
 # A whole dNSName that passes every check of normalize_dns_name, lower-case: an optional
@@ -86,14 +97,14 @@ def _check_printable_ascii(value: str, what: str, reason: str) -> None:
     if not _PRINTABLE_ASCII.match(value):
         raise _fail(
             reason,
-            f"{what} {value!r} contains whitespace, control or non-ASCII characters "
+            f"{what} {quote(value)} contains whitespace, control or non-ASCII characters "
             "(IA5String values in certificates; use the A-label/punycode or "
             "percent-encoded form)",
         )
 
 
-def normalize_dns_name(value: str, *, reason: str = REASON_SAN, wildcard: bool = True) -> str:
-    """Validate a dNSName (RFC 5280 4.2.1.6, RFC 1123 2.1; ``*.`` prefix); lower-case it."""
+def dns_name_syntax(value: str, *, reason: str = REASON_SAN, wildcard: bool = True) -> str:
+    """Check a dNSName's syntax (RFC 5280 4.2.1.6, RFC 1123 2.1; ``*.`` prefix); lower-case it."""
     # Fast acceptance (runs several times per issued certificate). isascii() first: some
     # non-ASCII characters lower-case to ASCII (U+212A KELVIN SIGN -> "k").
     if value.isascii() and len(value) <= 253:
@@ -107,39 +118,82 @@ def normalize_dns_name(value: str, *, reason: str = REASON_SAN, wildcard: bool =
     _check_printable_ascii(value, what, reason)
     name = value.lower()
     if len(name) > 253:
-        raise _fail(reason, f"DNS name {value!r} is {len(name)} characters long; at most 253")
+        raise _fail(reason, f"DNS name {quote(value)} is {len(name)} characters long; at most 253")
     if name.endswith("."):
-        raise _fail(reason, f"DNS name {value!r} must not end with a dot")
+        raise _fail(reason, f"DNS name {quote(value)} must not end with a dot")
     labels = name.split(".")
     if labels[0] == "*":
         if not wildcard:
-            raise _fail(reason, f"DNS name {value!r}: a wildcard is not allowed here")
+            raise _fail(reason, f"DNS name {quote(value)}: a wildcard is not allowed here")
         if len(labels) < 2:
-            raise _fail(reason, f"DNS name {value!r}: a wildcard needs a domain after '*.'")
+            raise _fail(reason, f"DNS name {quote(value)}: a wildcard needs a domain after '*.'")
         labels = labels[1:]
     for label in labels:
         if label == "":
-            raise _fail(reason, f"DNS name {value!r} has an empty label ('..' or leading dot)")
+            raise _fail(reason, f"DNS name {quote(value)} has an empty label ('..' or leading dot)")
         if "*" in label:
             raise _fail(
                 reason,
-                f"DNS name {value!r}: '*' is only allowed as the whole left-most label ('*.')",
+                f"DNS name {quote(value)}: '*' is only allowed as the whole left-most label ('*.')",
             )
         if len(label) > 63:
-            raise _fail(reason, f"DNS name {value!r} has a label longer than 63 characters")
+            raise _fail(reason, f"DNS name {quote(value)} has a label longer than 63 characters")
         if not _LABEL.match(label):
             raise _fail(
                 reason,
-                f"DNS name {value!r} has an invalid label {label!r}: labels use letters, "
+                f"DNS name {quote(value)} has an invalid label {quote(label)}: labels use letters, "
                 "digits and hyphens, and neither start nor end with a hyphen",
             )
     if labels[-1].isdigit():
         # RFC 1123 2.1: a top-level label is alphabetic; an all-numeric name is an IP address.
         raise _fail(
             reason,
-            f"DNS name {value!r} ends in an all-numeric label; IP addresses go in iPAddress",
+            f"DNS name {quote(value)} ends in an all-numeric label; IP addresses go in iPAddress",
         )
     return name
+
+
+def normalize_dns_name(value: str, *, reason: str = REASON_SAN, wildcard: bool = True) -> str:
+    """Validate a dNSName and lower-case it: the one DNS-name check of KMS and Private CA.
+
+    Beyond the syntax (dns_name_syntax): every A-label (``xn--``) must be a valid IDNA 2008
+    label (RFC 5890 2.3.2.1, RFC 5891 5.4; checked with the ``idna`` package), and a
+    wildcard must not stand for a whole public suffix: ``*.com`` or ``*.co.uk`` (CA/B Forum
+    BR 3.2.2.6, the ICANN section of the Public Suffix List).
+    """
+    name = dns_name_syntax(value, reason=reason, wildcard=wildcard)
+    if "xn--" in name:
+        for label in name.split("."):
+            if label.startswith("xn--"):
+                _check_a_label(label, value, reason)
+    if name.startswith("*.") and _public_suffixes().is_public(name[2:]):
+        raise _fail(
+            reason,
+            f"DNS name {quote(value)}: a wildcard directly under a public suffix "
+            f"({name[2:]!r}) would match every domain registered there (CA/B Forum BR "
+            "3.2.2.6, Public Suffix List)",
+        )
+    return name
+
+
+def _check_a_label(label: str, value: str, reason: str) -> None:
+    """RFC 5891 5.4: an A-label decodes to a valid U-label that encodes back to it."""
+    try:
+        ok = idna.encode(idna.decode(label)) == label.encode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        ok = False
+    if not ok:
+        raise _fail(
+            reason,
+            f"DNS name {quote(value)} has {quote(label)}, which is not a valid IDNA 2008 "
+            "A-label (RFC 5891)",
+        )
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List bundled with publicsuffixlist, ICANN section only (BR 3.2.2.6)."""
+    return PublicSuffixList(only_icann=True)
 
 
 def normalize_ip_address(value: str, *, reason: str = REASON_SAN) -> str:
@@ -149,13 +203,13 @@ def normalize_ip_address(value: str, *, reason: str = REASON_SAN) -> str:
             return value  # what ipaddress would return for it, without its parse
         if not _IPV4_CHARS.match(value):
             # Neither IPv6 (needs ':') nor IPv4 (digits and dots): skip ipaddress's parses.
-            raise _fail(reason, f"{value!r} is not an IPv4 or IPv6 address")
+            raise _fail(reason, f"{quote(value)} is not an IPv4 or IPv6 address")
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
-        raise _fail(reason, f"{value!r} is not an IPv4 or IPv6 address") from None
+        raise _fail(reason, f"{quote(value)} is not an IPv4 or IPv6 address") from None
     if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
-        raise _fail(reason, f"IP address {value!r} must not carry a zone ('%...')")
+        raise _fail(reason, f"IP address {quote(value)} must not carry a zone ('%...')")
     return addr.compressed
 
 
@@ -165,22 +219,23 @@ def normalize_email(value: str, *, reason: str = REASON_SAN) -> str:
         raise _fail(reason, "email address is empty")
     _check_printable_ascii(value, "email address", reason)
     if len(value) > 254:
-        raise _fail(reason, f"email address {value!r} is longer than 254 characters")
+        raise _fail(reason, f"email address {quote(value)} is longer than 254 characters")
     local, sep, domain = value.rpartition("@")
     if not sep or not local:
-        raise _fail(reason, f"{value!r} is not an email address of the form local-part@domain")
+        raise _fail(reason, f"{quote(value)} is not an email address of the form local-part@domain")
     # RFC 5322 3.4.1 dot-atom local part; quoted local parts are not accepted.
     atoms = local.split(".")
     if len(local) > 64 or any(not _ATEXT.match(a) for a in atoms):
         raise _fail(
             reason,
-            f"email address {value!r} has an invalid local part {local!r} "
+            f"email address {quote(value)} has an invalid local part {quote(local)} "
             "(dot-separated atoms of letters, digits and !#$%&'*+/=?^_`{|}~-; at most 64)",
         )
     try:
         domain_norm = normalize_dns_name(domain, reason=reason, wildcard=False)
     except InvalidArgument as e:
-        raise _fail(reason, f"email address {value!r} has an invalid domain: {e.message}") from e
+        raise _fail(reason, f"email address {quote(value)} has an invalid domain: "
+                    f"{e.message}") from e
     return f"{local}@{domain_norm}"
 
 
@@ -192,16 +247,23 @@ def normalize_uri(value: str, *, reason: str = REASON_SAN) -> str:
     scheme, sep, rest = value.partition(":")
     if not sep or not _URI_SCHEME.match(scheme):
         raise _fail(
-            reason, f"URI {value!r} is not absolute: it must start with a scheme such as 'https:'"
+            reason,
+            f"URI {quote(value)} is not absolute: it must start with a scheme such as 'https:'",
+        )
+    if scheme.lower() in _REFUSED_URI_SCHEMES:
+        raise _fail(
+            reason,
+            f"URI {quote(value)}: the {scheme.lower()}: scheme names content or script, not "
+            "an identity; no certificate needs it (use https:, spiffe:, urn:, ...)",
         )
     if rest == "" or rest == "//":
-        raise _fail(reason, f"URI {value!r} has no scheme-specific part")
+        raise _fail(reason, f"URI {quote(value)} has no scheme-specific part")
     if "#" in rest:
-        raise _fail(reason, f"URI {value!r} has a fragment; an absolute URI has none")
+        raise _fail(reason, f"URI {quote(value)} has a fragment; an absolute URI has none")
     if not _URI_CHARS.match(rest):
         raise _fail(
             reason,
-            f"URI {value!r} contains characters that RFC 3986 requires to be percent-encoded "
+            f"URI {quote(value)} contains characters that RFC 3986 requires to be percent-encoded "
             "(or a malformed %-escape)",
         )
     if rest.startswith("//"):
@@ -213,18 +275,19 @@ def normalize_uri(value: str, *, reason: str = REASON_SAN) -> str:
             try:
                 ipaddress.IPv6Address(host)
             except ValueError:
-                raise _fail(reason, f"URI {value!r} has an invalid IPv6 host") from None
+                raise _fail(reason, f"URI {quote(value)} has an invalid IPv6 host") from None
         else:
             host = hostport.split(":", 1)[0]
             if host == "":
-                raise _fail(reason, f"URI {value!r} has an empty host")
+                raise _fail(reason, f"URI {quote(value)} has an empty host")
             try:
                 ipaddress.IPv4Address(host)
             except ValueError:
                 try:
                     normalize_dns_name(host, reason=reason, wildcard=False)
                 except InvalidArgument as e:
-                    raise _fail(reason, f"URI {value!r} has an invalid host: {e.message}") from e
+                    raise _fail(reason, f"URI {quote(value)} has an invalid host: "
+                                f"{e.message}") from e
     return f"{scheme.lower()}:{rest}"
 
 
@@ -250,7 +313,8 @@ class SubjectAltName:
         normalized = _NORMALIZERS[self.type](self.value)
         if normalized != self.value:
             raise _fail(
-                REASON_SAN, f"{self.type.value} {self.value!r} is not normalised ({normalized!r})"
+                REASON_SAN,
+                f"{self.type.value} {quote(self.value)} is not normalised ({quote(normalized)})",
             )
 
     @classmethod
@@ -315,7 +379,7 @@ def parse_san(type_name: str, value: str, *, reason: str = REASON_SAN) -> Subjec
     except ValueError:
         raise _fail(
             reason,
-            f"unknown subject alternative name type {type_name!r}; valid types: "
+            f"unknown subject alternative name type {quote(type_name)}; valid types: "
             + ", ".join(t.value for t in SanType),
         ) from None
     return SubjectAltName.of(san_type, value, reason=reason)
@@ -335,14 +399,16 @@ def _reject_duplicates(names: list[SubjectAltName], reason: str) -> None:
     seen: set[SubjectAltName] = set()
     for n in names:
         if n in seen:
-            raise _fail(reason, f"{n.type.value} {n.value!r} is listed more than once")
+            raise _fail(reason, f"{n.type.value} {quote(n.value)} is listed more than once")
         seen.add(n)
 
 
 def parse_domain_list(domain: str, *, reason: str = REASON_DOMAIN) -> list[SubjectAltName]:
     """Parse ``Domain`` ("a.example.com,10.0.0.1,2001:db8::1") into dNSName/iPAddress SANs."""
     names: list[SubjectAltName] = []
-    for item in _split_list(domain, "domain", reason):
+    items = _split_list(domain, "domain", reason)
+    limits.check_count(len(items), limits.active().max_sans, "domain names", reason)
+    for item in items:
         try:
             ip = normalize_ip_address(item, reason=reason)
         except InvalidArgument:
@@ -372,10 +438,10 @@ def parse_client_sans(san_type: int, san_value: str) -> list[SubjectAltName]:
     kind = _CLIENT_SAN_TYPES.get(san_type)
     if kind is None:
         raise _fail(REASON_SAN_TYPE, f"san_type {san_type} is invalid; use 1 (email) or 6 (URI)")
-    names = [
-        SubjectAltName.of(kind, item, reason=REASON_SAN_VALUE)
-        for item in _split_list(san_value, "san_value", REASON_SAN_VALUE)
-    ]
+    items = _split_list(san_value, "san_value", REASON_SAN_VALUE)
+    limits.check_count(len(items), limits.active().max_sans, "san_value items",
+                       REASON_SAN_VALUE)
+    names = [SubjectAltName.of(kind, item, reason=REASON_SAN_VALUE) for item in items]
     _reject_duplicates(names, REASON_SAN_VALUE)
     return names
 
@@ -402,6 +468,8 @@ OID_COMMON_NAME = "2.5.4.3"
 OID_EMAIL_ADDRESS = "1.2.840.113549.1.9.1"
 OID_DOMAIN_COMPONENT = "0.9.2342.19200300.100.1.25"
 
+# Longest dotted OID accepted: room for a 2.25 UUID OID (X.667) and any registered arc.
+MAX_OID_CHARS = 128
 _DOTTED_OID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+\Z")
 
 
@@ -545,11 +613,15 @@ _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*\Z")  # X.680 41.4 PrintableS
 
 def validate_oid(oid: str, *, reason: str = REASON_SUBJECT + ".CustomAttributes") -> str:
     """Check a dotted-decimal OID (X.660: first arc 0-2, second < 40 under 0 and 1)."""
+    if len(oid) > MAX_OID_CHARS:
+        # Checked before any int(): Python refuses to convert more than 4300 digits.
+        raise _fail(reason, f"object identifier {quote(oid)} is longer than {MAX_OID_CHARS} "
+                    "characters")
     if not _DOTTED_OID.match(oid):
-        raise _fail(reason, f"{oid!r} is not a dotted-decimal object identifier like 2.5.4.3")
+        raise _fail(reason, f"{quote(oid)} is not a dotted-decimal object identifier like 2.5.4.3")
     arcs = oid.split(".")
     if int(arcs[0]) > 2 or (int(arcs[0]) < 2 and int(arcs[1]) >= 40):
-        raise _fail(reason, f"{oid!r} is not a valid object identifier (X.660 arc ranges)")
+        raise _fail(reason, f"{quote(oid)} is not a valid object identifier (X.660 arc ranges)")
     return oid
 
 
@@ -558,7 +630,7 @@ def _check_matter(oid: str, value: str, reason: str) -> None:
     if len(value) != digits or not _UPPER_HEX.match(value):
         raise _fail(
             reason,
-            f"{name} ({oid}) value {value!r} must be exactly {digits} upper-case hexadecimal "
+            f"{name} ({oid}) value {quote(value)} must be exactly {digits} upper-case hexadecimal "
             f"digits, e.g. {'0' * (digits - 1)}1 (Matter Core Specification 6.5.6)",
         )
     number = int(value, 16)
@@ -576,10 +648,11 @@ def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAn
     if oid in _UNSUPPORTED_ATTRIBUTES:
         raise _fail(reason, f"{label}: {_UNSUPPORTED_ATTRIBUTES[oid]}")
     rule = ATTRIBUTE_RULES.get(oid)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise _fail(reason, f"{label} {value!r} contains control characters")
+    if UNSAFE_NAME_CHARS.search(value):
+        raise _fail(reason, f"{label} {quote(value)} contains control characters or "
+                    "bidirectional formatting characters")
     if value != value.strip():
-        raise _fail(reason, f"{label} {value!r} has leading or trailing whitespace")
+        raise _fail(reason, f"{label} {quote(value)} has leading or trailing whitespace")
     if rule is not None and rule.max_len is not None and len(value) > rule.max_len:
         raise _fail(
             reason,
@@ -589,7 +662,7 @@ def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAn
     if rule is not None and rule.check is not None:
         problem = rule.check(value)
         if problem is not None:
-            raise _fail(reason, f"{label} {value!r} {problem}")
+            raise _fail(reason, f"{label} {quote(value)} {problem}")
     if oid == OID_EMAIL_ADDRESS:
         # The rfc822Name SAN's normal form (domain in lower case): RFC 5280 4.1.2.6 wants the
         # address in the SAN too, and checkers compare the two octet for octet.
@@ -610,13 +683,13 @@ def _attribute(oid: str, value: str, reason: str, label: str) -> x509.NameTypeAn
         if not _PRINTABLE.match(value):
             raise _fail(
                 reason,
-                f"{label} {value!r} contains characters outside PrintableString "
+                f"{label} {quote(value)} contains characters outside PrintableString "
                 "(letters, digits, space and '()+,-./:=?)",
             )
         encoded = core.PrintableString(value)
     elif string_type == "ia5":
         if not value.isascii():
-            raise _fail(reason, f"{label} {value!r} must be ASCII (IA5String)")
+            raise _fail(reason, f"{label} {quote(value)} must be ASCII (IA5String)")
         encoded = core.IA5String(value)
     else:
         encoded = core.UTF8String(value)
@@ -711,12 +784,13 @@ def parse_extended_key_usages(items: Iterable[str], *, reason: str = REASON_EKU)
             if not _DOTTED_OID.match(text):
                 raise _fail(
                     reason,
-                    f"unknown extended key usage {item!r}; use one of "
+                    f"unknown extended key usage {quote(item)}; use one of "
                     + ", ".join(EKU_OIDS)
                     + " or a dotted OID",
                 )
             oid = validate_oid(text, reason=reason)
         if oid in out:
-            raise _fail(reason, f"extended key usage {item!r} ({oid}) is listed more than once")
+            raise _fail(reason,
+                        f"extended key usage {quote(item)} ({oid}) is listed more than once")
         out.append(oid)
     return out

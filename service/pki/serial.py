@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from service.entropy import random_bytes
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, quote
 
 # RFC 5280 4.1.2.2: conforming CAs MUST NOT use serialNumber values longer than 20 octets.
 MAX_SERIAL_OCTETS = 20
+# A positive INTEGER of 20 octets is below 2**159, which has 48 decimal digits. Longer text is
+# refused before int() sees it: Python refuses to convert more than 4300 digits (ValueError).
+MAX_SERIAL_DIGITS = 48
 
 
 def serial_octets(n: int) -> int:
@@ -34,10 +37,16 @@ def validate_custom_serial(value: int | str) -> int:
         # The API documents a decimal "long integer"; refuse signs, spaces and other bases.
         if not text.isdigit() or not text.isascii():
             raise InvalidArgument(
-                f"serial number {value!r} is not a decimal integer",
+                f"serial number {quote(value)} is not a decimal integer",
                 reason="InvalidParameter.SerialNumber",
             )
-        n = int(text)
+        if len(text.lstrip("0")) > MAX_SERIAL_DIGITS:
+            raise InvalidArgument(
+                f"serial number has {len(text)} digits; a serial of at most 20 octets "
+                f"(RFC 5280 4.1.2.2) has at most {MAX_SERIAL_DIGITS}",
+                reason="InvalidParameter.SerialNumber",
+            )
+        n = int(text.lstrip("0") or "0")
     elif isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument("serial number must be an integer",
                               reason="InvalidParameter.SerialNumber")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, quote
 
 REASON_VALIDITY = "InvalidParameter.Validity"
 
@@ -75,11 +75,11 @@ def add_calendar(start: datetime, *, years: int = 0, months: int = 0, days: int 
 
 def _parse_time(text: str, what: str) -> datetime:
     if not _ABSOLUTE.match(text):
-        raise _fail(f"{what} {text!r} is not a time of the form 2006-01-02T15:04:05Z (UTC)")
+        raise _fail(f"{what} {quote(text)} is not a time of the form 2006-01-02T15:04:05Z (UTC)")
     try:
         return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
-        raise _fail(f"{what} {text!r} is not a valid calendar date and time") from None
+        raise _fail(f"{what} {quote(text)} is not a valid calendar date and time") from None
 
 
 def _ends_in_future(not_after: datetime, now: datetime) -> None:
@@ -100,7 +100,7 @@ def parse_validity(spec: str, now: datetime) -> Validity:
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
         if amount == 0:
-            raise _fail(f"validity {spec!r} is zero; use a positive number such as 1{unit}")
+            raise _fail(f"validity {quote(spec)} is zero; use a positive number such as 1{unit}")
         kwargs = {"y": "years", "m": "months", "d": "days"}[unit]
         return Validity(now, add_calendar(now, **{kwargs: amount}))
     if "/" in text:
@@ -109,7 +109,8 @@ def parse_validity(spec: str, now: datetime) -> Validity:
         not_after = _parse_time(second, "NotAfter")
         if not_after <= not_before:
             raise _fail(
-                f"NotAfter {second} must be later than NotBefore {first} in validity {spec!r}"
+                f"NotAfter {quote(second)} must be later than NotBefore {quote(first)} in "
+                f"validity {quote(spec)}"
             )
         _ends_in_future(not_after, now)
         return Validity(not_before, not_after)
@@ -118,7 +119,7 @@ def parse_validity(spec: str, now: datetime) -> Validity:
         _ends_in_future(not_after, now)
         return Validity(now, not_after)
     raise _fail(
-        f"validity {spec!r} is not understood: use a relative period (one positive number and "
+        f"validity {quote(spec)} is not understood: use a relative period (one positive number and "
         "a unit y, m or d, such as 1y, 3m, 7d) or absolute UTC times $NotAfter or "
         "$NotBefore/$NotAfter in the form 2006-01-02T15:04:05Z"
     )

@@ -200,17 +200,22 @@ class Planner:
                 reason="InvalidParameter.Csr")
         return csr
 
+    def key_algorithm(self, name: str) -> CaAlgorithm:
+        """The algorithm of a key the service creates (CA, system key): RSA >= min_rsa_bits."""
+        algorithm = parse_algorithm(name)
+        if algorithm.family == "RSA" and algorithm.key_bits < self._min_rsa_bits:
+            raise InvalidArgument(
+                f"{algorithm.value} is below the minimum RSA key size of {self._min_rsa_bits} "
+                "bits", reason="InvalidParameter.Algorithm")
+        return algorithm
+
     def _system_key_algorithm(self, name: str, state: CaState) -> CaAlgorithm:
-        algorithm = parse_algorithm(name) if name else state.algorithm
+        algorithm = self.key_algorithm(name) if name else state.algorithm
         if algorithm.family != state.algorithm.family:
             raise InvalidArgument(
                 f"algorithm {algorithm.value} is not in the issuing CA's family "
                 f"({state.algorithm.value}); key lengths may differ, families may not",
                 reason="InvalidParameter.Algorithm")
-        if algorithm.family == "RSA" and algorithm.key_bits < self._min_rsa_bits:
-            raise InvalidArgument(
-                f"{algorithm.value} is below the minimum RSA key size of {self._min_rsa_bits} "
-                "bits", reason="InvalidParameter.Algorithm")
         if algorithm.family == "SM2":
             raise FailedPrecondition("SM2 keys cannot be generated in this token",
                                      reason="UnsupportedOperation.Algorithm")

@@ -13,7 +13,7 @@ import dataclasses
 import threading
 
 from hsm.token import Token
-from service.errors import Internal, InvalidArgument, NotFound
+from service.errors import Internal, InvalidArgument, NotFound, quote
 from service.pki.algorithms import CaAlgorithm
 from service.pki.builder import Issuer
 from service.pki.pem import encode as pem_encode
@@ -104,7 +104,7 @@ class CaRegistry:
         with self._store.read() as conn:
             row = repo.get_ca(conn, owner, identifier)
         if row is None or row.status in (CaStatus.RESERVED, CaStatus.FAILED):
-            raise NotFound(f"no CA with identifier {identifier!r}", reason=reason)
+            raise NotFound(f"no CA with identifier {quote(identifier)}", reason=reason)
         return row
 
     def cached(self, owner: str, identifier: str) -> CaState | None:

@@ -29,7 +29,7 @@ from hsm.keys import KeySpec, generate_key_pair
 from hsm.token import Token
 from service.entropy import new_identifier, new_key_id
 from service.errors import FailedPrecondition, InvalidArgument, Unavailable
-from service.pki.algorithms import CaAlgorithm, parse_algorithm
+from service.pki.algorithms import CaAlgorithm
 from service.pki.builder import IssuanceRequest, build_self_signed_tbs, build_tbs
 from service.pki.lint import lint_self_signed_tbs, lint_tbs
 from service.pki.names import REASON_EKU, build_name, parse_extended_key_usages
@@ -115,10 +115,10 @@ class PrivateCaService:
         self.registry = CaRegistry(self.store, hsm_token, public_base_url=public_base_url)
         self.pipeline = Batcher(self.store.run_many, token_error=token_error)
         self.jobs = JobQueue(self.store, self.now)
+        self.planner = Planner(self.tokens, min_rsa_bits=min_rsa_bits)
         self.cycle = IssuanceCycle(
             registry=self.registry, store=self.store, pipeline=self.pipeline,
-            planner=Planner(self.tokens, min_rsa_bits=min_rsa_bits), jobs=self.jobs,
-            clock=clock, observer=observer)
+            planner=self.planner, jobs=self.jobs, clock=clock, observer=observer)
 
     def now(self) -> dt.datetime:
         """The current time in whole seconds (RFC 5280 4.1.2.5 encodes validity so)."""
@@ -167,7 +167,7 @@ class PrivateCaService:
     def create_root_ca(self, owner: str, req: CreateRootCa) -> CaCreated:
         """CreateRootCACertificate: a self-signed root whose key never leaves the hsm token."""
         # Validate everything before a key exists.
-        algorithm = parse_algorithm(req.algorithm)
+        algorithm = self.planner.key_algorithm(req.algorithm)
         years = _check_years(req.years)
         crl_day = _crl_settings(req.enable_crl, req.crl_day)
         subject = _ca_subject(req.subject)
@@ -210,7 +210,7 @@ class PrivateCaService:
                                      reason="IncorrectStatus.CA")
         pstate = self.registry.state(owner, parent)
         # The inputs.
-        algorithm = parse_algorithm(req.algorithm)
+        algorithm = self.planner.key_algorithm(req.algorithm)
         if algorithm.family != pstate.algorithm.family:
             raise InvalidArgument(
                 f"algorithm {algorithm.value} is not in the parent CA's family "

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from service import limits
 from service.gen.hsmca.v1 import common_pb2, kms_pb2, kms_pb2_grpc
 from service.kms.service import CertificateDescription, KmsCertificatesService
 from service.rpc.server import AddServicerFn
@@ -80,7 +81,8 @@ class KmsCertificatesServicer(kms_pb2_grpc.KmsCertificatesServicer):
                 else None
             ),
             protection_level=request.protection_level,
-            tags={t.key: t.value for t in request.tags},
+            tags=limits.check_tags(((t.key, t.value) for t in request.tags),
+                                   reason="InvalidParameter.Tags"),
         )
         return kms_pb2.CreateCertificateResponse(
             certificate_id=created.certificate_id, arn=created.arn, csr=created.csr

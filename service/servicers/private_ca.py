@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from service import limits
 from service.errors import InvalidArgument
 from service.gen.hsmca.v1 import common_pb2, private_ca_pb2, private_ca_pb2_grpc
 from service.pki.profiles import KeyUsage
@@ -43,15 +44,12 @@ add_to_server: AddServicerFn = private_ca_pb2_grpc.add_PrivateCaServicer_to_serv
 
 
 def _tags(tags: Iterable[common_pb2.Tag]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for tag in tags:
-        if not tag.key:
-            raise InvalidArgument("a tag needs a key", reason="InvalidParameter.Tags")
-        if tag.key in out:
-            raise InvalidArgument(f"tag key {tag.key!r} is given twice",
-                                  reason="InvalidParameter.Tags")
-        out[tag.key] = tag.value
-    return out
+    return limits.check_tags(((t.key, t.value) for t in tags), reason="InvalidParameter.Tags")
+
+
+def _resource_group(value: str) -> str:
+    return limits.check_length(value, limits.MAX_RESOURCE_GROUP_ID_CHARS, "resource_group_id",
+                               "InvalidParameter.ResourceGroupId")
 
 
 _R = TypeVar("_R")
@@ -79,7 +77,8 @@ def _common(msg: Any) -> IssueCommon:
     return IssueCommon(parent_identifier=msg.parent_identifier,
                        immediately=_opt(msg, "immediately"),
                        enable_crl=_enable(msg.enable_crl, "enable_crl"),
-                       tags=_tags(msg.tags), resource_group_id=msg.resource_group_id)
+                       tags=_tags(msg.tags),
+                       resource_group_id=_resource_group(msg.resource_group_id))
 
 
 def _enable(value: int, name: str) -> bool:
@@ -112,6 +111,8 @@ def _passthrough(ap: private_ca_pb2.ApiPassthrough) -> ApiPassthrough:
                           state=s.state, locality=s.locality),
             tuple((a.object_identifier, a.value) for a in s.custom_attributes))
     ext = ap.extensions
+    limits.check_count(len(ext.subject_alternative_names), limits.active().max_sans,
+                       "subject alternative names", "InvalidParameter.SubjectAlternativeNames")
     ku = _key_usage(ext.key_usage) if ext.HasField("key_usage") else None
     return ApiPassthrough(
         subject=subject, key_usage=None if ku is None or ku.is_empty() else ku,
@@ -220,7 +221,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
         page = self._lifecycle.list(self._owner, current_page=r.current_page,
                                     show_size=r.show_size, parent_identifier=r.parent_identifier,
                                     status=r.status, tags=_tags(r.tags),
-                                    resource_group_id=r.resource_group_id)
+                                    resource_group_id=_resource_group(r.resource_group_id))
         return private_ca_pb2.ListClientCertificateResponse(
             certificate_list=[_client_message(c) for c in page.items],
             total_count=page.total_count, page_count=page.page_count,
@@ -281,7 +282,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
                                   r.country_code, r.state, r.locality),
             algorithm=r.algorithm, years=r.years,
             enable_crl=_enable(r.enable_crl, "enable_crl"), crl_day=r.crl_day,
-            tags=_tags(r.tags), resource_group_id=r.resource_group_id))
+            tags=_tags(r.tags), resource_group_id=_resource_group(r.resource_group_id)))
         return private_ca_pb2.CreateRootCACertificateResponse(
             identifier=created.identifier, certificate=created.certificate_pem,
             certificate_chain=created.chain_pem)
@@ -299,7 +300,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
             algorithm=r.algorithm, years=r.years, path_len_constraint=r.path_len_constraint,
             extended_key_usages=tuple(r.extended_key_usages),
             enable_crl=_enable(r.enable_crl, "enable_crl"), crl_day=r.crl_day,
-            tags=_tags(r.tags), resource_group_id=r.resource_group_id))
+            tags=_tags(r.tags), resource_group_id=_resource_group(r.resource_group_id)))
         return private_ca_pb2.CreateSubCACertificateResponse(
             identifier=created.identifier, certificate=created.certificate_pem,
             certificate_chain=created.chain_pem)
@@ -335,7 +336,9 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
         issued = self._service.create_custom_certificate(self._owner, CreateCustomCertificate(
             common=_common(r), csr=r.csr, validity=r.validity,
             api_passthrough=_passthrough(r.api_passthrough),
-            custom_identifier=r.custom_identifier))
+            custom_identifier=limits.check_length(
+                r.custom_identifier, limits.MAX_CUSTOM_IDENTIFIER_CHARS, "custom_identifier",
+                "InvalidParameter.CustomIdentifier")))
         return private_ca_pb2.CreateCustomCertificateResponse(
             identifier=issued.identifier, certificate=issued.certificate_pem,
             certificate_chain=issued.chain_pem, serial_number=issued.serial_number)

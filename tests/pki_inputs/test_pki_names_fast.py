@@ -1,4 +1,4 @@
-"""normalize_dns_name / normalize_ip_address shortcuts give exactly the checks' answers.
+"""dns_name_syntax / normalize_ip_address shortcuts give exactly the checks' answers.
 
 The regex shortcuts only accept; every refusal still comes from the rule-by-rule checks. The
 reference functions below are those checks as they stood before the shortcuts; for every
@@ -14,13 +14,13 @@ from collections.abc import Callable
 
 import pytest
 
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, quote
 from service.pki.names import (
     REASON_DOMAIN,
     REASON_SAN,
     SanType,
     SubjectAltName,
-    normalize_dns_name,
+    dns_name_syntax,
     normalize_ip_address,
     parse_domain_list,
 )
@@ -38,42 +38,42 @@ def _reference_dns(value: str, *, reason: str = REASON_SAN, wildcard: bool = Tru
     if not value.isascii() or any(not (0x21 <= ord(c) <= 0x7E) for c in value):
         raise _fail(
             reason,
-            f"DNS name {value!r} contains whitespace, control or non-ASCII characters "
+            f"DNS name {quote(value)} contains whitespace, control or non-ASCII characters "
             "(IA5String values in certificates; use the A-label/punycode or "
             "percent-encoded form)",
         )
     name = value.lower()
     if len(name) > 253:
-        raise _fail(reason, f"DNS name {value!r} is {len(name)} characters long; at most 253")
+        raise _fail(reason, f"DNS name {quote(value)} is {len(name)} characters long; at most 253")
     if name.endswith("."):
-        raise _fail(reason, f"DNS name {value!r} must not end with a dot")
+        raise _fail(reason, f"DNS name {quote(value)} must not end with a dot")
     labels = name.split(".")
     if labels[0] == "*":
         if not wildcard:
-            raise _fail(reason, f"DNS name {value!r}: a wildcard is not allowed here")
+            raise _fail(reason, f"DNS name {quote(value)}: a wildcard is not allowed here")
         if len(labels) < 2:
-            raise _fail(reason, f"DNS name {value!r}: a wildcard needs a domain after '*.'")
+            raise _fail(reason, f"DNS name {quote(value)}: a wildcard needs a domain after '*.'")
         labels = labels[1:]
     for label in labels:
         if label == "":
-            raise _fail(reason, f"DNS name {value!r} has an empty label ('..' or leading dot)")
+            raise _fail(reason, f"DNS name {quote(value)} has an empty label ('..' or leading dot)")
         if "*" in label:
             raise _fail(
                 reason,
-                f"DNS name {value!r}: '*' is only allowed as the whole left-most label ('*.')",
+                f"DNS name {quote(value)}: '*' is only allowed as the whole left-most label ('*.')",
             )
         if len(label) > 63:
-            raise _fail(reason, f"DNS name {value!r} has a label longer than 63 characters")
+            raise _fail(reason, f"DNS name {quote(value)} has a label longer than 63 characters")
         if not _LABEL.match(label):
             raise _fail(
                 reason,
-                f"DNS name {value!r} has an invalid label {label!r}: labels use letters, "
+                f"DNS name {quote(value)} has an invalid label {quote(label)}: labels use letters, "
                 "digits and hyphens, and neither start nor end with a hyphen",
             )
     if labels[-1].isdigit():
         raise _fail(
             reason,
-            f"DNS name {value!r} ends in an all-numeric label; IP addresses go in iPAddress",
+            f"DNS name {quote(value)} ends in an all-numeric label; IP addresses go in iPAddress",
         )
     return name
 
@@ -82,9 +82,9 @@ def _reference_ip(value: str, *, reason: str = REASON_SAN) -> str:
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
-        raise _fail(reason, f"{value!r} is not an IPv4 or IPv6 address") from None
+        raise _fail(reason, f"{quote(value)} is not an IPv4 or IPv6 address") from None
     if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
-        raise _fail(reason, f"IP address {value!r} must not carry a zone ('%...')")
+        raise _fail(reason, f"IP address {quote(value)} must not carry a zone ('%...')")
     return addr.compressed
 
 
@@ -114,9 +114,9 @@ DNS_CASES = [
 @pytest.mark.parametrize("wildcard", [True, False])
 @pytest.mark.parametrize("value", DNS_CASES)
 def test_dns_name_matches_reference(value: str, wildcard: bool) -> None:
-    assert _outcome(lambda: normalize_dns_name(value, wildcard=wildcard)) == _outcome(
+    assert _outcome(lambda: dns_name_syntax(value, wildcard=wildcard)) == _outcome(
         lambda: _reference_dns(value, wildcard=wildcard))
-    assert _outcome(lambda: normalize_dns_name(value, reason=REASON_DOMAIN)) == _outcome(
+    assert _outcome(lambda: dns_name_syntax(value, reason=REASON_DOMAIN)) == _outcome(
         lambda: _reference_dns(value, reason=REASON_DOMAIN))
 
 
@@ -133,7 +133,7 @@ def test_dns_name_matches_reference_random() -> None:
             if rng.random() < 0.3:
                 value = "*." + value
         wildcard = rng.random() < 0.8
-        assert _outcome(lambda: normalize_dns_name(value, wildcard=wildcard)) == _outcome(
+        assert _outcome(lambda: dns_name_syntax(value, wildcard=wildcard)) == _outcome(
             lambda: _reference_dns(value, wildcard=wildcard)), value
 
 

@@ -11,13 +11,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
-from pca_support import Hierarchy, Pca, make_csr, new_key
-from sqlalchemy import func, select
+from pca_support import Hierarchy, Pca, make_csr, new_key, snapshot
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.rpc.client import error_info
-from service.storage.schema import ca as ca_t
-from service.storage.schema import certificate as cert_t
 
 DUP_SERIAL = "987654321987654321"
 
@@ -238,15 +235,6 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
 ]
 
 
-def _snapshot(pca: Pca, tokens: tuple[Any, ...]) -> tuple[int, ...]:
-    with pca.engine.connect() as conn:
-        counts = [conn.execute(select(func.count()).select_from(t)).scalar_one()
-                  for t in (ca_t, cert_t)]
-    for token in tokens:
-        counts.append(token.run(lambda s: len(list(s.get_objects()))))
-    return tuple(counts)
-
-
 @pytest.fixture(scope="module")
 def used_serial(pca: Pca, ecc_ca: Hierarchy) -> str:
     _custom(ecc_ca, DUP_SERIAL)(pca)
@@ -258,10 +246,10 @@ def used_serial(pca: Pca, ecc_ca: Hierarchy) -> str:
 def test_rejection(pca: Pca, rsa_ca: Hierarchy, ecc_ca: Hierarchy, client_only_ca: Hierarchy,
                    used_serial: str, hsm_token: Any, software_token: Any,
                    call: Callable[..., Any], status: grpc.StatusCode, reason: str) -> None:
-    before = _snapshot(pca, (hsm_token, software_token))
+    before = snapshot(pca, (hsm_token, software_token))
     with pytest.raises(grpc.RpcError) as info:
         call(pca, rsa_ca, ecc_ca, client_only_ca)
     assert error_info(info.value) == (status, reason), info.value.details()
     assert info.value.details()  # a clear message, not just a code
     # Invariant 5: a rejected request changes nothing, in the database or the tokens.
-    assert _snapshot(pca, (hsm_token, software_token)) == before
+    assert snapshot(pca, (hsm_token, software_token)) == before
