@@ -12,6 +12,7 @@ from typing import Any
 
 from hsm.config import TokenRole
 from hsm.token import Token
+from service import limits
 from service.config import Config
 from service.rpc.server import build_server, graceful_stop
 from service.storage.db import create_engine_for
@@ -51,6 +52,9 @@ class App:
         from service.private_ca.service import PrivateCaService
 
         self.config = config
+        limits.configure(limits.Limits(
+            max_sans=config.limits.max_sans, max_tags=config.limits.max_tags,
+            max_chain_certificates=config.limits.max_chain_certificates))
         self.engine = create_engine_for(config.database.url)
         self.hsm_token = Token(config.token_config(TokenRole.HSM))
         self.software_token = Token(config.token_config(TokenRole.SOFTWARE))
@@ -90,11 +94,15 @@ class App:
     def start(self, *, reuse_port: bool, grpc_listen: str | None = None) -> Running:
         """Start gRPC, the CRL HTTP server and the background job thread."""
         self.audit.start()  # the chain's first record is a signed checkpoint
-        from service.http import start_crl_server
+        from service.http import HttpBounds, start_crl_server
         from service.private_ca.jobs import JobWorker
 
-        http_server, _ = start_crl_server(self.config.http.listen, self.crls.latest,
-                                          reuse_port=reuse_port)
+        bounds = self.config.limits
+        http_server, _ = start_crl_server(
+            self.config.http.listen, self.crls.latest, reuse_port=reuse_port,
+            bounds=HttpBounds(read_timeout=bounds.http_read_timeout_seconds,
+                              idle_timeout=bounds.http_idle_timeout_seconds,
+                              max_connections=bounds.http_max_connections))
         server, port = build_server(
             self.servicers(),
             grpc_listen or self.config.grpc.listen,

@@ -172,6 +172,18 @@ class AuditConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on requests and connections (README "Bounds"); see service/limits.py."""
+
+    max_sans: int = 100
+    max_tags: int = 20
+    max_chain_certificates: int = 10
+    http_read_timeout_seconds: float = 10.0
+    http_idle_timeout_seconds: float = 30.0
+    http_max_connections: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """The whole validated configuration (no secrets: PINs are read on demand)."""
 
@@ -188,6 +200,7 @@ class Config:
     tls: TlsConfig
     auth: AuthConfig
     audit: AuditConfig = AuditConfig()
+    limits: LimitsConfig = LimitsConfig()
 
     def token_config(self, role: TokenRole) -> TokenConfig:
         """The hsm-layer TokenConfig of one role; reads that role's PIN now."""
@@ -410,6 +423,14 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
     "policy": {"min_rsa_bits": _rsa_bits, "default_owner": _owner},
     "jobs": {"enabled": _bool, "poll_seconds": _seconds},
     "audit": {"checkpoint_seconds": _positive_seconds},
+    "limits": {
+        "max_sans": _positive_int,
+        "max_tags": _positive_int,
+        "max_chain_certificates": _positive_int,
+        "http_read_timeout_seconds": _positive_seconds,
+        "http_idle_timeout_seconds": _positive_seconds,
+        "http_max_connections": _positive_int,
+    },
 }
 _SCHEMA["software"] = dict(_SCHEMA["hsm"])
 
@@ -452,6 +473,14 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "policy": {"min_rsa_bits": 2048, "default_owner": "default"},
     "jobs": {"enabled": True, "poll_seconds": 0.5},
     "audit": {"checkpoint_seconds": 60},
+    "limits": {
+        "max_sans": 100,
+        "max_tags": 20,
+        "max_chain_certificates": 10,
+        "http_read_timeout_seconds": 10,
+        "http_idle_timeout_seconds": 30,
+        "http_max_connections": 64,
+    },
 }
 
 _TOP_LEVEL_KEYS = frozenset({"state_dir"})
@@ -612,6 +641,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         tls=_tls_config(values["tls"], state_dir),
         auth=AuthConfig(policy_file=_anchor(values["auth"]["policy_file"], state_dir)),
         audit=AuditConfig(**values["audit"]),
+        limits=LimitsConfig(**values["limits"]),
     )
     if config.grpc.insecure and not is_loopback_listen(config.grpc.listen):
         raise ConfigError(

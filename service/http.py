@@ -4,24 +4,33 @@ Every worker process runs one, sharing the port with SO_REUSEPORT like the gRPC 
 RFC 5280 4.2.1.13 / RFC 2585 3: a CRL fetched over HTTP is DER with media type
 application/pkix-crl. Caching: max-age never reaches past the CRL's nextUpdate; ETag and
 Last-Modified come from (CA, cRLNumber) and thisUpdate, so conditional requests get 304.
+
+Bounds, so that slow or idle clients cannot hold the server (a "slowloris"): each connection
+is one thread and at most ``max_connections`` are served at once (more are closed at once);
+a connection waits at most ``idle_timeout`` for the first byte of its next request, and a
+request's line and headers must then arrive within ``read_timeout``. The ``Server`` header
+names the service only, not the Python version.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import io
 import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from service.storage.repo import CrlRow
 
-__all__ = ["CrlHttpServer", "start_crl_server"]
+__all__ = ["CrlHttpServer", "HttpBounds", "start_crl_server"]
 
 _log = logging.getLogger("hsmca.http")
 
@@ -30,16 +39,52 @@ MAX_AGE_CAP = 3600  # seconds; revocations re-issue the CRL, so clients should r
 CrlLookup = Callable[[str], CrlRow | None]
 
 
+@dataclass(frozen=True)
+class HttpBounds:
+    """Connection bounds of the HTTP server (``[limits]`` http_* settings)."""
+
+    read_timeout: float = 10.0  # seconds for a request's line and headers
+    idle_timeout: float = 30.0  # seconds a kept-alive connection may wait for a request
+    max_connections: int = 64  # connections (threads) served at once
+
+    def __post_init__(self) -> None:
+        """Refuse bounds that would disable the protection."""
+        if self.read_timeout <= 0 or self.idle_timeout <= 0 or self.max_connections < 1:
+            raise ValueError("HTTP timeouts must be positive and max_connections at least 1")
+
+
 class CrlHttpServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with SO_REUSEPORT set before bind (several worker processes)."""
+    """ThreadingHTTPServer with SO_REUSEPORT, bounded threads and per-request deadlines."""
 
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], lookup: CrlLookup, *,
-                 reuse_port: bool) -> None:
+                 reuse_port: bool, bounds: HttpBounds | None = None) -> None:
         self.lookup = lookup
         self.reuse_port = reuse_port
+        self.bounds = bounds or HttpBounds()
+        self._slots = threading.BoundedSemaphore(self.bounds.max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve in a new thread if a slot is free; otherwise close the connection now."""
+        if not self._slots.acquire(blocking=False):
+            _log.warning("HTTP: %d connections open; closing one from %s",
+                         self.bounds.max_connections, client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, then free its slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def server_bind(self) -> None:
         """Bind, with SO_REUSEPORT first when several processes share the port."""
@@ -53,9 +98,61 @@ class CrlHttpServer(ThreadingHTTPServer):
         return int(self.server_address[1])
 
 
+class _DeadlineSocket(io.RawIOBase):
+    """The connection's input: each recv waits at most idle_timeout, or until the deadline.
+
+    A deadline on every recv, not a plain socket timeout: a client trickling one byte at a
+    time would renew a socket timeout forever.
+    """
+
+    def __init__(self, connection: socket.socket, idle_timeout: float) -> None:
+        super().__init__()
+        self._connection = connection
+        self._idle_timeout = idle_timeout
+        self.deadline: float | None = None  # None: waiting idle for the next request
+
+    def readable(self) -> bool:
+        """Yes."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """recv_into, bounded by the idle timeout or what is left of the deadline."""
+        if self.deadline is None:
+            timeout = self._idle_timeout
+        else:
+            timeout = self.deadline - time.monotonic()
+            if timeout <= 0:
+                raise TimeoutError("request not received in time")
+        self._connection.settimeout(timeout)
+        return self._connection.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: CrlHttpServer
     server_version = "hsmca"
+
+    def version_string(self) -> str:
+        """The Server header: the service's name, without the Python version."""
+        return self.server_version
+
+    def setup(self) -> None:
+        """Read the connection through _DeadlineSocket."""
+        super().setup()
+        self._input = _DeadlineSocket(self.connection, self.server.bounds.idle_timeout)
+        self.rfile = io.BufferedReader(self._input)
+
+    def handle_one_request(self) -> None:
+        """Wait idle_timeout for a request, then read_timeout for its line and headers."""
+        self._input.deadline = None
+        try:
+            if not self.rfile.peek(1):  # type: ignore[attr-defined]
+                self.close_connection = True  # the client closed the connection
+                return
+        except OSError:  # TimeoutError included: an idle connection is closed
+            self.close_connection = True
+            return
+        self._input.deadline = time.monotonic() + self.server.bounds.read_timeout
+        super().handle_one_request()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         """Serve a CRL."""
@@ -66,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(body=False)
 
     def _serve(self, *, body: bool) -> None:
+        # The request is in; the response must leave within the same bound.
+        self.connection.settimeout(self.server.bounds.read_timeout)
         match = _PATH.fullmatch(self.path.split("?", 1)[0])
         crl = self.server.lookup(match.group(1).lower()) if match else None
         if crl is None:
@@ -113,10 +212,11 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":port"
 
 
-def start_crl_server(listen: str, lookup: CrlLookup, *, reuse_port: bool
+def start_crl_server(listen: str, lookup: CrlLookup, *, reuse_port: bool,
+                     bounds: HttpBounds | None = None
                      ) -> tuple[CrlHttpServer, threading.Thread]:
     """Bind ``listen`` (port 0 allowed) and serve in a daemon thread."""
-    server = CrlHttpServer(_split(listen), lookup, reuse_port=reuse_port)
+    server = CrlHttpServer(_split(listen), lookup, reuse_port=reuse_port, bounds=bounds)
     thread = threading.Thread(target=server.serve_forever, name="hsmca-http", daemon=True)
     thread.start()
     return server, thread

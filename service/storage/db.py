@@ -25,6 +25,8 @@ the child): a pooled connection must not cross a fork.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,11 @@ def create_engine_for(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
     in_memory = database in ("", ":memory:") or "mode=memory" in database
     if not in_memory and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # Create the file 0600 before SQLite does (it would use 0644 less the umask): it
+        # holds every issued certificate and job, and SQLite gives the -wal and -shm files
+        # the database file's mode.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     engine = sa_create_engine(
         parsed,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
