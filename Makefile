@@ -9,7 +9,7 @@ STATE  ?= var
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
-.PHONY: all deps system-deps bench-deps token serve migrate test test-fast bench proto lint conformance clean
+.PHONY: all deps system-deps bench-deps token serve migrate test test-fast fuzz bench proto lint conformance clean
 
 all: test
 
@@ -51,6 +51,12 @@ conformance: token
 
 test: deps
 	$(BIN)/python -m pytest -q
+
+# The property-based tests with a large example budget (make test runs them with a small one).
+FUZZ_TESTS := tests/hostile/test_fuzz_parsers.py tests/private_ca/test_pca_fuzz.py \
+	tests/kms/test_kms_fuzz.py
+fuzz: deps
+	HSMCA_HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q $(FUZZ_TESTS)
 
 bench: deps bench-deps
 	$(BIN)/python bench/bench_token.py

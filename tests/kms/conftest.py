@@ -32,6 +32,7 @@ class KmsApi:
     engine: Engine
     hsm_token: Any
     software_token: Any
+    channel: grpc.Channel
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +63,7 @@ def kms(kms_engine: Engine, hsm_token: Any, software_token: Any) -> Iterator[Kms
             kms_engine,
             hsm_token,
             software_token,
+            channel,
         )
     finally:
         channel.close()
