@@ -247,9 +247,16 @@ def _token_errors() -> Iterator[None]:
 
 # --- certificates and chains -------------------------------------------------------------
 
+# Longest PEM certificate accepted (a bound on what is stored and listed; real ones are a
+# few KiB).
+MAX_CERTIFICATE_PEM_CHARS = 64 * 1024
+
 
 def _load_pem_certificates(text: str, what: str, reason: str) -> list[bytes]:
     """Split a PEM bundle into DER certificates; anything else in it is refused."""
+    maximum_chars = MAX_CERTIFICATE_PEM_CHARS * limits.active().max_chain_certificates
+    if len(text) > maximum_chars:
+        raise _invalid(reason, f"{what} is {len(text)} characters long; at most {maximum_chars}")
     try:
         ders = pem.decode_blocks(text, ("CERTIFICATE",))
     except pem.PemError as e:

@@ -501,6 +501,9 @@ def _subject_span(cert_der: bytes) -> slice:
 
 
 _COMMON_NAME_OID_TLV = bytes.fromhex("0603550403")  # id-at-commonName
+# Largest TBSCertificate issued: room for limits.max_sans names of 253 characters and a full
+# subject, while a list page of certificates stays far below a response's 4 MiB.
+MAX_TBS_BYTES = 32 * 1024
 
 
 def _check_san_count(general_names: bytes) -> None:
@@ -674,8 +677,13 @@ def build_tbs(issuer: Issuer, req: IssuanceRequest) -> bytes:
             raise FailedPrecondition("the issuing CA has no CRL distribution point",
                                      reason="IncorrectStatus.CrlDisabled")
         exts.append(issuer.crl_dp_extension_der)
-    return _tbs(serial_der, issuer.signature_algorithm_der, issuer.subject_der, validity,
-                subject, spki, exts)
+    tbs = _tbs(serial_der, issuer.signature_algorithm_der, issuer.subject_der, validity,
+               subject, spki, exts)
+    if len(tbs) > MAX_TBS_BYTES:
+        raise InvalidArgument(f"the certificate would be {len(tbs)} octets long; at most "
+                              f"{MAX_TBS_BYTES} (fewer or shorter names or attributes)",
+                              reason="InvalidParameter.CertificateSize")
+    return tbs
 
 
 def build_self_signed_tbs(subject: x509.Name | bytes, public_key_info: bytes,

@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from service.entropy import random_uuid4
-from service.errors import HsmcaError, InvalidArgument, Status
+from service.errors import HsmcaError, InvalidArgument, ResourceExhausted, Status
 from service.request_id import REQUEST_ID as _request_id
 from service.request_id import current_request_id
 
@@ -30,6 +30,7 @@ __all__ = [
     "ERROR_DOMAIN",
     "GRPC_CODES",
     "MALFORMED_REASON",
+    "MAX_RESPONSE_BYTES",
     "REQUEST_ID_METADATA_KEY",
     "HsmcaServerInterceptor",
     "current_request_id",
@@ -47,6 +48,10 @@ _REQUEST_ID_FIELD = "request_id"
 _INTERNAL_REASON = "InternalError"
 #: Reason reported for a request message that does not deserialize.
 MALFORMED_REASON = "InvalidParameter.Malformed"
+#: Largest response sent: well under the 4 MiB a client receives by default (and the
+#: server's send limit), so a response is either read by the client or refused with a reason.
+#: The request bounds (service/limits.py) keep real responses far below it.
+MAX_RESPONSE_BYTES = 3 * 1024 * 1024
 
 #: The one mapping from the error family's statuses to gRPC codes.
 GRPC_CODES: Mapping[Status, grpc.StatusCode] = {
@@ -172,6 +177,11 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
                         reason=MALFORMED_REASON,
                     )
                 response = inner(request, context)
+                if response is not None and response.ByteSize() > MAX_RESPONSE_BYTES:
+                    raise ResourceExhausted(
+                        f"the response would be {response.ByteSize()} bytes, over the "
+                        f"{MAX_RESPONSE_BYTES} a response may have; ask for fewer entries "
+                        "(show_size, page_size)", reason="LimitExceeded.ResponseSize")
             except HsmcaError as err:
                 code = GRPC_CODES[err.status]
                 reason = err.reason

@@ -69,3 +69,12 @@ def test_chain_of_eleven_certificates_is_refused(kms: Any, ca: OpensslCa) -> Non
     got = kms.stub.GetCertificate(
         kms_pb2.GetCertificateRequest(certificate_id=created.certificate_id))
     assert got.certificate == ""
+
+
+def test_oversized_certificate_text_is_refused(kms: Any) -> None:
+    created = kms.stub.CreateCertificate(_request())
+    request = kms_pb2.UploadCertificateRequest(
+        certificate_id=created.certificate_id,
+        certificate="-----BEGIN CERTIFICATE-----\n" + "A" * 700_000)
+    assert rpc_error(kms.stub.UploadCertificate, request) == (
+        INVALID, "InvalidParameter.Certificate")

@@ -202,6 +202,11 @@ CASES: list[tuple[str, Callable[[Pca, Hierarchy], Any], grpc.StatusCode, str]] =
      lambda p, h: p.stub.ListClientCertificate(pb.ListClientCertificateRequest(
          tags=[common_pb2.Tag(key=f"k{i}", value="v") for i in range(1000)])),
      INVALID, "InvalidParameter.Tags"),
+    ("certificate-over-32-kib",
+     _custom_passthrough(subject=pb.ApiPassthroughSubject(
+         common_name="a", custom_attributes=[pb.CustomAttribute(
+             object_identifier="1.3.6.1.4.1.99999.1", value="v" * 40_000)])),
+     INVALID, "InvalidParameter.CertificateSize"),
     ("list-show-size-over-100",
      lambda p, h: p.stub.ListClientCertificate(pb.ListClientCertificateRequest(show_size=101)),
      INVALID, "InvalidParameter.ShowSize"),
