@@ -108,7 +108,7 @@ def _attribute_value_problem(oid: bytes, tag: int, contents: bytes) -> str | Non
         return "is empty"
     if UNSAFE_NAME_CHARS.search(text):
         # A NUL ends the name in C-string consumers; bidi overrides make a name display as
-        # another (RFC 9839 problematic code points; Unicode TR 36 3.5).
+        # another (Unicode Technical Report #36, visual spoofing).
         return "contains a control or bidirectional-formatting character"
     if rule.max_len is not None and len(text) > rule.max_len:
         return (f"is {len(text)} characters long; at most {rule.max_len} "

@@ -72,7 +72,7 @@ _URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2
 _REFUSED_URI_SCHEMES = frozenset(("javascript", "data", "vbscript", "blob", "about"))
 # Characters no name value may hold: C0 and C1 controls and DEL (a NUL ends the name for C
 # consumers), and the Unicode bidirectional formatting characters ALM, LRM, RLM, LRE..RLO,
-# LRI..PDI, which make a name display as another (Unicode TR 36 3.5; RFC 9839).
+# LRI..PDI, which make a name display as another (Unicode Technical Report #36).
 UNSAFE_NAME_CHARS = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Printable ASCII without space: 0x21..0x7E.
