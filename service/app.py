@@ -47,6 +47,7 @@ class App:
         from service import audit
         from service.audit.key import AuditKey
         from service.kms.service import KmsCertificatesService
+        from service.ocsp import OcspResponder
         from service.private_ca.crls import CrlPublisher
         from service.private_ca.lifecycle import Lifecycle
         from service.private_ca.service import PrivateCaService
@@ -71,6 +72,7 @@ class App:
             min_rsa_bits=config.policy.min_rsa_bits,
         )
         self.crls = CrlPublisher(self.private_ca)
+        self.ocsp = OcspResponder(self.private_ca)
         self.lifecycle = Lifecycle(self.private_ca, self.crls)
         self.kms = KmsCertificatesService(
             self.engine,
@@ -91,6 +93,21 @@ class App:
             kms_servicer_pair(self.kms, owner),
         ]
 
+    def _renewals(self) -> None:
+        """What the background thread renews: CRLs near nextUpdate, then OCSP responses."""
+        self.crls.publish_due()
+        self.ocsp.refresh_due()
+
+    def http_routes(self) -> list[Any]:
+        """The HTTP routes besides CRLs (service/http_routes.py)."""
+        from service import metrics
+        from service.http_routes import ca_certificate_route, metrics_route, ocsp_route
+
+        database = metrics.DatabaseCollector(self.engine)
+        return [ocsp_route(self.ocsp.respond),
+                ca_certificate_route(self.crls.ca_certificate),
+                metrics_route(lambda: metrics.render(database), metrics.CONTENT_TYPE_LATEST)]
+
     def start(self, *, reuse_port: bool, grpc_listen: str | None = None) -> Running:
         """Start gRPC, the CRL HTTP server and the background job thread."""
         self.audit.start()  # the chain's first record is a signed checkpoint
@@ -102,7 +119,8 @@ class App:
             self.config.http.listen, self.crls.latest, reuse_port=reuse_port,
             bounds=HttpBounds(read_timeout=bounds.http_read_timeout_seconds,
                               idle_timeout=bounds.http_idle_timeout_seconds,
-                              max_connections=bounds.http_max_connections))
+                              max_connections=bounds.http_max_connections),
+            routes=self.http_routes())
         server, port = build_server(
             self.servicers(),
             grpc_listen or self.config.grpc.listen,
@@ -113,7 +131,7 @@ class App:
         worker = None
         if self.config.jobs.enabled:
             worker = JobWorker(self.private_ca, poll_seconds=self.config.jobs.poll_seconds,
-                               crl_check=self.crls.publish_due)
+                               crl_check=self._renewals)
             worker.start()
         else:
             # Tests turn the thread off to leave a job PENDING across a kill -9.

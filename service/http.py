@@ -1,4 +1,7 @@
-"""The CRL HTTP endpoint: GET /crl/<CA identifier>.crl serves the CA's current CRL (DER).
+"""The HTTP endpoint: GET /crl/<CA identifier>.crl serves the CA's current CRL (DER).
+
+Other resources (CA certificates, OCSP, metrics) are :class:`Route` functions from
+service/http_routes.py, tried in order before the CRL path.
 
 Every worker process runs one, sharing the port with SO_REUSEPORT like the gRPC server.
 RFC 5280 4.2.1.13 / RFC 2585 3: a CRL fetched over HTTP is DER with media type
@@ -22,21 +25,48 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from service.storage.repo import CrlRow
 
-__all__ = ["CrlHttpServer", "HttpBounds", "start_crl_server"]
+__all__ = ["CrlHttpServer", "HttpBounds", "HttpRequest", "HttpResponse", "Route",
+           "start_crl_server"]
 
 _log = logging.getLogger("hsmca.http")
 
 _PATH = re.compile(r"/crl/([0-9a-fA-F-]{36})\.crl")
 MAX_AGE_CAP = 3600  # seconds; revocations re-issue the CRL, so clients should re-fetch often
 CrlLookup = Callable[[str], CrlRow | None]
+#: Largest request body read (an OCSP request for one certificate is ~100 bytes).
+MAX_BODY = 16 * 1024
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What a route sees of a request: method, path (without the query) and body."""
+
+    method: str  # GET, HEAD or POST
+    path: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What a route answers."""
+
+    status: HTTPStatus
+    content_type: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+#: A route answers the requests it serves and returns None for the others.
+Route = Callable[[HttpRequest], HttpResponse | None]
 
 
 @dataclass(frozen=True)
@@ -59,8 +89,10 @@ class CrlHttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], lookup: CrlLookup, *,
-                 reuse_port: bool, bounds: HttpBounds | None = None) -> None:
+                 reuse_port: bool, bounds: HttpBounds | None = None,
+                 routes: Sequence[Route] = ()) -> None:
         self.lookup = lookup
+        self.routes = tuple(routes)
         self.reuse_port = reuse_port
         self.bounds = bounds or HttpBounds()
         self._slots = threading.BoundedSemaphore(self.bounds.max_connections)
@@ -155,12 +187,51 @@ class _Handler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        """Serve a CRL."""
-        self._serve(body=True)
+        """Serve a route's resource or a CRL."""
+        if not self._route("GET"):
+            self._serve(body=True)
 
     def do_HEAD(self) -> None:  # noqa: N802
-        """Headers of a CRL."""
-        self._serve(body=False)
+        """Headers of a route's resource or of a CRL."""
+        if not self._route("HEAD"):
+            self._serve(body=False)
+
+    def do_POST(self) -> None:  # noqa: N802
+        """POST to a route (OCSP); nothing else takes POST."""
+        if not self._route("POST"):
+            self._plain(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", True)
+
+    def _route(self, method: str) -> bool:
+        """Answer from the first route that serves the request; False if none does."""
+        if not self.server.routes:
+            return False
+        body = b""
+        if method == "POST":
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:
+                self._plain(HTTPStatus.BAD_REQUEST, b"bad Content-Length\n", True)
+                return True
+            body = self.rfile.read(length)  # within the request's read_timeout
+        # The request is in; the response must leave within the same bound.
+        self.connection.settimeout(self.server.bounds.read_timeout)
+        request = HttpRequest(method, self.path.split("?", 1)[0], dict(self.headers.items()),
+                              body)
+        for route in self.server.routes:
+            response = route(request)
+            if response is not None:
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.content_type)
+                self.send_header("Content-Length", str(len(response.body)))
+                for k, v in response.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if method != "HEAD":
+                    self.wfile.write(response.body)
+                return True
+        return False
 
     def _serve(self, *, body: bool) -> None:
         # The request is in; the response must leave within the same bound.
@@ -213,10 +284,11 @@ def _split(listen: str) -> tuple[str, int]:
 
 
 def start_crl_server(listen: str, lookup: CrlLookup, *, reuse_port: bool,
-                     bounds: HttpBounds | None = None
+                     bounds: HttpBounds | None = None, routes: Sequence[Route] = ()
                      ) -> tuple[CrlHttpServer, threading.Thread]:
     """Bind ``listen`` (port 0 allowed) and serve in a daemon thread."""
-    server = CrlHttpServer(_split(listen), lookup, reuse_port=reuse_port, bounds=bounds)
+    server = CrlHttpServer(_split(listen), lookup, reuse_port=reuse_port, bounds=bounds,
+                           routes=routes)
     thread = threading.Thread(target=server.serve_forever, name="hsmca-http", daemon=True)
     thread.start()
     return server, thread

@@ -153,6 +153,10 @@ class Supervisor:
                 if not proc.is_alive() and not self._stopping.is_set():
                     log.error("worker %d (pid %s) exited with %s; restarting",
                               index, proc.pid, proc.exitcode)
+                    if proc.pid is not None:
+                        from service.metrics import mark_process_dead
+
+                        mark_process_dead(proc.pid)
                     try:
                         self._spawn(index)
                     except RuntimeError as e:
@@ -179,6 +183,10 @@ def serve(config: Config) -> int:
     from service.storage.db import migrate
 
     migrate(config.database.url)
+    # Per run, emptied first; spawned workers inherit the variable (service/metrics.py).
+    from service.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(config.state_dir / "prometheus")
     supervisor = Supervisor(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -6,6 +6,7 @@ import dataclasses
 
 from hsm.signing import SignMechanism, sign
 from hsm.token import Token
+from service import metrics
 from service.pki.signer import SignatureAlgorithm
 
 # Certificate/CRL/CSR signature algorithm -> the token mechanism that produces it.
@@ -35,4 +36,6 @@ class TokenSigner:
 
     def sign(self, data: bytes) -> bytes:
         """Sign ``data`` in the token with the mechanism fixed by ``algorithm``."""
-        return sign(self.token, self.key_id, MECHANISMS[self.algorithm], data)
+        mechanism = MECHANISMS[self.algorithm]
+        with metrics.token_operation("sign", mechanism.value):
+            return sign(self.token, self.key_id, mechanism, data)

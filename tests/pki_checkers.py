@@ -72,6 +72,18 @@ def pkilint_crl(crl_der: bytes) -> list[tuple[str, str]]:
     return _findings(validator.validate(doc.root))
 
 
+def pkilint_ocsp_response(response_der: bytes) -> list[tuple[str, str]]:
+    """All findings of pkilint's RFC 6960 OCSP response validator (as lint_ocsp_response)."""
+    from pkilint.pkix import ocsp
+
+    validator = ocsp.create_pkix_ocsp_response_validator_container(
+        [ocsp.create_response_decoder(),
+         pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+         pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)], [])
+    doc = loader.RFC6960OCSPResponseDocumentLoader().load_der_document(response_der, "ocsp")
+    return _findings(validator.validate(doc.root))
+
+
 def errors(findings: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [f for f in findings if f[0] in ("FATAL", "ERROR")]
 

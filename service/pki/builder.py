@@ -200,6 +200,9 @@ OID_SUBJECT_KEY_IDENTIFIER = der_oid("2.5.29.14")
 OID_AUTHORITY_KEY_IDENTIFIER = der_oid("2.5.29.35")
 OID_SUBJECT_ALT_NAME = der_oid("2.5.29.17")
 OID_CRL_DISTRIBUTION_POINTS = der_oid("2.5.29.31")
+OID_AUTHORITY_INFO_ACCESS = der_oid("1.3.6.1.5.5.7.1.1")
+_OID_AD_OCSP = der_oid("1.3.6.1.5.5.7.48.1")
+_OID_AD_CA_ISSUERS = der_oid("1.3.6.1.5.5.7.48.2")
 
 _OID_RSA = der_oid("1.2.840.113549.1.1.1")
 _OID_EC_PUBLIC_KEY = der_oid("1.2.840.10045.2.1")
@@ -385,6 +388,28 @@ def crl_distribution_points_extension(url: str) -> bytes:
                          der_sequence(der_sequence(der_tlv(0xA0, full_name))))
 
 
+def _uri(url: str, what: str) -> bytes:
+    try:
+        return der_tlv(0x86, url.encode("ascii"))  # GeneralName uniformResourceIdentifier
+    except UnicodeEncodeError as e:
+        raise InvalidArgument(f"{what} URL must be ASCII (IA5String)",
+                              reason="InvalidParameter.PublicBaseUrl") from e
+
+
+def authority_information_access_extension(ca_issuers_url: str | None,
+                                           ocsp_url: str | None) -> bytes:
+    """authorityInfoAccess: id-ad-ocsp and id-ad-caIssuers URIs, non-critical (RFC 5280
+    4.2.2.1; the CA's certificate is served as DER over HTTP)."""
+    descriptions = []
+    if ocsp_url is not None:
+        descriptions.append(der_sequence(_OID_AD_OCSP, _uri(ocsp_url, "OCSP")))
+    if ca_issuers_url is not None:
+        descriptions.append(der_sequence(_OID_AD_CA_ISSUERS, _uri(ca_issuers_url, "caIssuers")))
+    if not descriptions:
+        raise Internal("authorityInfoAccess needs at least one access description")
+    return der_extension(OID_AUTHORITY_INFO_ACCESS, False, der_sequence(*descriptions))
+
+
 def subject_alt_name_extension(general_names_der: bytes, critical: bool) -> bytes:
     """subjectAltName from encoded GeneralNames (RFC 5280 4.2.1.6)."""
     return der_extension(OID_SUBJECT_ALT_NAME, critical, general_names_der)
@@ -434,11 +459,18 @@ class Issuer:
     crl_url: str | None
     aki_extension_der: bytes = field(repr=False)
     crl_dp_extension_der: bytes | None = field(repr=False)
+    # Every certificate this CA issues carries it (None: no AIA, as in the builder tests).
+    aia_extension_der: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_certificate(cls, certificate_der: bytes, algorithm: SignatureAlgorithm, *,
-                         crl_url: str | None = None) -> Issuer:
-        """Build once per CA from its certificate and its signer's algorithm; checks the CA."""
+                         crl_url: str | None = None, ca_issuers_url: str | None = None,
+                         ocsp_url: str | None = None) -> Issuer:
+        """Build once per CA from its certificate and its signer's algorithm; checks the CA.
+
+        ``ca_issuers_url`` and ``ocsp_url`` become the authorityInfoAccess extension of
+        every certificate the CA issues (encoded here, once per CA).
+        """
         try:
             cert = x509.Certificate.load(certificate_der, strict=True)
             tbs = cert["tbs_certificate"]
@@ -487,6 +519,10 @@ class Issuer:
             aki_extension_der=authority_key_identifier_extension(bytes(ski)),
             crl_dp_extension_der=(crl_distribution_points_extension(crl_url)
                                   if crl_url is not None else None),
+            aia_extension_der=(authority_information_access_extension(ca_issuers_url,
+                                                                      ocsp_url)
+                               if ca_issuers_url is not None or ocsp_url is not None
+                               else None),
         )
 
 
@@ -672,6 +708,8 @@ def build_tbs(issuer: Issuer, req: IssuanceRequest) -> bytes:
         if sans is not None:
             # RFC 5280 4.2.1.6: MUST be critical when the subject is empty.
             exts.append(subject_alt_name_extension(sans, empty_subject or san_critical))
+    if issuer.aia_extension_der is not None:
+        exts.append(issuer.aia_extension_der)
     if req.enable_crl:
         if issuer.crl_dp_extension_der is None:
             raise FailedPrecondition("the issuing CA has no CRL distribution point",

@@ -24,6 +24,7 @@ from service.pki.verify import verify_crl
 from service.private_ca.service import PrivateCaService
 from service.storage import repo
 from service.storage.repo import CrlRow
+from service.storage.schema import CaStatus
 
 __all__ = ["CRL_RENEW_MARGIN", "CrlPublisher"]
 
@@ -97,6 +98,14 @@ class CrlPublisher:
                 # One CA's failure (e.g. its key gone) must not keep the others' CRLs stale.
                 _log.exception("could not publish the CRL of CA %s", identifier)
         return done
+
+    def ca_certificate(self, ca_identifier: str) -> bytes | None:
+        """The CA's certificate DER once issued (public: the caIssuers URL serves it)."""
+        with self._svc.store.read() as conn:
+            ca = repo.get_ca_any_owner(conn, ca_identifier)
+        if ca is None or ca.status not in (CaStatus.ISSUE, CaStatus.REVOKE):
+            return None
+        return ca.certificate
 
     def latest(self, ca_identifier: str) -> CrlRow | None:
         """The CA's current CRL (public: not owner-scoped)."""

@@ -96,6 +96,14 @@ class CaRegistry:
         """The CRL distribution point URL of a CA (served by service/http.py)."""
         return f"{self._base_url}/crl/{ca_identifier}.crl"
 
+    def ca_issuers_url(self, ca_identifier: str) -> str:
+        """Where the CA's certificate is served (DER), for authorityInfoAccess caIssuers."""
+        return f"{self._base_url}/ca/{ca_identifier}.cer"
+
+    def ocsp_url(self) -> str:
+        """The OCSP responder of every CA with CRLs enabled (service/ocsp.py)."""
+        return f"{self._base_url}/ocsp"
+
     def load(self, owner: str, identifier: str, reason: str) -> CaRow:
         """The CA row (status read now); NotFound with ``reason`` if the owner has none."""
         field = reason.split(".")[-1]
@@ -120,9 +128,13 @@ class CaRegistry:
             raise Internal(f"CA {ca.identifier} has status {ca.status} but no certificate")
         algorithm = CaAlgorithm(ca.algorithm)
         sig = algorithm.signature_algorithm
-        issuer = Issuer.from_certificate(ca.certificate, sig)
+        # RFC 5280 4.2.2.1: every certificate names where its issuer's certificate is, and
+        # the OCSP responder where the CA answers OCSP (every CA that publishes CRLs).
+        aia = {"ca_issuers_url": self.ca_issuers_url(ca.identifier),
+               "ocsp_url": self.ocsp_url() if ca.enable_crl else None}
+        issuer = Issuer.from_certificate(ca.certificate, sig, **aia)
         with_crl = (Issuer.from_certificate(ca.certificate, sig,
-                                            crl_url=self.crl_url(ca.identifier))
+                                            crl_url=self.crl_url(ca.identifier), **aia)
                     if ca.enable_crl else None)
         chain_above = ""
         if ca.parent_identifier is not None:

@@ -242,11 +242,15 @@ class PrivateCaService:
         key_id, spki = self._generate_ca_key(algorithm, identifier)
         try:
             serial = new_serial()
-            tbs = build_tbs(pstate.issuer, IssuanceRequest(
+            # When the parent publishes a CRL, the sub CA's certificate points at it, so
+            # relying parties can find out that the sub CA was revoked (RFC 5280 4.2.1.13).
+            issuer = pstate.issuer_with_crl or pstate.issuer
+            tbs = build_tbs(issuer, IssuanceRequest(
                 profile=ProfileKind.SUB_CA, subject=subject.dump(), public_key_info=spki,
                 serial=serial, not_before=validity.not_before, not_after=validity.not_after,
-                extended_key_usages=ekus, path_len=req.path_len_constraint))
-            lint_tbs(tbs, pstate.issuer)
+                extended_key_usages=ekus, path_len=req.path_len_constraint,
+                enable_crl=pstate.issuer_with_crl is not None))
+            lint_tbs(tbs, issuer)
             row = _ca_row(identifier, owner, CaKind.SUB, req.subject, subject.dump(),
                           algorithm, key_id, spki, serial, validity.not_before,
                           validity.not_after, parent.identifier, req.path_len_constraint,

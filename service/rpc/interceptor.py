@@ -21,6 +21,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from service import metrics
 from service.entropy import random_uuid4
 from service.errors import HsmcaError, InvalidArgument, ResourceExhausted, Status
 from service.request_id import REQUEST_ID as _request_id
@@ -229,6 +230,7 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
         finally:
             # Health probes and reflection arrive every few seconds; keep them out of INFO.
             level = logging.DEBUG if method.startswith("/grpc.") else logging.INFO
+            metrics.rpc_call(method, code.name, time.monotonic() - started)
             _log.log(
                 level,
                 "rpc method=%s code=%s reason=%s duration_ms=%.2f request_id=%s",

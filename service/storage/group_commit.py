@@ -34,6 +34,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, RootTransaction, exc
 from sqlalchemy.engine import make_url
 
+from service import metrics
 from service.baton import Waiter
 
 __all__ = ["BATCH_SCRATCH", "GroupCommitter", "WriteGate", "group_committer", "write_gate"]
@@ -337,10 +339,12 @@ class GroupCommitter:
             raise exc.ResourceClosedError("the group commit's connection is closed")
         dialect = conn.dialect
         error = dialect.loaded_dbapi.Error
+        started = time.perf_counter()
         try:
             dbapi_connection.commit()
         except error as e:
             raise exc.DBAPIError.instance(None, None, e, error, dialect=dialect) from e
+        metrics.db_commit(time.perf_counter() - started)
 
     def _rollback(self, trans: RootTransaction) -> None:
         self._trans = None

@@ -1,10 +1,11 @@
-"""A real PrivateCa gRPC server with the lifecycle parts: job thread, CRL HTTP server."""
+"""A real PrivateCa gRPC server with its job thread and HTTP server (CRLs, CA certificates)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -12,6 +13,8 @@ from pca_support import OWNER, Hierarchy, Pca, create_hierarchy
 
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
 from service.http import start_crl_server
+from service.http_routes import ca_certificate_route, ocsp_route
+from service.ocsp import OcspResponder
 from service.private_ca.crls import CrlPublisher
 from service.private_ca.jobs import JobWorker
 from service.private_ca.lifecycle import Lifecycle
@@ -27,6 +30,7 @@ class Lc(Pca):
 
     http_port: int = 0
     crls: CrlPublisher | None = None
+    ocsp: OcspResponder | None = None
 
 
 @pytest.fixture(scope="session")
@@ -37,13 +41,16 @@ def lc(tmp_path_factory: pytest.TempPathFactory, hsm_token: object,
     url = f"sqlite:///{db}"
     migrate(url)
     engine = create_engine_for(url)
-    holder: dict[str, CrlPublisher] = {}
-    http, _ = start_crl_server("127.0.0.1:0", lambda ca: holder["crls"].latest(ca),
-                               reuse_port=False)
+    holder: dict[str, Any] = {}
+    http, _ = start_crl_server(
+        "127.0.0.1:0", lambda ca: holder["crls"].latest(ca), reuse_port=False,
+        routes=[ocsp_route(lambda der: holder["ocsp"].respond(der)),
+                ca_certificate_route(lambda ca: holder["crls"].ca_certificate(ca))])
     service = PrivateCaService(engine, hsm_token, software_token,  # type: ignore[arg-type]
                                public_base_url=f"http://127.0.0.1:{http.port}",
                                min_rsa_bits=2048)
     crls = holder["crls"] = CrlPublisher(service)
+    ocsp = holder["ocsp"] = OcspResponder(service)
     lifecycle = Lifecycle(service, crls)
     server, port = build_server([private_ca_servicer_pair(service, OWNER, lifecycle)],
                                 "127.0.0.1:0", max_workers=8, reuse_port=False)
@@ -54,7 +61,7 @@ def lc(tmp_path_factory: pytest.TempPathFactory, hsm_token: object,
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield Lc(private_ca_pb2_grpc.PrivateCaStub(channel), engine, service, channel,
-                 http.port, crls)
+                 http.port, crls, ocsp)
     finally:
         channel.close()
         graceful_stop(server, 0)
