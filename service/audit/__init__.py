@@ -8,9 +8,11 @@ from service.audit.log import (
     KeyRef,
     install,
     installed,
+    key_use,
     record,
     record_op,
+    refused,
 )
 
-__all__ = ["FAILURE", "REFUSED", "SUCCESS", "AuditLog", "KeyRef", "install", "installed",
-           "record", "record_op"]
+__all__ = ["FAILURE", "REFUSED", "SUCCESS", "AuditLog", "KeyRef", "install", "installed", "key_use",
+           "record", "record_op", "refused"]

@@ -33,6 +33,7 @@ transaction of the service does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -40,7 +41,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select
@@ -64,8 +65,10 @@ __all__ = [
     "KeyRef",
     "installed",
     "install",
+    "key_use",
     "record",
     "record_op",
+    "refused",
 ]
 
 _log = logging.getLogger("hsmca.audit")
@@ -298,6 +301,48 @@ def record(action: str, **fields: Any) -> AuditRecord | None:
     if log is None:
         return None
     return log.record(action, **fields)
+
+
+def refused(kind: str, *, reason: str, resources: Iterable[str | None] = (),
+            details: Mapping[str, Any] | None = None) -> AuditRecord | None:
+    """Record a call refused by authentication, authorization or rate limiting.
+
+    ``kind`` is ``authn``, ``authz`` or ``rate_limit``; the action is ``refused.<kind>`` and
+    the refusal is counted in ``hsmca_refusals_total{kind}``. ``details`` may name the RPC
+    method (``{"method": ...}``), never the request's contents.
+    """
+    from service import metrics
+
+    metrics.refusal(kind)
+    return record(f"refused.{kind}", outcome=REFUSED, reason=reason, resources=resources,
+                  details=details)
+
+
+@contextlib.contextmanager
+def key_use(action: str, *, key: KeyRef | None, resources: Iterable[str | None] = (),
+            tenant: str | None = None, details: Mapping[str, Any] | None = None
+            ) -> Iterator[dict[str, Any]]:
+    """Record the key use in the ``with`` block: SUCCESS when it ends, FAILURE if it raises.
+
+    The SUCCESS record is committed before the block's result reaches the caller (the
+    ``with`` ends first), so a signature or plaintext never leaves without its record; if
+    that commit fails, the caller gets the error instead of the result. The block may add
+    details (e.g. a message's SHA-256) to the dict it is given.
+    """
+    extra: dict[str, Any] = dict(details or {})
+    resources = tuple(resources)
+    try:
+        yield extra
+    except BaseException as e:
+        reason = getattr(e, "reason", "") or type(e).__name__
+        message = getattr(e, "message", "") or str(e)
+        try:
+            record(action, outcome=FAILURE, reason=f"{reason}: {message}", key=key,
+                   resources=resources, tenant=tenant, details=extra)
+        except Exception:
+            _log.exception("could not record the failed %s", action)
+        raise
+    record(action, key=key, resources=resources, tenant=tenant, details=extra)
 
 
 def record_op(action: str, **fields: Any) -> Callable[[Connection], Any]:

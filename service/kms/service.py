@@ -36,7 +36,8 @@ from hsm import export as hsm_export
 from hsm import keys as hsm_keys
 from hsm import signing as hsm_signing
 from hsm.token import Token
-from service import limits
+from service import audit, limits
+from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
 from service.errors import (
     FailedPrecondition,
@@ -458,7 +459,9 @@ class KmsCertificatesService:
         if spec is KeySpec.EC_SM2 and level is ProtectionLevel.SOFTWARE:
             pkcs8 = sm2.generate_sm2_private_key()
             signer: Signer = sm2.Sm2Signer(pkcs8)
-            with _token_errors():
+            with _key_use("kms.key.generate", owner, certificate_id, "software", None,
+                          key_spec=spec.value, exportable=exportable, sealed=True), \
+                    _token_errors():
                 wrapped = hsm_export.seal(token, pkcs8, context=certificate_id.encode("ascii"))
             public_key_info = signer.public_key_info
             csr = build_csr(name, sans, signer)
@@ -467,7 +470,8 @@ class KmsCertificatesService:
             if spec is KeySpec.RSA_2048:
                 usage |= hsm_keys.KeyUsage.DECRYPT  # CertificatePrivateKeyDecrypt (OAEP)
             try:
-                with _token_errors():
+                with _key_use("kms.key.generate", owner, certificate_id, role, key_id,
+                              key_spec=spec.value, exportable=exportable), _token_errors():
                     generated = hsm_keys.generate_key_pair(
                         token,
                         _HSM_KEY_SPECS[spec],
@@ -514,12 +518,15 @@ class KmsCertificatesService:
         # From here on a token key exists: any failure destroys it, so nothing is half-done.
         try:
             signer = TokenSigner(token, key_id, CSR_SIGNATURE_ALGORITHMS[spec], public_key_info)
-            with _token_errors():
+            with _key_use("kms.csr.sign", owner, certificate_id, role, key_id), \
+                    _token_errors():
                 csr = build_csr(name, sans, signer)
             row = dataclasses.replace(row, csr=csr)
             self._insert(row)
         except BaseException:
-            with contextlib.suppress(hsm_errors.HsmError):
+            with contextlib.suppress(hsm_errors.HsmError), \
+                    _key_use("kms.key.destroy", owner, certificate_id, role, key_id,
+                             cause="CreateCertificate failed"):
                 hsm_keys.destroy_key(token, key_id)
             raise
         return CreatedCertificate(certificate_id, row.arn, csr)
@@ -595,6 +602,9 @@ class KmsCertificatesService:
         if not moved:
             # Changed under us (revoked or deleted): report what it is now.
             self._require_status(self._get(owner, certificate_id), live, "UploadCertificate")
+        audit.record("kms.certificate.upload", resources=[certificate_id], tenant=owner,
+                     details={"serial": parsed.serial, "from": row.status,
+                              "to": CertificateStatus.ACTIVE})
 
     # -- GetCertificate / DescribeCertificate / ListCertificates --
 
@@ -704,13 +714,17 @@ class KmsCertificatesService:
                 f"certificate '{certificate_id}' changed to {current.status} meanwhile; retry",
                 reason=INCORRECT_STATUS_REASON,
             )
+        audit.record("kms.certificate.status", resources=[certificate_id], tenant=owner,
+                     details={"from": row.status, "to": status})
 
     def delete_certificate(self, owner: str, certificate_id: str) -> None:
         """Destroy the key in its token and delete the record."""
         row = self._get(owner, certificate_id)
         # The key is destroyed inside the delete's transaction: if destruction fails the
         # record stays (and can be deleted again); a key never outlives its record silently.
-        with self._store.write() as conn:
+        with _key_use("kms.key.destroy", owner, certificate_id, row.key_token,
+                      bytes.fromhex(row.key_id), sealed=row.wrapped_private_key is not None), \
+                self._store.write() as conn:
             if not repo.delete_kms_certificate(conn, owner, certificate_id):
                 raise NotFound(
                     f"certificate '{certificate_id}' does not exist", reason=NOT_FOUND_REASON
@@ -733,6 +747,14 @@ class KmsCertificatesService:
         """Sign a message or digest with the certificate's key (ACTIVE only)."""
         row = self._get(owner, certificate_id)
         request = SignInput.parse(KeySpec(row.key_spec), algorithm, message, message_type)
+        # Recorded before the signature is returned; the message only as its SHA-256.
+        with _key_use("kms.sign", owner, certificate_id, row.key_token,
+                      bytes.fromhex(row.key_id), algorithm=request.algorithm.value,
+                      message_type=request.message_type.value,
+                      message_sha256=hashlib.sha256(request.message).hexdigest()):
+            return self._sign(row, request)
+
+    def _sign(self, row: KmsCertificateRow, request: SignInput) -> bytes:
         self._require_status(row, (CertificateStatus.ACTIVE,), "CertificatePrivateKeySign")
         digest = request.message_type is MessageType.DIGEST
         if request.algorithm is SignAlgorithm.SM2DSA:
@@ -808,6 +830,13 @@ class KmsCertificatesService:
         row = self._get(owner, certificate_id)
         spec = KeySpec(row.key_spec)
         chosen = parse_encryption_algorithm(spec, algorithm)
+        # Recorded before the plaintext is returned; neither it nor the ciphertext is logged.
+        with _key_use("kms.decrypt", owner, certificate_id, row.key_token,
+                      bytes.fromhex(row.key_id), algorithm=chosen.value):
+            return self._decrypt(row, chosen, ciphertext)
+
+    def _decrypt(self, row: KmsCertificateRow, chosen: EncryptionAlgorithm,
+                 ciphertext: bytes) -> bytes:
         self._require_status(row, (CertificateStatus.ACTIVE,), "CertificatePrivateKeyDecrypt")
         if not ciphertext:
             raise _invalid("CiphertextBlob", "CiphertextBlob is empty")
@@ -841,6 +870,15 @@ class KmsCertificatesService:
                 "Passphrase", f"Passphrase must be 1 to {MAX_PASSPHRASE_BYTES} bytes (UTF-8)"
             )
         row = self._get(owner, certificate_id)
+        # Refusals too: an attempt to export a non-exportable key is what a reviewer looks for.
+        with _key_use("kms.key.export", owner, certificate_id, row.key_token,
+                      bytes.fromhex(row.key_id), format=export_format):
+            return self._export(row, export_format, passphrase)
+
+    def _export(self, row: KmsCertificateRow, export_format: str,
+                passphrase: str) -> ExportedCertificate:
+        certificate_id = row.certificate_id
+        secret = passphrase.encode("utf-8")
         if not row.exportable_private_key:
             raise PermissionDenied(
                 f"the private key of certificate '{certificate_id}' was created non-exportable",
@@ -916,3 +954,11 @@ class KmsCertificatesService:
                 self._token(row), bytes.fromhex(row.key_id), recipient_spki
             )
         return hsm_export.unwrap_export(wrapped, recipient)
+
+
+def _key_use(action: str, owner: str, certificate_id: str, token: str, key_id: bytes | None,
+             **details: Any) -> contextlib.AbstractContextManager[dict[str, Any]]:
+    """The audit record of one use of a certificate's key (service/audit)."""
+    key = KeyRef(token, key_id.hex()) if key_id is not None else None
+    return audit.key_use(action, key=key, resources=[certificate_id], tenant=owner,
+                         details=details)

@@ -1,0 +1,96 @@
+"""Every use of a KMS certificate's key leaves an audit record, durable before the result
+is returned, without secrets; a key use whose record cannot be written returns nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kms_api_support import OpensslCa
+from sqlalchemy import Engine, text
+
+from service import audit
+from service.audit.key import AuditKey
+from service.audit.verify import list_records, verify_log
+from service.auth.principal import Principal, acting_as
+from service.errors import PermissionDenied
+from service.request_id import serving_request
+
+OWNER = "default"
+
+
+@pytest.fixture
+def audit_log(kms_engine: Engine, hsm_token: Any) -> Iterator[audit.AuditLog]:
+    log = audit.AuditLog(kms_engine, default_tenant=OWNER, key=AuditKey.ensure(hsm_token),
+                         checkpoint_seconds=3600)
+    audit.install(log)
+    log.start()
+    try:
+        yield log
+    finally:
+        log.close()
+        audit.install(None)
+
+
+def _mine(engine: Engine, log: audit.AuditLog) -> list[Any]:
+    with engine.connect() as conn:
+        return [r for r in list_records(conn) if r.writer == log.writer]
+
+
+def test_key_uses_are_recorded_without_secrets(kms: Any, ca: OpensslCa,
+                                               audit_log: audit.AuditLog) -> None:
+    service = kms.service
+    message = b"the secret message that must not be logged"
+    with acting_as(Principal("alice", OWNER)), serving_request("req-kms-1"):
+        created = service.create_certificate(OWNER, key_spec="EC_P256",
+                                             subject="C=CN,O=hsmca,OU=audit,CN=audit",
+                                             protection_level="HSM")
+        service.upload_certificate(OWNER, created.certificate_id, ca.issue(created.csr))
+        service.private_key_sign(OWNER, created.certificate_id, algorithm="ECDSA_SHA_256",
+                                 message=message)
+        with pytest.raises(PermissionDenied):
+            service.export_certificate(OWNER, created.certificate_id, export_format="PEM",
+                                       passphrase="p4ssphrase-not-logged")
+        service.delete_certificate(OWNER, created.certificate_id)
+    records = [r for r in _mine(kms.engine, audit_log) if r.action != "audit.checkpoint"]
+    assert [(r.action, r.outcome) for r in records] == [
+        ("kms.key.generate", "SUCCESS"), ("kms.csr.sign", "SUCCESS"),
+        ("kms.certificate.upload", "SUCCESS"), ("kms.sign", "SUCCESS"),
+        ("kms.key.export", "FAILURE"), ("kms.key.destroy", "SUCCESS")]
+    for r in records:
+        assert (r.principal, r.tenant, r.request_id) == ("alice", OWNER, "req-kms-1")
+        assert json.loads(r.resources) == [created.certificate_id]
+        if r.action != "kms.certificate.upload":  # a state change, not a key use
+            assert r.key_token == "hsm" and r.key_id
+    sign = records[3]
+    assert json.loads(sign.details)["message_sha256"] == hashlib.sha256(message).hexdigest()
+    assert records[4].reason.startswith("Forbidden.KeyNotExportable")
+    everything = " ".join(repr(r) for r in records)
+    assert "secret message" not in everything and "p4ssphrase" not in everything
+    assert message.hex() not in everything
+    audit_log.checkpoint()
+    with kms.engine.connect() as conn:
+        assert verify_log(conn, audit_log.key.public_key_info).findings == []  # type: ignore[union-attr]
+
+
+def test_a_signature_whose_record_cannot_be_written_is_not_returned(
+        kms: Any, ca: OpensslCa, audit_log: audit.AuditLog) -> None:
+    service = kms.service
+    created = service.create_certificate(OWNER, key_spec="EC_P256",
+                                         subject="C=CN,O=hsmca,OU=audit,CN=audit2",
+                                         protection_level="HSM")
+    service.upload_certificate(OWNER, created.certificate_id, ca.issue(created.csr))
+    # A real fault: the audit table is gone behind the service's back.
+    with kms.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_record RENAME TO audit_record_away"))
+    try:
+        with pytest.raises(Exception, match="audit_record"):
+            service.private_key_sign(OWNER, created.certificate_id, algorithm="ECDSA_SHA_256",
+                                     message=b"m")
+    finally:
+        with kms.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE audit_record_away RENAME TO audit_record"))
+    service.delete_certificate(OWNER, created.certificate_id)
