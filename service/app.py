@@ -47,6 +47,7 @@ class App:
         from service import audit
         from service.audit.key import AuditKey
         from service.kms.service import KmsCertificatesService
+        from service.metrics import IssuanceMetrics
         from service.ocsp import OcspResponder
         from service.private_ca.crls import CrlPublisher
         from service.private_ca.lifecycle import Lifecycle
@@ -70,6 +71,7 @@ class App:
             self.software_token,
             public_base_url=config.http.public_base_url,
             min_rsa_bits=config.policy.min_rsa_bits,
+            observer=IssuanceMetrics(),
         )
         self.crls = CrlPublisher(self.private_ca)
         self.ocsp = OcspResponder(self.private_ca)

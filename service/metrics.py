@@ -46,6 +46,7 @@ from sqlalchemy import Engine, and_, func, select
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "DatabaseCollector",
+    "IssuanceMetrics",
     "MULTIPROC_ENV",
     "certificate_issued",
     "db_commit",
@@ -232,3 +233,17 @@ def render(database: Collector | None = None) -> bytes:
         extra.register(database)
         text += generate_latest(extra)
     return text
+
+
+class IssuanceMetrics:
+    """An issuance observer (service/private_ca/issuance.py) counting issued certificates."""
+
+    def authorize(self, event: Any) -> None:
+        """Nothing to count before issuance."""
+
+    def issued(self, event: Any, certificate: bytes) -> None:
+        """One certificate recorded, by issuing CA and kind (SERVER, CLIENT, CUSTOM, ...)."""
+        certificate_issued(event.ca_identifier, str(event.kind))
+
+    def failed(self, event: Any, error: BaseException) -> None:
+        """Failures are counted by the RPC metrics (status code)."""

@@ -36,7 +36,7 @@ from hsm import export as hsm_export
 from hsm import keys as hsm_keys
 from hsm import signing as hsm_signing
 from hsm.token import Token
-from service import audit, limits
+from service import audit, limits, metrics
 from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
 from service.errors import (
@@ -764,7 +764,7 @@ class KmsCertificatesService:
             return sm2.sm2_sign(pkcs8, request.message)
         mechanism = _SIGN_MECHANISMS[request.algorithm]
         key_id = bytes.fromhex(row.key_id)
-        with _token_errors():
+        with metrics.token_operation("sign", mechanism.value), _token_errors():
             if digest:
                 return hsm_signing.sign_digest(self._token(row), key_id, mechanism, request.message)
             return hsm_signing.sign(self._token(row), key_id, mechanism, request.message)
@@ -843,7 +843,8 @@ class KmsCertificatesService:
         if chosen is EncryptionAlgorithm.SM2PKE:
             return sm2.sm2_decrypt(self._sm2_private_key(row), ciphertext)
         try:
-            with _token_errors():
+            with metrics.token_operation("decrypt", f"RSA_OAEP_{_OAEP_HASHES[chosen][0].value}"), \
+                    _token_errors():
                 return hsm_signing.decrypt(
                     self._token(row), bytes.fromhex(row.key_id), _OAEP_HASHES[chosen][0], ciphertext
                 )

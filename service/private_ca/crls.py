@@ -16,8 +16,11 @@ The steps:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 
+from service import audit
+from service.audit import KeyRef
 from service.errors import FailedPrecondition, NotFound, quote
 from service.pki.crl import ReasonCode, RevokedCertificate, assemble_crl, build_tbs_crl
 from service.pki.verify import verify_crl
@@ -73,6 +76,11 @@ class CrlPublisher:
                          this_update=this_update, next_update=next_update, der=der,
                          created_at=this_update)
             repo.insert_crl(conn, row)
+            # The CA key's use, committed with the CRL it made.
+            audit.record_op("crl.sign", resources=[ca.identifier], tenant=ca.owner,
+                            key=KeyRef(ca.key_token, ca.key_id),
+                            details={"crl_number": number, "entries": len(revoked),
+                                     "crl_sha256": hashlib.sha256(der).hexdigest()})(conn)
         _log.info("CA %s: CRL %d with %d entries", ca.identifier, number, len(revoked))
         return row
 

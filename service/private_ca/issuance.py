@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +45,8 @@ from sqlalchemy import Connection
 from hsm.errors import HsmError, TokenUnavailable
 from hsm.keys import KeySpec, destroy_key, generate_key_pair
 from hsm.token import Token
+from service import audit
+from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
 from service.errors import FailedPrecondition, HsmcaError, Internal, InvalidArgument, Unavailable
 from service.pki.algorithms import CaAlgorithm
@@ -55,7 +58,7 @@ from service.pki.verify import verify_certificate
 from service.private_ca.batch import Batcher
 from service.private_ca.jobs import JobLease, JobQueue
 from service.private_ca.plans import LeafPlan, LeafRequest, Planner
-from service.private_ca.registry import CaRegistry, CaState, KeyPlacement
+from service.private_ca.registry import KEY_TOKEN_HSM, CaRegistry, CaState, KeyPlacement
 from service.private_ca.requests import IssueCommon, IssuedCertificate
 from service.storage import repo
 from service.storage.repo import CaRow, CertificateRow, serial_hex
@@ -256,6 +259,49 @@ def _no_write(conn: Connection) -> None:
     """A step that writes nothing."""
 
 
+_CA_KINDS = (CertificateKind.ROOTCA, CertificateKind.SUBCA)
+
+
+def _audited(reservation: Reservation, event: IssuanceEvent) -> Reservation:
+    """``reservation`` whose step 9 writes also append the audit record of the CA key's use.
+
+    The record goes into the transaction that records the certificate (or its failure), so
+    it is durable before the certificate is returned and costs no commit of its own. Its
+    entry is made here, in the caller's thread, where the call's principal and request id
+    are; the pipeline may run step 9 in another caller's thread.
+    """
+    log = audit.installed()
+    if log is None:
+        return reservation
+    row = reservation.row
+    entry = log.entry(
+        "ca.certificate.sign" if event.kind in _CA_KINDS else "certificate.sign",
+        key=KeyRef(KEY_TOKEN_HSM, event.key_id),
+        resources=[row.identifier, row.issuer_identifier], tenant=event.owner,
+        details={"serial": row.serial, "kind": str(row.kind)})
+    record, mark_failed = reservation.record, reservation.mark_failed
+
+    def recorded(certificate: bytes) -> Operation:
+        done = dataclasses.replace(entry, details={
+            **entry.details, "certificate_sha256": hashlib.sha256(certificate).hexdigest()})
+        return _both(record(certificate), log.op(done))
+
+    def failed(error: BaseException) -> Operation:
+        reason = getattr(error, "reason", "") or type(error).__name__
+        return _both(mark_failed(error), log.op(dataclasses.replace(
+            entry, outcome=audit.FAILURE, reason=f"{reason}: {error}")))
+
+    return dataclasses.replace(reservation, record=recorded, mark_failed=failed)
+
+
+def _both(first: Operation, second: Operation) -> Operation:
+    def op(conn: Connection) -> Any:
+        result = first(conn)
+        second(conn)
+        return result
+    return op
+
+
 def _check_issuing(status: CaStatus | None) -> None:
     if status != CaStatus.ISSUE:
         raise FailedPrecondition(f"the issuing CA is {status or 'gone'}, not ISSUE",
@@ -339,9 +385,9 @@ class IssuanceCycle:
                 raise
             event = dataclasses.replace(event, identifier=identifier, serial=row.serial or "")
             # 6-9. Reserve with the exact TBS, sign in the token, assemble and verify, record.
-            certificate = self.pipeline.issue(Reservation.of_leaf(
+            certificate = self.pipeline.issue(_audited(Reservation.of_leaf(
                 row, state, claimed_by=lease.worker_id if lease is not None else None,
-                release=release, clock=self.now))
+                release=release, clock=self.now), event))
             self.observer.issued(event, certificate)
         except BaseException as e:
             if own_job and lease is not None and isinstance(e, HsmcaError):
@@ -401,7 +447,7 @@ class IssuanceCycle:
                               identifier=row.identifier, serial=row.serial or "",
                               key_id=ca.key_id)
         try:
-            certificate = self.pipeline.issue(Reservation.resumed(row, state))
+            certificate = self.pipeline.issue(_audited(Reservation.resumed(row, state), event))
         except BaseException as e:
             self.observer.failed(event, e)
             raise
@@ -410,7 +456,7 @@ class IssuanceCycle:
     def sign_ca(self, reservation: Reservation, event: IssuanceEvent) -> bytes:
         """Steps 6-9 for a CA's own certificate (CA creation), through the same pipeline."""
         try:
-            certificate = self.pipeline.issue(reservation)
+            certificate = self.pipeline.issue(_audited(reservation, event))
         except BaseException as e:
             self.observer.failed(event, e)
             raise
@@ -451,9 +497,12 @@ def _generate_key(placement: KeyPlacement, algorithm: CaAlgorithm, key_id: bytes
                   label: str) -> bytes:
     """A system key pair in the placement's token; its SubjectPublicKeyInfo DER."""
     try:
-        return generate_key_pair(placement.token, KeySpec(algorithm.hsm_key_spec),
-                                 key_id=key_id, label=label,
-                                 exportable=placement.exportable).public_key_info
+        with audit.key_use("key.generate", key=KeyRef(placement.token_role, key_id.hex()),
+                           resources=[label], details={"algorithm": algorithm.value,
+                                                       "exportable": placement.exportable}):
+            return generate_key_pair(placement.token, KeySpec(algorithm.hsm_key_spec),
+                                     key_id=key_id, label=label,
+                                     exportable=placement.exportable).public_key_info
     except HsmError as e:
         raise token_error(e) from e
 
@@ -484,7 +533,9 @@ _STAND_IN_CURVES = {256: ec.SECP256R1(), 384: ec.SECP384R1(), 521: ec.SECP521R1(
 def destroy_quietly(token: Token, key_id: bytes) -> None:
     """Destroy a key after a failed issuance; a failure is logged for the operator."""
     try:
-        destroy_key(token, key_id)
+        with audit.key_use("key.destroy", key=KeyRef(token.config.role.value, key_id.hex()),
+                           details={"cause": "issuance failed"}):
+            destroy_key(token, key_id)
     except HsmError:
         _log.exception("could not destroy key %s in token %s", key_id.hex(), token.label)
 

@@ -23,6 +23,8 @@ from hsm.errors import HsmError, KeyNotExportable, TokenUnavailable
 from hsm.export import export_private_key, unwrap_export
 from hsm.keys import destroy_key
 from hsm.token import Token
+from service import audit
+from service.audit import KeyRef
 from service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, quote
 from service.errors import Unavailable as UnavailableError
 from service.pki.algorithms import CaAlgorithm
@@ -288,10 +290,17 @@ class Lifecycle:
         if row.status not in (CertificateStatus.ISSUED, CertificateStatus.REVOKED):
             raise FailedPrecondition(f"the certificate is {_API_STATUS[row.status]}",
                                      reason="IncorrectStatus.Certificate")
+        # Recorded (refusals too) before the key leaves; the passphrase is never recorded.
+        with audit.key_use("key.export", key=KeyRef(row.key_token or "", row.key_id),
+                           resources=[identifier, row.issuer_identifier], tenant=owner):
+            return self._export(row, passphrase)
+
+    def _export(self, row: CertificateRow, passphrase: bytes) -> str:
         if not row.exportable:
             # docs/architecture.md inv. 1: the token refuses as well (CKA_EXTRACTABLE false).
             raise PermissionDenied("the private key was generated non-exportable",
                                    reason="Forbidden.KeyNotExportable")
+        assert row.key_id is not None
         # An ephemeral in-process RSA key receives the wrapped key; it never leaves here.
         recipient = rsa.generate_private_key(65537, 2048)
         spki = recipient.public_key().public_bytes(
@@ -322,6 +331,11 @@ class Lifecycle:
             # before it, with an earlier thisUpdate, which is how repo.list_crl_due finds it.
             now = self._svc.now()
             moved = repo.revoke_certificate(conn, owner, identifier, int(reason), now=now)
+            if moved:  # the record commits with the revocation
+                audit.record_op("certificate.revoke", resources=[identifier,
+                                                                 row.issuer_identifier],
+                                tenant=owner, details={"serial": row.serial,
+                                                       "reason": int(reason)})(conn)
         if not moved:
             raise FailedPrecondition(
                 f"the certificate is {_API_STATUS[row.status]}; only ISSUE can be revoked",
@@ -349,13 +363,18 @@ class Lifecycle:
         row = self._get(owner, identifier)
         with self._svc.store.write() as conn:
             deleted = repo.delete_certificate(conn, owner, identifier, now=self._svc.now())
+            if deleted:
+                audit.record_op("certificate.delete", resources=[identifier],
+                                tenant=owner, details={"serial": row.serial})(conn)
         if not deleted:
             raise FailedPrecondition(
                 f"the certificate is {_API_STATUS[row.status]}; revoke it before deleting",
                 reason="IncorrectStatus.Certificate")
         if row.key_id is not None:
             try:
-                destroy_key(self._token(row.key_token), bytes.fromhex(row.key_id))
+                with audit.key_use("key.destroy", key=KeyRef(row.key_token or "", row.key_id),
+                                   resources=[identifier], tenant=owner):
+                    destroy_key(self._token(row.key_token), bytes.fromhex(row.key_id))
             except HsmError:
                 # The row is already hidden; a key left behind is logged for the operator.
                 _log.exception("could not destroy the key of certificate %s", identifier)
@@ -380,5 +399,8 @@ class Lifecycle:
             if ca.parent_identifier is not None:
                 # RFC 5280 5.1.2.6: the parent lists the subordinate CA's serial on its CRL.
                 repo.revoke_certificate(conn, owner, identifier, 0, now=now)
+            audit.record_op("ca.revoke", resources=[identifier], tenant=owner,
+                            key=KeyRef(ca.key_token, ca.key_id),
+                            details={"from": str(ca.status), "to": str(CaStatus.REVOKE)})(conn)
         if ca.parent_identifier is not None:
             self._reissue_crl(ca.parent_identifier, f"CA {identifier}")

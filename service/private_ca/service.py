@@ -27,6 +27,8 @@ from sqlalchemy import Engine
 from hsm.errors import MechanismUnavailable, TokenUnavailable
 from hsm.keys import KeySpec, generate_key_pair
 from hsm.token import Token
+from service import audit
+from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
 from service.errors import FailedPrecondition, InvalidArgument, Unavailable
 from service.pki.algorithms import CaAlgorithm
@@ -269,8 +271,11 @@ class PrivateCaService:
         """Generate a CA key pair, non-exportable, in the hsm token: (CKA_ID, SPKI DER)."""
         key_id = new_key_id()
         try:
-            key = generate_key_pair(self.tokens.hsm, KeySpec(algorithm.hsm_key_spec),
-                                    key_id=key_id, label=identifier, exportable=False)
+            with audit.key_use("ca.key.generate", key=KeyRef(KEY_TOKEN_HSM, key_id.hex()),
+                               resources=[identifier],
+                               details={"algorithm": algorithm.value, "exportable": False}):
+                key = generate_key_pair(self.tokens.hsm, KeySpec(algorithm.hsm_key_spec),
+                                        key_id=key_id, label=identifier, exportable=False)
         except MechanismUnavailable as e:
             raise FailedPrecondition(
                 f"the hsm token cannot generate {algorithm.value} CA keys: {e}. CA keys are "

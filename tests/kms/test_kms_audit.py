@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from audit_support import installed_audit_log
 from kms_api_support import OpensslCa
 from sqlalchemy import Engine, text
 
 from service import audit
-from service.audit.key import AuditKey
 from service.audit.verify import list_records, verify_log
 from service.auth.principal import Principal, acting_as
 from service.errors import PermissionDenied
@@ -24,15 +24,8 @@ OWNER = "default"
 
 @pytest.fixture
 def audit_log(kms_engine: Engine, hsm_token: Any) -> Iterator[audit.AuditLog]:
-    log = audit.AuditLog(kms_engine, default_tenant=OWNER, key=AuditKey.ensure(hsm_token),
-                         checkpoint_seconds=3600)
-    audit.install(log)
-    log.start()
-    try:
+    with installed_audit_log(kms_engine, hsm_token, OWNER) as log:
         yield log
-    finally:
-        log.close()
-        audit.install(None)
 
 
 def _mine(engine: Engine, log: audit.AuditLog) -> list[Any]:
