@@ -61,6 +61,8 @@ fuzz: deps
 bench: deps bench-deps
 	$(BIN)/python bench/bench_token.py
 	$(BIN)/python bench/bench_issuance.py
+	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_ocsp.py
 
 proto: deps
 	PYTHON=$(BIN)/python proto/generate.sh service/gen
