@@ -43,9 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 from asn1crypto import algos, core, ocsp
 from sqlalchemy import Connection, and_, delete, func, insert, select
+from sqlalchemy.exc import OperationalError
 
+from hsm.errors import TokenUnavailable
 from service import audit, metrics
 from service.audit import KeyRef
+from service.errors import Unavailable
 from service.pki.builder import read_tlv
 from service.pki.crl import ReasonCode
 from service.pki.verify import verify_signature
@@ -147,7 +150,18 @@ class OcspResponder:
     # --- serving --------------------------------------------------------------------------
 
     def respond(self, request_der: bytes) -> bytes:
-        """The DER OCSPResponse for a DER OCSPRequest."""
+        """The DER OCSPResponse for a DER OCSPRequest (an error response, never an exception)."""
+        try:
+            return self._respond(request_der)
+        except Exception as e:
+            # RFC 6960 4.2.1: tryLater when the token or database is unavailable for now,
+            # internalError otherwise; the details go to the log only.
+            unavailable = isinstance(e, (TokenUnavailable, Unavailable, OperationalError))
+            _log.exception("OCSP request failed")
+            metrics.ocsp_response("error", "none")
+            return error_response("try_later" if unavailable else "internal_error")
+
+    def _respond(self, request_der: bytes) -> bytes:
         key = self._requests.get(request_der)
         if key is not None:
             entry = self._cache.get(key)
@@ -368,9 +382,11 @@ def _parse_request(der: bytes) -> tuple[str, bytes, bytes, int, bytes | None]:
         for ext in tbs["request_extensions"] or ():
             if ext["extn_id"].native == "nonce":
                 nonce = bytes(ext["extn_value"].parsed.native)
+        serial = int(cert_id["serial_number"].native)
+        if serial <= 0 or serial.bit_length() > 160:
+            raise ValueError("serialNumber must be positive and at most 20 octets (RFC 5280)")
         return (algorithm, bytes(cert_id["issuer_name_hash"].native),
-                bytes(cert_id["issuer_key_hash"].native), int(cert_id["serial_number"].native),
-                nonce)
+                bytes(cert_id["issuer_key_hash"].native), serial, nonce)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(str(e)) from e
 

@@ -160,3 +160,8 @@ def test_a_request_for_another_issuer_is_unauthorized_and_garbage_is_malformed(
     assert resp["response_status"].native == "unauthorized"
     bad = asn1_ocsp.OCSPResponse.load(_post(lc, b"\x30\x03\x02\x01\x01"))
     assert bad["response_status"].native == "malformed_request"
+    # A CertID with serial 0 (never a certificate's, RFC 5280 4.1.2.2) is refused as such.
+    request = asn1_ocsp.OCSPRequest.load(_request(leaf, h.sub_der))
+    request["tbs_request"]["request_list"][0]["req_cert"]["serial_number"] = 0
+    zero = asn1_ocsp.OCSPResponse.load(_post(lc, request.dump(force=True)))
+    assert zero["response_status"].native == "malformed_request"
