@@ -383,7 +383,8 @@ class IssuanceCycle:
             except BaseException:
                 release()
                 raise
-            event = dataclasses.replace(event, identifier=identifier, serial=row.serial or "")
+            event = IssuanceEvent(owner, event.ca_identifier, plan.kind, event.started,
+                                  identifier, row.serial or "", event.key_id)
             # 6-9. Reserve with the exact TBS, sign in the token, assemble and verify, record.
             certificate = self.pipeline.issue(_audited(Reservation.of_leaf(
                 row, state, claimed_by=lease.worker_id if lease is not None else None,

@@ -2,24 +2,20 @@
 
 Pure validation against the issuing CA: nothing is stored, no key exists yet, the token is
 not called. A plan holds everything steps 3-10 need (docs/architecture.md, "The issuance
-cycle"). The subject and subjectAltName encoders here are fast paths beside asn1crypto
-(``build_name`` costs ~300 us per DN): tests/private_ca/test_pca_encoding.py holds them to
-asn1crypto's bytes.
+cycle"). Subjects and subjectAltNames are encoded by service/pki/fast_der.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
-import ipaddress
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from service.errors import FailedPrecondition, InvalidArgument
 from service.pki.algorithms import CaAlgorithm, parse_algorithm
-from service.pki.builder import der_sequence, der_tlv, read_tlv
+from service.pki.builder import der_sequence
 from service.pki.csr import ParsedCsr, parse_csr
+from service.pki.fast_der import cn_rdn_der, general_names_der, rdn_der
 from service.pki.names import (
     SanType,
     SubjectAltName,
@@ -59,8 +55,7 @@ from service.private_ca.requests import (
 from service.storage.repo import CaRow
 from service.storage.schema import CertificateKind
 
-__all__ = ["LeafPlan", "LeafRequest", "Planner", "cn_rdn_der", "general_names_der",
-           "leaf_subject_der"]
+__all__ = ["LeafPlan", "LeafRequest", "Planner", "leaf_subject_der"]
 
 #: The end-entity requests of the API (one per issuing operation).
 LeafRequest = CreateServerCertificate | CreateClientCertificate | CreateCustomCertificate
@@ -117,11 +112,7 @@ class Planner:
     def _server(self, req: CreateServerCertificate, state: CaState,
                 now: dt.datetime) -> LeafPlan:
         """CreateServerCertificateWithCsr / CreateServerCertificate."""
-        ca = state.ca
-        csr = self._parse_csr(req.csr, state) if req.csr is not None else None
-        # The CSR's CN wins over common_name (API: "determined by the information in the Csr").
-        cn = (csr.common_name if csr is not None and csr.common_name else
-              req.subject.common_name) or None
+        csr, cn = self._csr_and_cn(req.csr, req.subject, state)
         sans = list(parse_domain_list(req.domain))
         if csr is not None:
             sans += [s for s in csr.requested_sans
@@ -131,31 +122,37 @@ class Planner:
             cn_san = _cn_as_san(cn)
             if cn_san is not None:
                 sans.insert(0, cn_san)
-        return LeafPlan(
-            kind=CertificateKind.SERVER, profile=ProfileKind.SERVER,
-            subject_der=leaf_subject_der(req.subject, ca, cn),
-            common_name=cn, public_key_info=csr.public_key_info if csr else None,
-            key_algorithm=None if csr else self._system_key_algorithm(req.algorithm, state),
-            key_placement=None if csr else self._key_placement(req.key),
-            sans=_dedupe(sans), validity=_validity(req.validity, ca, now),
-            key_usage=None, extended_key_usages=(), criticals=(), custom_serial=None,
-            common=req.common)
+        return self._simple(CertificateKind.SERVER, ProfileKind.SERVER, req, csr, cn,
+                            lambda: sans, state, now)
 
     def _client(self, req: CreateClientCertificate, state: CaState,
                 now: dt.datetime) -> LeafPlan:
         """CreateClientCertificateWithCsr / CreateClientCertificate."""
-        ca = state.ca
-        csr = self._parse_csr(req.csr, state) if req.csr is not None else None
+        csr, cn = self._csr_and_cn(req.csr, req.subject, state)
+        return self._simple(CertificateKind.CLIENT, ProfileKind.CLIENT, req, csr, cn,
+                            lambda: parse_client_sans(req.san_type, req.san_value), state, now)
+
+    def _csr_and_cn(self, csr_text: str | None, subject: SubjectFields,
+                    state: CaState) -> tuple[ParsedCsr | None, str | None]:
+        """The parsed CSR (None: a system key) and the CN, the CSR's winning."""
+        csr = self._parse_csr(csr_text, state) if csr_text is not None else None
+        # The CSR's CN wins over common_name (API: "determined by the information in the Csr").
         cn = (csr.common_name if csr is not None and csr.common_name else
-              req.subject.common_name) or None
+              subject.common_name) or None
+        return csr, cn
+
+    def _simple(self, kind: CertificateKind, profile: ProfileKind,
+                req: CreateServerCertificate | CreateClientCertificate, csr: ParsedCsr | None,
+                cn: str | None, sans: Callable[[], Sequence[SubjectAltName]], state: CaState,
+                now: dt.datetime) -> LeafPlan:
+        """The plan of a server or client certificate (fixed profile, API subject defaults)."""
+        ca = state.ca
         return LeafPlan(
-            kind=CertificateKind.CLIENT, profile=ProfileKind.CLIENT,
-            subject_der=leaf_subject_der(req.subject, ca, cn),
+            kind=kind, profile=profile, subject_der=leaf_subject_der(req.subject, ca, cn),
             common_name=cn, public_key_info=csr.public_key_info if csr else None,
             key_algorithm=None if csr else self._system_key_algorithm(req.algorithm, state),
             key_placement=None if csr else self._key_placement(req.key),
-            sans=_dedupe(parse_client_sans(req.san_type, req.san_value)),
-            validity=_validity(req.validity, ca, now), key_usage=None,
+            sans=_dedupe(sans()), validity=_validity(req.validity, ca, now), key_usage=None,
             extended_key_usages=(), criticals=(), custom_serial=None, common=req.common)
 
     def _custom(self, req: CreateCustomCertificate, state: CaState,
@@ -246,34 +243,7 @@ def _validity(period: ValidityPeriod, ca: CaRow, now: dt.datetime) -> Validity:
     return validity
 
 
-# --- subject and subjectAltName encoding ---------------------------------------------------
-
-
-@functools.lru_cache(maxsize=4096)
-def _rdn_der(field: str, value: str) -> bytes:
-    """One RDN (a SET of one AttributeTypeAndValue), validated and encoded by build_name."""
-    # The per-CA defaults repeat on every certificate, so each attribute is encoded once and
-    # the DN concatenated (X.690 10).
-    kwargs: dict[str, Any] = {field: value}
-    name_der = bytes(build_name(**kwargs).dump())
-    _, start, _ = read_tlv(name_der)
-    return name_der[start:]
-
-
-_CN_ATV_OID = bytes.fromhex("0603550403")  # id-at-commonName
-_UB_COMMON_NAME = 64  # RFC 5280 Appendix A
-
-
-def cn_rdn_der(cn: str) -> bytes:
-    """The commonName RDN; plain ASCII CNs are encoded here, the rest by build_name."""
-    # Every certificate has its own CN, so _rdn_der's cache does not help, and build_name
-    # costs ~60 us. This is the encoding build_name gives for such a value (UTF8String,
-    # X.690 DER), checked against it by tests; anything else takes build_name's checks.
-    if (0 < len(cn) <= _UB_COMMON_NAME and cn.isascii() and cn.isprintable()
-            and cn == cn.strip()):
-        value = cn.encode("ascii")
-        return der_tlv(0x31, der_tlv(0x30, _CN_ATV_OID + der_tlv(0x0C, value)))
-    return _rdn_der("common_name", cn)
+# --- subject encoding ----------------------------------------------------------------------
 
 
 def leaf_subject_der(s: SubjectFields, ca: CaRow, cn: str | None) -> bytes:
@@ -283,24 +253,10 @@ def leaf_subject_der(s: SubjectFields, ca: CaRow, cn: str | None) -> bytes:
               ("locality", s.locality or ca.locality),
               ("organization", s.organization or ca.organization),
               ("organization_unit", s.organization_unit or ca.organization_unit))
-    rdns = [_rdn_der(f, v) for f, v in values if v]
+    rdns = [rdn_der(f, v) for f, v in values if v]
     if cn:
         rdns.append(cn_rdn_der(cn))
     return der_sequence(*rdns)
-
-
-# RFC 5280 4.2.1.6 GeneralName IMPLICIT context tags (primitive): rfc822Name [1],
-# dNSName [2], uniformResourceIdentifier [6] (IA5String), iPAddress [7] (OCTET STRING).
-_GENERAL_NAME_TAGS = {SanType.RFC822_NAME: 0x81, SanType.DNS_NAME: 0x82, SanType.URI: 0x86,
-                      SanType.IP_ADDRESS: 0x87}
-
-
-def general_names_der(sans: Sequence[SubjectAltName]) -> bytes:
-    """GeneralNames DER for normalised SANs (values are validated IA5 / IP text)."""
-    return der_sequence(*(
-        der_tlv(_GENERAL_NAME_TAGS[n.type], ipaddress.ip_address(n.value).packed
-                if n.type is SanType.IP_ADDRESS else n.value.encode("ascii"))
-        for n in sans))
 
 
 def _cn_as_san(cn: str) -> SubjectAltName | None:

@@ -8,8 +8,9 @@ from pca_support import Hierarchy, Pca, make_csr, new_key, pem_to_der
 from pki_checkers import errors, pkilint_rfc5280, pkilint_serverauth
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
+from service.pki.fast_der import cn_rdn_der, general_names_der
 from service.pki.names import SanType, SubjectAltName, build_name, san_extension_value
-from service.private_ca.plans import cn_rdn_der, general_names_der, leaf_subject_der
+from service.private_ca.plans import leaf_subject_der
 from service.private_ca.requests import SubjectFields
 from service.storage.repo import CaRow
 
