@@ -22,11 +22,16 @@ system-deps:
 	  $(APT_INSTALL) $$missing >/dev/null; \
 	fi
 
-# h2load (nghttp2-client) is the benchmark's load generator; only `make bench` needs it.
+# h2load (nghttp2-client) is the benchmark's load generator and cfssl (golang-cfssl) the peer
+# it is compared with; only `make bench` needs them.
 bench-deps:
-	@command -v h2load >/dev/null 2>&1 || { \
-	  echo "installing Debian packages: nghttp2-client"; \
-	  $(APT_INSTALL) nghttp2-client >/dev/null; }
+	@missing=""; \
+	command -v h2load >/dev/null 2>&1 || missing="$$missing nghttp2-client"; \
+	command -v cfssl >/dev/null 2>&1 || missing="$$missing golang-cfssl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(APT_INSTALL) $$missing >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
