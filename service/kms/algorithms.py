@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from service.errors import InvalidArgument
+from service.hints import KMS_KEY_SPEC_FOR_PCA, spelling_hint
 from service.pki.signer import SignatureAlgorithm
 
 
@@ -113,13 +114,20 @@ def _names(members: Iterable[enum.Enum]) -> str:
     return ", ".join(sorted(str(m.value) for m in members))
 
 
+def _hint(value: str, members: Iterable[enum.Enum]) -> str:
+    """"; KMS uses EC_P256" / "; did you mean RAW?" for a misspelled value, or ""."""
+    return spelling_hint(value, [str(m.value) for m in members],
+                         other_api=KMS_KEY_SPEC_FOR_PCA, this_api="KMS")
+
+
 def parse_key_spec(value: str) -> KeySpec:
     """Map the ``KeySpec`` parameter to a KeySpec."""
     try:
         return KeySpec(value)
     except ValueError:
         raise InvalidArgument(
-            f"KeySpec '{value}' is not supported; valid values: {_names(KeySpec)}",
+            f"KeySpec '{value}' is not supported{_hint(value, KeySpec)}; "
+            f"valid values: {_names(KeySpec)}",
             reason="InvalidParameter.KeySpec",
         ) from None
 
@@ -132,7 +140,8 @@ def parse_protection_level(value: str | None) -> ProtectionLevel:
         return ProtectionLevel(value)
     except ValueError:
         raise InvalidArgument(
-            f"ProtectionLevel '{value}' is not supported; valid values: {_names(ProtectionLevel)}",
+            f"ProtectionLevel '{value}' is not supported{_hint(value, ProtectionLevel)}; "
+            f"valid values: {_names(ProtectionLevel)}",
             reason="InvalidParameter.ProtectionLevel",
         ) from None
 
@@ -145,7 +154,8 @@ def parse_message_type(value: str | None) -> MessageType:
         return MessageType(value)
     except ValueError:
         raise InvalidArgument(
-            f"MessageType '{value}' is not supported; valid values: {_names(MessageType)}",
+            f"MessageType '{value}' is not supported{_hint(value, MessageType)}; "
+            f"valid values: {_names(MessageType)}",
             reason="InvalidParameter.MessageType",
         ) from None
 
@@ -159,7 +169,8 @@ def parse_sign_algorithm(key_spec: KeySpec, value: str) -> SignAlgorithm:
         algorithm = None
     if algorithm not in allowed:
         raise InvalidArgument(
-            f"Algorithm '{value}' cannot sign with a {key_spec.value} key; use {_names(allowed)}",
+            f"Algorithm '{value}' cannot sign with a {key_spec.value} key"
+            f"{_hint(value, allowed)}; use {_names(allowed)}",
             reason="InvalidParameter.Algorithm",
         )
     assert algorithm is not None
@@ -176,7 +187,8 @@ def parse_encryption_algorithm(key_spec: KeySpec, value: str) -> EncryptionAlgor
     if algorithm not in allowed:
         use = f"use {_names(allowed)}" if allowed else "this key spec does not encrypt"
         raise InvalidArgument(
-            f"Algorithm '{value}' cannot encrypt with a {key_spec.value} key; {use}",
+            f"Algorithm '{value}' cannot encrypt with a {key_spec.value} key"
+            f"{_hint(value, allowed)}; {use}",
             reason="InvalidParameter.Algorithm",
         )
     assert algorithm is not None

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +49,7 @@ from service.errors import (
     PermissionDenied,
     Unavailable,
 )
+from service.hints import spelling_hint
 from service.kms import sm2
 from service.kms.algorithms import (
     CSR_SIGNATURE_ALGORITHMS,
@@ -83,6 +85,8 @@ __all__ = [
     "ExportedCertificate",
     "KmsCertificatesService",
 ]
+
+_log = logging.getLogger("hsmca.kms")
 
 NOT_FOUND_REASON = "NotFound.CertificateId"
 INCORRECT_STATUS_REASON = "IncorrectStatus.Certificate"
@@ -288,27 +292,34 @@ def _same_public_key(a: bytes, b: bytes) -> bool:
     return bool(ka["public_key"].native == kb["public_key"].native)
 
 
-def _signed_by(subject_der: bytes, issuer_der: bytes) -> bool:
-    """True if ``issuer``'s name and key issued ``subject`` (RFC 5280 6.1.3 (a)(1), (a)(4))."""
+def _signed_by(subject_der: bytes, issuer_der: bytes) -> tuple[bool, bytes | None]:
+    """Whether ``issuer``'s name and key issued ``subject`` (RFC 5280 6.1.3 (a)(1), (a)(4)).
+
+    The second value is the SM2 distinguishing ID the signature verified with (None for
+    other algorithms): GM/T 0015's 1234567812345678 or OpenSSL 3's default, the empty ID.
+    """
     subject = asn1_x509.Certificate.load(subject_der)
     issuer = asn1_x509.Certificate.load(issuer_der)
     if subject.issuer != issuer.subject:
-        return False
+        return False, None
     if subject["signature_algorithm"]["algorithm"].dotted == sm2.SM3_WITH_SM2_OID:
-        # cryptography has no SM2; GM/T 0015 certificates use the default distinguishing ID.
+        # cryptography has no SM2; tongsuopy verifies under each accepted ID.
         tbs = subject["tbs_certificate"].dump()
         signature = subject["signature_value"].native
         try:
-            return sm2.sm2_verify(issuer.public_key.dump(), tbs, signature, digest=False)
+            verified_id = sm2.sm2_verify_certificate_signature(
+                issuer.public_key.dump(), tbs, signature
+            )
         except (ValueError, TypeError, HsmcaError):
-            return False
+            return False, None
+        return verified_id is not None, verified_id
     try:
         x509.load_der_x509_certificate(subject_der).verify_directly_issued_by(
             x509.load_der_x509_certificate(issuer_der)
         )
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
+        return False, None
+    return True, None
 
 
 def _issuer_problem(issuer: asn1_x509.Certificate, intermediates_below: int) -> str | None:
@@ -567,12 +578,24 @@ class KmsCertificatesService:
             for index, (child, parent) in enumerate(
                 zip([cert_der, *chain_ders], chain_ders, strict=False)
             ):
-                if not _signed_by(child, parent):
-                    what = "the certificate" if index == 0 else f"chain certificate {index}"
+                what = "the certificate" if index == 0 else f"chain certificate {index}"
+                signed, distinguishing_id = _signed_by(child, parent)
+                if not signed:
                     raise _invalid(
                         "CertificateChain",
                         f"chain certificate {index + 1} did not issue {what} "
                         "(issuer name or signature does not match)",
+                    )
+                if distinguishing_id is not None:
+                    _log.info(
+                        "UploadCertificate certificate_id=%s: the SM2 signature on %s "
+                        "verified with distinguishing ID %r (%s)",
+                        certificate_id,
+                        what,
+                        distinguishing_id.decode("ascii"),
+                        "GM/T 0015 default"
+                        if distinguishing_id == sm2.DEFAULT_DISTINGUISHING_ID
+                        else "OpenSSL 3 default",
                     )
                 issuer = asn1_x509.Certificate.load(parent)
                 problem = _issuer_problem(issuer, intermediates_below)
@@ -665,7 +688,8 @@ class KmsCertificatesService:
         if status and status not in ALL_STATUSES:
             raise _invalid(
                 "Status",
-                f"Status '{status}' is not one of {', '.join(ALL_STATUSES)}",
+                f"Status '{status}' is not one of {', '.join(ALL_STATUSES)}"
+                f"{spelling_hint(status, ALL_STATUSES)}",
             )
         with self._store.read() as conn:
             page = repo.list_kms_certificates(
@@ -691,7 +715,8 @@ class KmsCertificatesService:
         if status not in SETTABLE_STATUSES:
             raise _invalid(
                 "Status",
-                f"Status '{status}' is not one of {', '.join(SETTABLE_STATUSES)}",
+                f"Status '{status}' is not one of {', '.join(SETTABLE_STATUSES)}"
+                f"{spelling_hint(status, SETTABLE_STATUSES)}",
             )
         row = self._get(owner, certificate_id)
         if row.status == CertificateStatus.REVOKED:
@@ -863,7 +888,8 @@ class KmsCertificatesService:
         if export_format not in ExportFormat.ALL:
             raise _invalid(
                 "ExportFormat",
-                f"ExportFormat '{export_format}' is not one of {', '.join(ExportFormat.ALL)}",
+                f"ExportFormat '{export_format}' is not one of {', '.join(ExportFormat.ALL)}"
+                f"{spelling_hint(export_format, ExportFormat.ALL)}",
             )
         secret = passphrase.encode("utf-8")
         if not secret or len(secret) > MAX_PASSPHRASE_BYTES:

@@ -38,6 +38,11 @@ from service.pki.signer import SignatureAlgorithm
 SM2_CURVE_OID = "1.2.156.10197.1.301"  # sm2p256v1 (GM/T 0006)
 SM3_WITH_SM2_OID = "1.2.156.10197.1.501"  # SM3withSM2 signature (GM/T 0006)
 DEFAULT_DISTINGUISHING_ID = b"1234567812345678"  # GB/T 32918.2 / GM/T 0009, RFC 8998 3.2.1
+# OpenSSL 3 signs and verifies SM2 with an empty ID unless told otherwise (`-sigopt distid:`),
+# so certificates made with its command-line defaults need it to verify.
+OPENSSL_DEFAULT_DISTINGUISHING_ID = b""
+#: The IDs a certificate signature is tried with, in order: GM/T 0015's, then OpenSSL 3's.
+CERTIFICATE_DISTINGUISHING_IDS = (DEFAULT_DISTINGUISHING_ID, OPENSSL_DEFAULT_DISTINGUISHING_ID)
 E_LENGTH = 32  # SM3 output
 
 # sm2p256v1 parameters (GB/T 32918.5), the inputs a, b, xG, yG of Z_A (GB/T 32918.2 5.5).
@@ -209,6 +214,22 @@ def sm2_verify(
     if result != 1:
         _backend._consume_errors()
     return bool(result == 1)
+
+
+def sm2_verify_certificate_signature(
+    issuer_public_key_info: bytes, tbs: bytes, signature: bytes
+) -> bytes | None:
+    """The distinguishing ID under which an SM3withSM2 signature over ``tbs`` verifies, or None.
+
+    GM/T 0015 certificates are signed with the default ID 1234567812345678; OpenSSL 3 signs
+    with an empty ID unless given ``-sigopt distid:...``, and its own ``openssl verify``
+    accepts such chains. Both are tried, the standard's first.
+    """
+    for distinguishing_id in CERTIFICATE_DISTINGUISHING_IDS:
+        e = sm2_compute_e(issuer_public_key_info, tbs, distinguishing_id)
+        if sm2_verify(issuer_public_key_info, e, signature, digest=True):
+            return distinguishing_id
+    return None
 
 
 #: Encryptions tried before giving up on a mask that is not all zeros. Each try has a chance

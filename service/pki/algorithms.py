@@ -18,6 +18,7 @@ from typing import Literal
 from asn1crypto import algos, keys
 
 from service.errors import InvalidArgument
+from service.hints import PCA_ALGORITHM_FOR_KMS, spelling_hint
 from service.pki.signer import SignatureAlgorithm
 
 KeyFamily = Literal["RSA", "ECC", "SM2"]
@@ -152,7 +153,8 @@ _HSM_KEY_SPEC: dict[CaAlgorithm, str] = {
     CaAlgorithm.SM2_256: "EC_SM2",
 }
 
-_VALID_NAMES = ", ".join(a.value for a in CaAlgorithm)
+_VALID_NAMES_LIST = [a.value for a in CaAlgorithm]
+_VALID_NAMES = ", ".join(_VALID_NAMES_LIST)
 
 
 def parse_algorithm(s: str, *, reason: str = "InvalidParameter.Algorithm") -> CaAlgorithm:
@@ -160,8 +162,10 @@ def parse_algorithm(s: str, *, reason: str = "InvalidParameter.Algorithm") -> Ca
     try:
         return CaAlgorithm(s)
     except ValueError:
+        hint = spelling_hint(s, _VALID_NAMES_LIST, other_api=PCA_ALGORITHM_FOR_KMS,
+                             this_api="the Private CA")
         raise InvalidArgument(
-            f"unknown algorithm {s!r}; valid values: {_VALID_NAMES}", reason=reason
+            f"unknown algorithm {s!r}{hint} (valid values: {_VALID_NAMES})", reason=reason
         ) from None
 
 

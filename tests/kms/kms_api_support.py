@@ -45,6 +45,9 @@ class OpensslCa:
 
     directory: Path
     sm2: bool
+    #: SM2 only: the ID the CA signs with ("-sigopt distid:..."); "" is OpenSSL 3's default,
+    #: no -sigopt at all (an empty ID).
+    distid: str = DISTID
 
     @property
     def chain_pem(self) -> str:
@@ -62,15 +65,17 @@ class OpensslCa:
         return (self.directory / "int.pem").read_text()
 
     def _sig_args(self) -> list[str]:
-        return ["-sm3", "-sigopt", DISTID] if self.sm2 else ["-sha256"]
+        if not self.sm2:
+            return ["-sha256"]
+        return ["-sm3", "-sigopt", self.distid] if self.distid else ["-sm3"]
 
     @classmethod
-    def make(cls, directory: Path, *, sm2: bool) -> OpensslCa:
+    def make(cls, directory: Path, *, sm2: bool, distid: str = DISTID) -> OpensslCa:
         """Create root and intermediate keys and certificates with the OpenSSL CLI."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "ca.ext").write_text(CA_EXTENSIONS)
         (directory / "leaf.ext").write_text(LEAF_EXTENSIONS)
-        ca = cls(directory, sm2)
+        ca = cls(directory, sm2, distid)
         for name in ("root", "int"):
             ca._genkey(name)
         openssl(
@@ -115,8 +120,12 @@ class OpensslCa:
             self._sign(f"{name}.csr", f"{name}.pem", parent, f"{name}.ext")
         return pem.read_text()
 
-    def _sign(self, csr: str, out: str, issuer: str, ext: str) -> None:
-        vfy = ["-vfyopt", DISTID] if self.sm2 else []
+    def _sign(self, csr: str, out: str, issuer: str, ext: str, *, csr_distid: str | None = None
+              ) -> None:
+        # A CSR is checked under the ID it was self-signed with: this CA's own ID for its
+        # issuers' CSRs, the default ID for the service's (``csr_distid``).
+        distid = self.distid if csr_distid is None else csr_distid
+        vfy = ["-vfyopt", distid] if self.sm2 and distid else []
         openssl(
             "x509", "-req", "-in", csr, *vfy, "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key",
             *self._sig_args(), "-set_serial", "0x" + os.urandom(15).hex(), "-days", "20",
@@ -128,7 +137,7 @@ class OpensslCa:
         """Issue a leaf certificate for ``csr_pem`` from the intermediate (or ``issuer``); PEM."""
         name = os.urandom(6).hex()
         (self.directory / f"{name}.csr").write_text(csr_pem)
-        self._sign(f"{name}.csr", f"{name}.pem", issuer, "leaf.ext")
+        self._sign(f"{name}.csr", f"{name}.pem", issuer, "leaf.ext", csr_distid=DISTID)
         return (self.directory / f"{name}.pem").read_text()
 
 
