@@ -71,6 +71,7 @@ bench: deps bench-deps
 
 proto: deps
 	PYTHON=$(BIN)/python proto/generate.sh service/gen
+	$(BIN)/python proto/generate_reference.py
 
 lint: deps
 	$(BIN)/ruff check hsm service tests bench

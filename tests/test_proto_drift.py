@@ -35,3 +35,15 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
         subprocess.run([str(REPO / "proto" / "generate.sh"), str(tmp_path / name)],
                        check=True, env=env)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_rpc_reference_and_client_api_match_proto(tmp_path: Path) -> None:
+    """docs/api.md and service/client/generated.py are what proto/generate_reference.py makes."""
+    docs, client = tmp_path / "api.md", tmp_path / "generated.py"
+    subprocess.run([sys.executable, str(REPO / "proto" / "generate_reference.py"),
+                    "--docs", str(docs), "--client", str(client)],
+                   check=True, stdout=subprocess.DEVNULL)
+    assert docs.read_text() == (REPO / "docs" / "api.md").read_text(), (
+        "run `make proto`: docs/api.md is stale")
+    assert client.read_text() == (REPO / "service" / "client" / "generated.py").read_text(), (
+        "run `make proto`: service/client/generated.py is stale")

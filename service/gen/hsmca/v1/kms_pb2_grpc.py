@@ -101,6 +101,8 @@ class KmsCertificatesServicer:
 
     def CreateCertificate(self, request, context):
         """Generates a key pair in the token and returns a CSR signed with it.
+        Errors: UnsupportedOperation.HsmSm2Mechanism (EC_SM2 with protection_level HSM on a token
+        without SM2).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +110,9 @@ class KmsCertificatesServicer:
 
     def UploadCertificate(self, request, context):
         """Stores the certificate (and chain) issued for the key's CSR; status becomes ACTIVE.
+        Errors: NotFound.CertificateId; IncorrectStatus.Certificate (REVOKED). A chain is accepted
+        when each link verifies; SM2 links may be signed with GM/T 0015's ID 1234567812345678 or
+        OpenSSL 3's default empty ID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +120,7 @@ class KmsCertificatesServicer:
 
     def GetCertificate(self, request, context):
         """Returns the certificate, chain and CSR.
+        Errors: NotFound.CertificateId.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +128,7 @@ class KmsCertificatesServicer:
 
     def DescribeCertificate(self, request, context):
         """Returns the certificate's metadata.
+        Errors: NotFound.CertificateId.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,6 +136,7 @@ class KmsCertificatesServicer:
 
     def ListCertificates(self, request, context):
         """Lists certificates, one page at a time, with filters.
+        Errors: only InvalidParameter.*.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,6 +144,8 @@ class KmsCertificatesServicer:
 
     def UpdateCertificateStatus(self, request, context):
         """Sets ACTIVE, INACTIVE or REVOKED (final).
+        Errors: NotFound.CertificateId; IncorrectStatus.Certificate (REVOKED is final; ACTIVE needs
+        an uploaded certificate).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +153,7 @@ class KmsCertificatesServicer:
 
     def DeleteCertificate(self, request, context):
         """Destroys the key in the token and the record.
+        Errors: NotFound.CertificateId.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +161,7 @@ class KmsCertificatesServicer:
 
     def CertificatePrivateKeySign(self, request, context):
         """Signs a message or digest with the certificate's private key (ACTIVE only).
+        Errors: NotFound.CertificateId; IncorrectStatus.Certificate (not ACTIVE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +169,7 @@ class KmsCertificatesServicer:
 
     def CertificatePublicKeyVerify(self, request, context):
         """Verifies a signature with the certificate's public key.
+        Errors: NotFound.CertificateId.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +177,7 @@ class KmsCertificatesServicer:
 
     def CertificatePublicKeyEncrypt(self, request, context):
         """Encrypts with the certificate's public key (RSA OAEP or SM2PKE).
+        Errors: NotFound.CertificateId.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,6 +185,7 @@ class KmsCertificatesServicer:
 
     def CertificatePrivateKeyDecrypt(self, request, context):
         """Decrypts with the certificate's private key (ACTIVE only).
+        Errors: NotFound.CertificateId; IncorrectStatus.Certificate (not ACTIVE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +193,7 @@ class KmsCertificatesServicer:
 
     def ExportCertificate(self, request, context):
         """Exports certificate, chain and passphrase-encrypted private key (exportable keys only).
+        Errors: NotFound.CertificateId; IncorrectStatus.Certificate; Forbidden.KeyNotExportable.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -131,6 +131,7 @@ class PrivateCaServicer:
 
     def CreateRootCACertificate(self, request, context):
         """Creates a self-signed root CA; its key is generated non-exportable in the hsm token.
+        Errors: UnsupportedOperation.Algorithm (SM2_256 on a token without SM2).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +139,8 @@ class PrivateCaServicer:
 
     def CreateSubCACertificate(self, request, context):
         """Creates a subordinate CA signed by a root CA; only subordinate CAs issue end entities.
+        Errors: NotFound.ParentIdentifier; IncorrectStatus.CA (the parent is revoked);
+        IncorrectStatus.ParentCertificate; UnsupportedOperation.Algorithm.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,6 +148,7 @@ class PrivateCaServicer:
 
     def DescribeCACertificate(self, request, context):
         """Returns one CA certificate with its status and CRL URL.
+        Errors: NotFound.Identifier.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,6 +156,7 @@ class PrivateCaServicer:
 
     def DescribeCACertificateList(self, request, context):
         """Lists CA certificates, one page at a time.
+        Errors: only InvalidParameter.*.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +164,7 @@ class PrivateCaServicer:
 
     def UpdateCACertificateStatus(self, request, context):
         """Changes a CA's status; only ISSUE -> REVOKE is allowed.
+        Errors: NotFound.Identifier; IncorrectStatus.CA (already REVOKE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,6 +172,12 @@ class PrivateCaServicer:
 
     def CreateCustomCertificate(self, request, context):
         """Issues a certificate from a CSR with caller-chosen subject, extensions and serial.
+        Asynchronous unless immediately is 1 or 2 (the default, 0, stores the request and answers
+        with its identifier only): poll DescribeClientCertificateStatus until ISSUE or FAILED.
+        Errors: NotFound.ParentIdentifier; IncorrectStatus.CA (revoked, or a root);
+        IncorrectStatus.CrlDisabled (enable_crl 1 on a CA without CRL); AlreadyExists.SerialNumber;
+        AlreadyExists.CustomIdentifier (same key, different request); IncorrectStatus.Certificate;
+        ServiceUnavailable.Issuing (the same custom_identifier is still being issued: retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -173,6 +185,10 @@ class PrivateCaServicer:
 
     def CreateServerCertificateWithCsr(self, request, context):
         """Issues a server certificate for the caller's CSR.
+        Asynchronous unless immediately is 1 or 2 (the default, 0, stores the request and answers
+        with its identifier only): poll DescribeClientCertificateStatus until ISSUE or FAILED.
+        Errors: NotFound.ParentIdentifier; IncorrectStatus.CA (revoked, or a root);
+        IncorrectStatus.CrlDisabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,6 +196,10 @@ class PrivateCaServicer:
 
     def CreateServerCertificate(self, request, context):
         """Issues a server certificate for a key the service generates.
+        Asynchronous unless immediately is 1 or 2 (the default, 0, stores the request and answers
+        with its identifier only): poll DescribeClientCertificateStatus until ISSUE or FAILED.
+        Errors: NotFound.ParentIdentifier; IncorrectStatus.CA; IncorrectStatus.CrlDisabled;
+        UnsupportedOperation.Algorithm.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +207,10 @@ class PrivateCaServicer:
 
     def CreateClientCertificate(self, request, context):
         """Issues a client certificate for a key the service generates.
+        Asynchronous unless immediately is 1 or 2 (the default, 0, stores the request and answers
+        with its identifier only): poll DescribeClientCertificateStatus until ISSUE or FAILED.
+        Errors: NotFound.ParentIdentifier; IncorrectStatus.CA; IncorrectStatus.CrlDisabled;
+        UnsupportedOperation.Algorithm.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +218,9 @@ class PrivateCaServicer:
 
     def CreateClientCertificateWithCsr(self, request, context):
         """Issues a client certificate for the caller's CSR.
+        Asynchronous unless immediately is 1 or 2 (the default, 0, stores the request and answers
+        with its identifier only): poll DescribeClientCertificateStatus until ISSUE or FAILED.
+        Errors: NotFound.ParentIdentifier; IncorrectStatus.CA; IncorrectStatus.CrlDisabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,6 +228,7 @@ class PrivateCaServicer:
 
     def DescribeClientCertificate(self, request, context):
         """Returns one end-entity certificate by identifier.
+        Errors: NotFound.Identifier.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,13 +236,16 @@ class PrivateCaServicer:
 
     def DescribeClientCertificateForSerialNumber(self, request, context):
         """Returns the end-entity certificates with a given serial number.
+        Errors: only InvalidParameter.* (no match: an empty list).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DescribeClientCertificateStatus(self, request, context):
-        """Returns the issuance/revocation state of end-entity certificates.
+        """Returns the issuance/revocation state of end-entity certificates: poll it after an
+        asynchronous issuance (immediately 0) until the status is ISSUE (or FAILED).
+        Errors: NotFound.Identifier (any of the identifiers).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,6 +253,7 @@ class PrivateCaServicer:
 
     def ListClientCertificate(self, request, context):
         """Lists end-entity certificates, one page at a time, with filters.
+        Errors: only InvalidParameter.*.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -229,6 +261,8 @@ class PrivateCaServicer:
 
     def DescribeCertificatePrivateKey(self, request, context):
         """Returns a system-generated exportable private key as encrypted PKCS#8 PEM.
+        Errors: NotFound.Identifier; UnsupportedOperation.NoSystemGeneratedKey;
+        IncorrectStatus.Certificate (still PENDING or FAILED); Forbidden.KeyNotExportable.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -236,6 +270,7 @@ class PrivateCaServicer:
 
     def CreateRevokeClientCertificate(self, request, context):
         """Revokes an end-entity certificate and regenerates its CA's CRL.
+        Errors: NotFound.Identifier; IncorrectStatus.Certificate (only ISSUE can be revoked).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -243,6 +278,7 @@ class PrivateCaServicer:
 
     def ListRevokeCertificate(self, request, context):
         """Lists revoked end-entity certificates, one page at a time.
+        Errors: only InvalidParameter.*.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -250,6 +286,7 @@ class PrivateCaServicer:
 
     def DeleteClientCertificate(self, request, context):
         """Deletes a revoked end-entity certificate and destroys any system-generated key.
+        Errors: NotFound.Identifier; IncorrectStatus.Certificate (revoke it first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
