@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from hsm.errors import HsmError
+from service.client.commands import register as register_client_commands
 from service.config import Config, ConfigError, load_config
 
 
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from service.audit.cli import add_audit_parser
 
     add_audit_parser(sub)
+    register_client_commands(sub)
     args = parser.parse_args(argv)
 
     logging.basicConfig(

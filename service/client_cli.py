@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import grpc
-from google.protobuf import json_format
 
+from service.client.jsonio import JsonRequestError, message_to_json, parse_request
 from service.gen.hsmca.v1 import kms_pb2, kms_pb2_grpc, private_ca_pb2, private_ca_pb2_grpc
 from service.rpc.client import error_info
 
@@ -30,7 +30,11 @@ def call(target: str, method: str, data: str) -> int:
     if request_cls is None:
         print(f"{service} has no RPC {name!r}", file=sys.stderr)
         return 2
-    request = json_format.Parse(data, request_cls())
+    try:
+        request = parse_request(data, request_cls())
+    except JsonRequestError as e:
+        print(f"hsmca call: {e}", file=sys.stderr)
+        return 2
     with grpc.insecure_channel(target) as channel:
         stub = stub_cls(channel)
         try:
@@ -39,5 +43,5 @@ def call(target: str, method: str, data: str) -> int:
             code, reason = error_info(e)
             print(f"{code.name} {reason}: {e.details()}", file=sys.stderr)
             return 1
-    print(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    print(message_to_json(response))
     return 0
