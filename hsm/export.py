@@ -33,6 +33,7 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 from pkcs11.util.rsa import decode_rsa_public_key
 
+from hsm.capabilities import offers
 from hsm.errors import HsmError, KeyNotExportable, KeyNotFound, MechanismUnavailable
 from hsm.keys import KeySpec
 from hsm.token import Token
@@ -178,6 +179,11 @@ def export_private_key(
 ) -> WrappedExport:
     """Wrap an exportable private key for the holder of an RSA key (SPKI DER)."""
     recipient_template = _recipient_rsa_public_key(recipient_public_key_info)
+    if not offers(token, Mechanism.AES_KEY_WRAP_PAD):
+        # opencryptoki 3.8's software token, for one, has no RFC 5649 key wrap.
+        raise MechanismUnavailable(
+            f"token {token.label!r} offers no CKM_AES_KEY_WRAP_PAD, which key export needs"
+        )
 
     def export(session: Any) -> WrappedExport:
         key = token.find_object(session, key_id, ObjectClass.PRIVATE_KEY)

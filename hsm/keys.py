@@ -148,6 +148,61 @@ def read_key_attributes(token: Token, key_id: bytes) -> KeyAttributes:
     return token.run(read)
 
 
+def key_pair_templates(
+    *, key_id: bytes, label: str, exportable: bool, usage: KeyUsage = KeyUsage.SIGN
+) -> tuple[dict[Attribute, Any], dict[Attribute, Any]]:
+    """The (public, private) templates of a key pair: token objects, only ``usage`` enabled."""
+    sign = bool(usage & KeyUsage.SIGN)
+    decrypt = bool(usage & KeyUsage.DECRYPT)
+    common = {Attribute.ID: key_id, Attribute.LABEL: label, Attribute.TOKEN: True}
+    private_template = {
+        **common,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: exportable,
+        Attribute.SIGN: sign,
+        Attribute.DECRYPT: decrypt,
+        Attribute.UNWRAP: False,
+        Attribute.DERIVE: False,
+    }
+    public_template = {
+        **common,
+        Attribute.PRIVATE: False,
+        Attribute.VERIFY: sign,
+        Attribute.ENCRYPT: decrypt,
+        Attribute.WRAP: False,
+    }
+    return public_template, private_template
+
+
+def generate_in_session(
+    session: Any,
+    spec: KeySpec,
+    public_template: dict[Attribute, Any],
+    private_template: dict[Attribute, Any],
+) -> None:
+    """C_GenerateKeyPair of ``spec`` with exactly these templates, nothing checked."""
+    if spec.is_rsa:
+        session.generate_keypair(
+            KeyType.RSA,
+            spec.rsa_bits,
+            store=True,
+            public_template=public_template,
+            private_template=private_template,
+        )
+        return
+    params = session.create_domain_parameters(
+        KeyType.EC,
+        {Attribute.EC_PARAMS: encode_named_curve_parameters(spec.curve)},
+        local=True,
+    )
+    params.generate_keypair(
+        store=True,
+        public_template=public_template,
+        private_template=private_template,
+    )
+
+
 def generate_key_pair(
     token: Token,
     spec: KeySpec,
@@ -171,26 +226,11 @@ def generate_key_pair(
     if usage & KeyUsage.DECRYPT and not spec.is_rsa:
         raise MechanismUnavailable(f"{spec.value} keys cannot decrypt in this token layer")
 
+    public_template, private_template = key_pair_templates(
+        key_id=key_id, label=label, exportable=exportable, usage=usage
+    )
     sign = bool(usage & KeyUsage.SIGN)
     decrypt = bool(usage & KeyUsage.DECRYPT)
-    common = {Attribute.ID: key_id, Attribute.LABEL: label, Attribute.TOKEN: True}
-    private_template = {
-        **common,
-        Attribute.PRIVATE: True,
-        Attribute.SENSITIVE: True,
-        Attribute.EXTRACTABLE: exportable,
-        Attribute.SIGN: sign,
-        Attribute.DECRYPT: decrypt,
-        Attribute.UNWRAP: False,
-        Attribute.DERIVE: False,
-    }
-    public_template = {
-        **common,
-        Attribute.PRIVATE: False,
-        Attribute.VERIFY: sign,
-        Attribute.ENCRYPT: decrypt,
-        Attribute.WRAP: False,
-    }
 
     def generate(session: Any) -> None:
         if _exists(session, key_id, label):
@@ -198,25 +238,7 @@ def generate_key_pair(
                 f"token {token.label!r} already holds an object with id {key_id.hex()} "
                 f"or label {label!r}; refusing to generate over it"
             )
-        if spec.is_rsa:
-            session.generate_keypair(
-                KeyType.RSA,
-                spec.rsa_bits,
-                store=True,
-                public_template=public_template,
-                private_template=private_template,
-            )
-        else:
-            params = session.create_domain_parameters(
-                KeyType.EC,
-                {Attribute.EC_PARAMS: encode_named_curve_parameters(spec.curve)},
-                local=True,
-            )
-            params.generate_keypair(
-                store=True,
-                public_template=public_template,
-                private_template=private_template,
-            )
+        generate_in_session(session, spec, public_template, private_template)
 
     token.run(generate)
     attributes = read_key_attributes(token, key_id)
@@ -293,7 +315,9 @@ __all__ = [
     "KeySpec",
     "KeyUsage",
     "destroy_key",
+    "generate_in_session",
     "generate_key_pair",
+    "key_pair_templates",
     "key_exists",
     "public_key_info",
     "read_key_attributes",

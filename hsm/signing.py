@@ -23,6 +23,7 @@ from typing import Any
 import pkcs11
 from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
 
+from hsm.capabilities import offers
 from hsm.token import Token
 
 
@@ -82,10 +83,17 @@ def _sign_with(
 
 
 def sign(token: Token, key_id: bytes, mechanism: SignMechanism, data: bytes) -> bytes:
-    """Sign a whole message; ECDSA signatures come back DER-encoded."""
-    if mechanism in _RSA_PKCS1_DATA:
+    """Sign a whole message; ECDSA signatures come back DER-encoded.
+
+    Where the token lists no hash-and-sign mechanism for the scheme (opencryptoki 3.8's
+    software token has no CKM_SHA256_RSA_PKCS), the message is hashed here and the digest
+    signed, which gives the same signature.
+    """
+    if mechanism in _RSA_PKCS1_DATA and offers(token, _RSA_PKCS1_DATA[mechanism]):
         return _sign_with(token, key_id, data, _RSA_PKCS1_DATA[mechanism])
-    if mechanism is SignMechanism.RSA_PSS_SHA256:
+    if mechanism is SignMechanism.RSA_PSS_SHA256 and offers(
+        token, Mechanism.SHA256_RSA_PKCS_PSS
+    ):
         return _sign_with(
             token, key_id, data, Mechanism.SHA256_RSA_PKCS_PSS, _PSS_SHA256_PARAMS
         )
@@ -161,8 +169,10 @@ def decrypt(token: Token, key_id: bytes, oaep_hash: OaepHash, ciphertext: bytes)
     except (
         pkcs11.exceptions.EncryptedDataInvalid,
         pkcs11.exceptions.EncryptedDataLenRange,
-        # SoftHSM 2.6 reports a bad OAEP padding as CKR_GENERAL_ERROR (measured).
+        # SoftHSM 2.6 reports a bad OAEP padding as CKR_GENERAL_ERROR, opencryptoki 3.8's
+        # software token as CKR_FUNCTION_FAILED (both measured).
         pkcs11.exceptions.GeneralError,
+        pkcs11.exceptions.FunctionFailed,
     ) as e:
         raise DecryptionError("decryption failed") from e
 
