@@ -59,6 +59,23 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    """Check the configured HSM token, or the one --module/--token-label/--pin-source name."""
+    from hsm.config import TokenConfig, TokenRole, read_pin
+    from hsm.conformance import run_command
+
+    module, label, pin_source = args.module, args.token_label, args.pin_source
+    if not (module and label and pin_source):
+        # Only what the options leave open comes from the configuration, so a vendor
+        # token can be checked with all three options and no service configuration.
+        settings = load_config(args.config).hsm
+        module = module or settings.module
+        label = label or settings.token_label
+        pin_source = pin_source or settings.pin_source
+    config = TokenConfig(TokenRole.HSM, module, label, read_pin(pin_source))
+    return run_command(config, args)
+
+
 def _cmd_call(args: argparse.Namespace) -> int:
     from service.client_cli import call
 
@@ -67,12 +84,9 @@ def _cmd_call(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hsmca` console script."""
+    from hsm.conformance import add_arguments as add_conformance_arguments
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["conformance"]:
-        from hsm.conformance import main as conformance_main
-
-        return conformance_main(argv[1:])
-
     parser = argparse.ArgumentParser(prog="hsmca", description=__doc__)
     parser.add_argument("--config", help="TOML file (default: $HSMCA_CONFIG or built-in)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,7 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(fn=_cmd_serve)
     p = sub.add_parser("migrate", help="apply database migrations")
     p.set_defaults(fn=_cmd_migrate)
-    sub.add_parser("conformance", help="check that a token refuses every key export route")
+    p = sub.add_parser(
+        "conformance",
+        help="check that a token refuses every key export route",
+        description="Check that a PKCS#11 token refuses every export route for non-exportable "
+        "keys. Exit 0: every route refused; 1: some route exported or attribute check "
+        "failed; 2: usage or token error, or no key type the token can generate.",
+    )
+    add_conformance_arguments(p, token_required=False)
+    p.set_defaults(fn=_cmd_conformance)
     p = sub.add_parser("call", help="call an RPC with a JSON request, print the JSON response")
     p.add_argument("method", help="e.g. PrivateCa/CreateRootCACertificate")
     p.add_argument("data", nargs="?", default="{}", help="request as JSON (proto field names)")
