@@ -1,5 +1,6 @@
 # hsmca — the two set-up commands are `make serve` and `make test`; both install what is
-# missing on a fresh Debian machine (softhsm2, openssl via apt-get; Python packages into .venv).
+# missing on a fresh Debian machine (softhsm2, openssl, opencryptoki via apt-get; Python
+# packages into .venv). opencryptoki is the second PKCS#11 implementation the tests run on.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -17,6 +18,7 @@ system-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	[ -x /usr/sbin/pkcsslotd ] || missing="$$missing opencryptoki"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(APT_INSTALL) $$missing >/dev/null; \
@@ -49,10 +51,15 @@ migrate: token
 serve: token
 	SOFTHSM2_CONF=$(CURDIR)/$(STATE)/softhsm/softhsm2.conf $(BIN)/hsmca serve
 
+# The key-export conformance check, first on the configured HSM token (SoftHSM under var/),
+# then on opencryptoki's software token (pkcsslotd is system-wide, hence root or sudo; the
+# helper starts it, and stops it and restores its configuration afterwards). Markdown
+# reports: $(STATE)/conformance-softhsm.md and $(STATE)/conformance-opencryptoki.md.
 conformance: token
-	SOFTHSM2_CONF=$(CURDIR)/$(STATE)/softhsm/softhsm2.conf $(BIN)/hsmca conformance \
-	  --module /usr/lib/softhsm/libsofthsm2.so --token-label hsmca-hsm \
-	  --pin-source file:$(STATE)/softhsm/user.pin
+	HSMCA_STATE_DIR=$(STATE) $(BIN)/hsmca conformance --report $(STATE)/conformance-softhsm.md
+	$(SUDO) $(BIN)/python opencryptoki/slotd.py run -- sh -c '$(BIN)/hsmca conformance \
+	  --module "$$HSMCA_OCK_MODULE" --token-label "$$HSMCA_OCK_LABEL" \
+	  --pin-source env:HSMCA_OCK_PIN --report $(STATE)/conformance-opencryptoki.md'
 
 test: deps
 	$(BIN)/python -m pytest -q
@@ -74,7 +81,7 @@ proto: deps
 	$(BIN)/python proto/generate_reference.py
 
 lint: deps
-	$(BIN)/ruff check hsm service tests bench
+	$(BIN)/ruff check hsm service tests bench opencryptoki
 	$(BIN)/mypy hsm service
 
 clean:

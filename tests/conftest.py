@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,3 +64,53 @@ def software_token(user_pin: str) -> Iterator[object]:
 
     token = Token(TokenConfig(TokenRole.SOFTWARE, SOFTHSM_MODULE, "hsmca-software", user_pin))
     yield token
+
+
+# --- the second token implementation: opencryptoki's software token -----------------------
+
+sys.path.insert(0, str(REPO / "opencryptoki"))
+import slotd  # noqa: E402  (opencryptoki/slotd.py: shared pkcsslotd + token set-up)
+
+
+@pytest.fixture(scope="session")
+def ock() -> Iterator[slotd.OckToken]:
+    """opencryptoki's software token, held for the session (see opencryptoki/slotd.py).
+
+    Skipped with the reason when the daemon cannot be run here (not root, not installed);
+    as root (CI) a failure to provide it is an error, never a skip.
+    """
+    holder = slotd.Holder()
+    try:
+        token = holder.acquire()
+    except slotd.Unavailable as e:
+        if os.geteuid() == 0:
+            raise
+        pytest.skip(f"opencryptoki software token unavailable: {e}")
+    try:
+        yield token
+    finally:
+        holder.release()
+
+
+@pytest.fixture(scope="session")
+def ock_token(ock: slotd.OckToken) -> Iterator[object]:
+    """A Token (hsm/token.py) on opencryptoki's software token, 'hsm' role."""
+    from hsm.config import TokenConfig, TokenRole
+    from hsm.token import Token
+
+    token = Token(TokenConfig(TokenRole.HSM, ock.module, ock.label, ock.user_pin))
+    yield token
+    token.close()
+
+
+#: The token implementations the token-layer tests run on.
+TOKEN_KINDS = ("softhsm", "opencryptoki")
+
+
+@pytest.fixture(scope="session", params=TOKEN_KINDS)
+def any_token(request: pytest.FixtureRequest) -> object:
+    """The 'hsm' role token on each implementation in turn: SoftHSM, then opencryptoki."""
+    if request.param == "softhsm":
+        return request.getfixturevalue("hsm_token")
+    return request.getfixturevalue("ock_token")
+

@@ -1,11 +1,9 @@
-"""Export under wrapping, sealing, and the conformance command, against real SoftHSM."""
+"""Export under wrapping and sealing, against real tokens (the conformance command has its
+own tests under tests/conformance)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hsm_helpers import new_key_id, verify
-from pkcs11 import Attribute, ObjectClass
+from pkcs11 import Attribute
 
-from hsm.errors import KeyNotExportable
+from hsm.errors import KeyNotExportable, MechanismUnavailable
 from hsm.export import (
     RSAES_OAEP_SHA1,
     InvalidRecipientKey,
@@ -171,110 +169,19 @@ def test_sealing_key_is_non_extractable(software_token: Any) -> None:
     assert software_token.run(attrs) == [(True, True, False, False)]
 
 
-def _conformance(user_pin: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HSMCA_TEST_PIN": user_pin}  # SOFTHSM2_CONF comes from conftest
-    # The documented command: the `hsmca` console script installed beside this interpreter.
-    hsmca = str(Path(sys.executable).with_name("hsmca"))
-    return subprocess.run(
-        [
-            hsmca,
-            "conformance",
-            "--module",
-            MODULE,
-            "--token-label",
-            "hsmca-hsm",
-            "--pin-source",
-            "env:HSMCA_TEST_PIN",
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def _labels(token: Any) -> list[str]:
-    return token.run(lambda s: [o[Attribute.LABEL] for o in s.get_objects({})])
-
-
-def test_conformance_command_every_route_refused(hsm_token: Any, user_pin: str) -> None:
-    done = _conformance(user_pin, "--json")
-    assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)
-    assert document["conforms"] is True
-    results = document["results"]
-    assert {r["key_type"] for r in results} == {"RSA_2048", "EC_P256", "EC_P384"}
-    assert all(r["verdict"] == "REFUSED" for r in results), results
-    routes = {(r["key_type"], r["route"]): r["return_code"] for r in results}
-    assert routes["RSA_2048", "C_GetAttributeValue CKA_PRIVATE_EXPONENT"] == (
-        "CKR_ATTRIBUTE_SENSITIVE"
-    )
-    assert routes["EC_P256", "C_GetAttributeValue CKA_VALUE"] == "CKR_ATTRIBUTE_SENSITIVE"
-    assert routes["EC_P256", "C_WrapKey CKM_AES_KEY_WRAP_PAD"] == "CKR_KEY_UNEXTRACTABLE"
-    for route in (
-        "C_SetAttributeValue CKA_EXTRACTABLE=True",
-        "C_SetAttributeValue CKA_SENSITIVE=False",
-        "C_CopyObject CKA_EXTRACTABLE=True",
-        "C_CopyObject CKA_SENSITIVE=False",
-        "attributes after",
-    ):
-        assert ("EC_P384", route) in routes
-    # Its keys are gone.
-    assert not [label for label in _labels(hsm_token) if label.startswith("hsmca-conformance")]
-
-
-def test_conformance_table_output(user_pin: str) -> None:
-    done = _conformance(user_pin)
-    assert done.returncode == 0, done.stderr
-    assert "key type | key id" in done.stdout
-    assert "every route REFUSED" in done.stdout
-
-
-def test_conformance_flags_an_exportable_key(
-    hsm_token: Any, made: list[bytes], user_pin: str
+def test_export_needs_aes_key_wrap_pad_and_says_so(
+    ock_token: Any, recipient: rsa.RSAPrivateKey
 ) -> None:
-    # The check must be able to fail: an exportable key is reported EXPORTED, exit 1.
+    # opencryptoki's software token has no CKM_AES_KEY_WRAP_PAD: a clear error, no
+    # python-pkcs11 exception, and nothing left behind in the token.
     key_id = new_key_id()
-    made.append(key_id)
-    generate_key_pair(
-        hsm_token, KeySpec.EC_P256, key_id=key_id, label=key_id.hex(), exportable=True
-    )
-    done = _conformance(user_pin, "--json", "--key-id", key_id.hex())
-    assert done.returncode == 1, done.stderr
-    results = json.loads(done.stdout)["results"]
-    verdicts = {r["route"]: (r["return_code"], r["verdict"]) for r in results}
-    assert verdicts["C_WrapKey CKM_AES_KEY_WRAP_PAD"] == ("CKR_OK", "EXPORTED")
-    assert verdicts["C_GetAttributeValue CKA_VALUE"] == ("CKR_ATTRIBUTE_SENSITIVE", "REFUSED")
-    # Its copies were destroyed: still one private key with that CKA_ID.
-    private = hsm_token.run(
-        lambda s: list(
-            s.get_objects({Attribute.ID: key_id, Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+    try:
+        generate_key_pair(
+            ock_token, KeySpec.RSA_2048, key_id=key_id, label=key_id.hex(), exportable=True
         )
-    )
-    assert len(private) == 1
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--module", "/nonexistent/libpkcs11.so", "--token-label", "hsmca-hsm"], "does not exist"),
-        (["--module", MODULE, "--token-label", "no-such-token"], "no token labelled"),
-    ],
-)
-def test_conformance_config_errors(user_pin: str, args: list[str], message: str) -> None:
-    env = {**os.environ, "HSMCA_TEST_PIN": user_pin}
-    done = subprocess.run(
-        [sys.executable, "-m", "hsm.conformance", *args, "--pin-source", "env:HSMCA_TEST_PIN"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert message in done.stderr
-    assert "Traceback" not in done.stderr
+        before = _session_objects(ock_token)
+        with pytest.raises(MechanismUnavailable, match="CKM_AES_KEY_WRAP_PAD"):
+            export_private_key(ock_token, key_id, _spki(recipient))
+        assert _session_objects(ock_token) == before
+    finally:
+        destroy_key(ock_token, key_id)
