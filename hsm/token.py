@@ -79,8 +79,20 @@ def _pause(attempt: int) -> None:
     time.sleep(0.05 * attempt)
 
 
+def _load_tongsuo_first() -> None:
+    """Load tongsuopy's bundled Tongsuo before any PKCS#11 module.
+
+    opencryptoki's module loads the system libcrypto into the process's global symbol
+    scope; tongsuopy's backend loaded after it then fails to parse SM2 keys
+    ("Unsupported key type"; measured with opencryptoki 3.8.1), loaded before it works.
+    """
+    with contextlib.suppress(ImportError):
+        import tongsuopy.backends.tongsuo.backend  # noqa: F401
+
+
 def load_library(module: str) -> Any:
     """Load and initialise a PKCS#11 module once per process (python-pkcs11 caches it)."""
+    _load_tongsuo_first()
     try:
         lib = pkcs11.lib(module)
         if not lib.initialized:
