@@ -185,22 +185,34 @@ def h2load_sign_rate(base_url: str, db_path: Path | None, csr: str, concurrency:
     return ok / counts["seconds"], errors
 
 
+@contextlib.contextmanager
+def peers(algorithm: str) -> Iterator[dict[bool, tuple[str, Path | None]]]:
+    """Both cfssl servers for ``algorithm`` (without and with its certdb), running at once.
+
+    They sit idle between their runs, so their runs can alternate with hsmca's and every
+    ratio is taken from runs minutes apart at most.
+    """
+    with cfssl_server(algorithm, database=False) as plain, \
+            cfssl_server(algorithm, database=True) as with_db:
+        yield {False: plain, True: with_db}
+
+
 def measure(algorithms: Sequence[str], csrs: dict[str, list[str]], *, concurrency: int,
             seconds: float, runs: int) -> dict[tuple[str, bool], tuple[float, list[float], int]]:
     """cfssl's median signing rate per (algorithm, with database): (median, runs, errors)."""
     out = {}
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-cfssl-load-"))
     try:
-        for database in (False, True):
-            for alg in algorithms:
-                with cfssl_server(alg, database=database) as (url, db_path):
+        for alg in algorithms:
+            with peers(alg) as servers:
+                for database, (url, db_path) in servers.items():
                     each, errors = [], 0
                     for i in range(runs):
                         rate, e = h2load_sign_rate(url, db_path, csrs[alg][i % len(csrs[alg])],
                                                    concurrency, seconds, state)
                         each.append(rate)
                         errors += e
-                out[(alg, database)] = (statistics.median(each), each, errors)
+                    out[(alg, database)] = (statistics.median(each), each, errors)
     finally:
         shutil.rmtree(state, ignore_errors=True)
     return out

@@ -9,8 +9,9 @@ SO_REUSEPORT) on a temporary SoftHSM state and SQLite database, creates an RSA_2
 ECC_256 root -> sub CA over gRPC, then issues server certificates from pre-made CSRs
 (CreateServerCertificateWithCsr, immediately = 1) with C calls in flight for S seconds per
 algorithm. Prints certs/s next to the raw token signing rate measured in the same run
-(bench/bench_token.py) and the ratio. Targets and
-history: docs/benchmarks.md.
+(bench/bench_token.py) and next to the peer, cfssl without and with its SQLite certdb
+(bench/bench_cfssl.py), whose runs alternate with hsmca's; and the ratios with their
+targets. Method and history: docs/benchmarks.md.
 
 The load comes from one of two clients, both on this machine and so sharing its cores with
 the service:
@@ -396,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    default="h2load" if shutil.which("h2load") else "python",
                    help="load generator (default: h2load when installed)")
     p.add_argument("--clients", type=int, default=2, help="client processes (python client)")
-    p.add_argument("--raw-seconds", type=float, default=1.0, help="raw token rate run length")
+    p.add_argument("--raw-seconds", type=float, default=2.0, help="raw token rate run length")
     p.add_argument("--profile", action="store_true", help="also cProfile the domain path")
     p.add_argument("--no-pin-workers", dest="pin_workers", action="store_false",
                    help="let worker processes float over every CPU (grpc.pin_workers = false)")
@@ -409,56 +410,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = multiprocessing.get_context("spawn")
     print(f"pre-making CSRs ({CSR_KEYS * CSRS_PER_KEY} per algorithm) ...", flush=True)
     csrs = {alg: _make_csrs(alg) for alg in ALGORITHMS}
-    print(f"measuring the raw token signing rate (1 and {args.workers} processes) ...",
-          flush=True)
-    raw = measure_raw_rates(list(ALGORITHMS.values()), args.workers, args.raw_seconds)
+    import bench_cfssl
+
+    with_peer = args.cfssl and args.client == "h2load" and bench_cfssl.available()
+    if args.cfssl and not with_peer:
+        print("cfssl (make bench-deps) or h2load is missing: no peer figures", flush=True)
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-issuance-"))
     port = _free_port()
     target = f"127.0.0.1:{port}"
     rates: dict[str, tuple[float, list[float], list[ClientResult]]] = {}
+    raw_by_alg: dict[str, dict[str, float]] = {}
+    peer: dict[tuple[str, bool], tuple[float, list[float], int]] = {}
     try:
-        with _service(state, args.workers, port, pin=args.pin_workers):
-            for alg in ALGORITHMS:
+        with _service(state, args.workers, port, pin=args.pin_workers), \
+                contextlib.ExitStack() as stack:
+            for alg, spec in ALGORITHMS.items():
+                # Per algorithm, close together in time: the raw token rate, then hsmca's
+                # runs alternating with cfssl's (a shared machine's load drifts).
+                print(f"{alg}: raw token signing rate (1 and {args.workers} processes) ...",
+                      flush=True)
+                raw_by_alg[alg] = measure_raw_rates([spec], args.workers,
+                                                    args.raw_seconds)["results"][spec]
                 sub_id = _create_hierarchy(target, alg)
+                servers = stack.enter_context(bench_cfssl.peers(alg)) if with_peer else {}
                 client = ("h2load" if args.client == "h2load" else
                           f"{args.clients} python client processes")
-                print(f"issuing {alg}: {args.runs} runs of {args.seconds:.0f} s (concurrency "
-                      f"{args.concurrency}, {client}, {args.workers} workers) ...", flush=True)
-                if args.client == "h2load":
-                    runs = [_h2load_rate(state, target, sub_id, csrs[alg][i % len(csrs[alg])],
-                                         args.concurrency, args.seconds)
-                            for i in range(args.runs)]
-                else:
-                    runs = [_issue_rate(ctx, target, sub_id, csrs[alg], args.concurrency,
-                                        args.clients, args.seconds) for _ in range(args.runs)]
+                print(f"{alg}: {args.runs} runs of {args.seconds:.0f} s each of hsmca"
+                      f"{', cfssl and cfssl + certdb, alternating' if servers else ''} "
+                      f"(concurrency {args.concurrency}, {client}, {args.workers} workers) ...",
+                      flush=True)
+                runs = []
+                peer_runs: dict[bool, list[tuple[float, int]]] = {False: [], True: []}
+                for i in range(args.runs):
+                    csr = csrs[alg][i % len(csrs[alg])]
+                    if args.client == "h2load":
+                        runs.append(_h2load_rate(state, target, sub_id, csr, args.concurrency,
+                                                 args.seconds))
+                    else:
+                        runs.append(_issue_rate(ctx, target, sub_id, csrs[alg],
+                                                args.concurrency, args.clients, args.seconds))
+                    for database, (url, db_path) in servers.items():
+                        peer_runs[database].append(bench_cfssl.h2load_sign_rate(
+                            url, db_path, csr, args.concurrency, args.seconds, state))
                 each = [r for r, _ in runs]
                 median = statistics.median(each)
                 # The clients' figures of the median run (or of the last, for an even count).
                 chosen = min(runs, key=lambda r: abs(r[0] - median))
                 rates[alg] = (median, each, chosen[1])
+                for database, measured in peer_runs.items():
+                    if measured:
+                        peer[(alg, database)] = (statistics.median(r for r, _ in measured),
+                                                 [r for r, _ in measured],
+                                                 sum(e for _, e in measured))
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    peer: dict[tuple[str, bool], tuple[float, list[float], int]] = {}
-    if args.cfssl and args.client == "h2load":
-        import bench_cfssl
-
-        if bench_cfssl.available():
-            print(f"measuring the peer: cfssl without and with its SQLite certdb ({args.runs} "
-                  f"runs of {args.seconds:.0f} s, concurrency {args.concurrency}, h2load) ...",
-                  flush=True)
-            peer = bench_cfssl.measure(list(ALGORITHMS), csrs, concurrency=args.concurrency,
-                                       seconds=args.seconds, runs=args.runs)
-        else:
-            print("cfssl is not installed (make bench-deps): no peer figures", flush=True)
 
     header = (f"{'CA':<9} {'certs/s':>8} {'raw 1 proc':>11} {f'raw {args.workers} proc':>11} "
               f"{'ratio':>6} {'client CPU':>10} {'errors':>6}")
     print()
     print(header)
     print("-" * len(header))
-    for alg, spec in ALGORITHMS.items():
+    for alg in ALGORITHMS:
         rate, each, results = rates[alg]
-        r = raw["results"][spec]
+        r = raw_by_alg[alg]
         cpu = sum(x.cpu_seconds for x in results) / max(x.seconds for x in results)
         errors = sum(x.errors for x in results)
         print(f"{alg:<9} {rate:>8.0f} {r['single']:>11.0f} {r['multi']:>11.0f} "
