@@ -353,13 +353,13 @@ class IssuanceCycle:
         # Issue now, or store a job: asynchronous requests, and every request with a
         # custom_identifier (its UNIQUE constraint decides between racing requests).
         own_job = False
-        if lease is None and (plan.asynchronous or plan.custom_identifier is not None):
-            self.dry_run(state, plan)  # refused now, not later in the background (inv. 5)
-            stored = self.jobs.submit(owner, state, plan, req, self.now())
-            if stored.lease is None:
-                return stored.answer  # queued for the job thread, or a replayed result
-            lease, own_job = stored.lease, True  # a synchronous idempotent call: run it now
         try:
+            if lease is None and (plan.asynchronous or plan.custom_identifier is not None):
+                self.dry_run(state, plan)  # refused now, not in the background (inv. 5)
+                stored = self.jobs.submit(owner, state, plan, req, self.now())
+                if stored.lease is None:
+                    return stored.answer  # queued for the job thread, or a replayed result
+                lease, own_job = stored.lease, True  # synchronous and idempotent: run it now
             identifier = lease.identifier if lease is not None else new_identifier()
             issuer = state.issuer_for(plan.common.enable_crl)
             # 2b. A system-generated key, in the token the request chose.

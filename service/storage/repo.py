@@ -1,7 +1,8 @@
 """Repository functions over the schema: frozen dataclass rows in, frozen dataclass rows out.
 
-Every function takes a :class:`~sqlalchemy.Connection`; the caller owns the transaction
-(``with engine.begin() as conn: ...``). Lookups are scoped by ``owner``: another tenant's
+Every function takes a :class:`~sqlalchemy.Connection`; the caller owns the transaction,
+taken through the store conventions (service/storage/store.py: ``with store.write() as
+conn``, or an operation of ``store.run_many``). Lookups are scoped by ``owner``: another tenant's
 row is simply not found (None). State changes are compare-and-set (``UPDATE ... WHERE
 status = <expected>``) and report whether the row moved, so concurrent workers and
 processes never both win (see service/storage/db.py for the SQLite transaction notes).
