@@ -31,6 +31,7 @@ from service.client.convert import from_proto, to_proto
 from service.client.errors import CallError, Refused
 from service.client.generated import FIELD_DOCS, RPC_DOCS, RPCS, Message, proto_class
 from service.client.jsonio import JsonRequestError, message_to_dict, message_to_json, parse_request
+from service.client.retry import RetryPolicy
 from service.config import ConfigError
 
 __all__ = [
@@ -240,7 +241,9 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--insecure", action="store_const", const=True, default=None,
                    help="plaintext, no TLS (only for a server configured grpc.insecure)")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt "
-                   "(default 60); UNAVAILABLE and RESOURCE_EXHAUSTED are retried")
+                   "(default 60)")
+    g.add_argument("--attempts", type=int, default=3, help="attempts in all when the "
+                   "answer is UNAVAILABLE or RESOURCE_EXHAUSTED, with backoff (default 3)")
 
 
 @contextmanager
@@ -250,7 +253,10 @@ def connect(args: argparse.Namespace) -> Iterator[HsmcaClient]:
 
     try:
         config = load_config(getattr(args, "config", None))
+        if args.attempts < 1:
+            raise UsageError("--attempts: at least 1")
         client = HsmcaClient.connect(args.target, timeout=args.timeout, tls_dir=args.tls_dir,
+                                     retry=RetryPolicy(max_attempts=args.attempts),
                                      config=config, cert=args.client_cert, key=args.client_key,
                                      ca=args.ca,
                                      insecure=args.insecure)
@@ -260,18 +266,21 @@ def connect(args: argparse.Namespace) -> Iterator[HsmcaClient]:
         yield client
 
 
-def _response_fields(response_type: type[Message]) -> tuple[str | None, bool, bool]:
-    """(main output field, has a chain, has a key) of a response, looking into `certificate`."""
+def _response_fields(response_type: type[Message]) -> tuple[list[str], bool, bool]:
+    """(--out candidates in order, has a chain, has a key) of a response.
+
+    Looks into a `certificate` message (DescribeCACertificate, DescribeClientCertificate).
+    """
     descriptor = proto_class(response_type).DESCRIPTOR
     names = {f.name for f in descriptor.fields}
     inner = descriptor.fields_by_name.get("certificate")
     if inner is not None and inner.message_type is not None and not inner.is_repeated:
         names |= {f"certificate.{f.name}" for f in inner.message_type.fields}
         names.discard("certificate")
-    main = next((n for n in (*MAIN_OUTPUTS, *(f"certificate.{o}" for o in MAIN_OUTPUTS))
-                 if n in names), None)
+    mains = [n for n in (*MAIN_OUTPUTS, *(f"certificate.{o}" for o in MAIN_OUTPUTS))
+             if n in names]
     chain = CHAIN_OUTPUT in names or f"certificate.{CHAIN_OUTPUT}" in names
-    return main, chain, KEY_OUTPUT in names
+    return mains, chain, KEY_OUTPUT in names
 
 
 def add_output_flags(parser: argparse.ArgumentParser, response_type: type[Message]) -> None:
@@ -279,10 +288,12 @@ def add_output_flags(parser: argparse.ArgumentParser, response_type: type[Messag
     g = parser.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print the response as JSON (proto "
                    "field names, zero values included)")
-    main, chain, key = _response_fields(response_type)
-    if main:
-        g.add_argument("--out", metavar="FILE", help=f"write {main} to FILE (- for stdout)"
-                       + (" with mode 0600" if main.split(".")[-1] in SECRET_OUTPUTS else ""))
+    mains, chain, key = _response_fields(response_type)
+    if mains:
+        secret = any(m.split(".")[-1] in SECRET_OUTPUTS for m in mains)
+        g.add_argument("--out", metavar="FILE", help=f"write {' or '.join(mains)} (the one "
+                       "the response carries) to FILE (- for stdout)"
+                       + (", secrets with mode 0600" if secret else ""))
     if chain:
         g.add_argument("--chain-out", metavar="FILE", help="write certificate_chain to FILE")
     if key:
@@ -331,12 +342,19 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+def _field_value(message: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        message = getattr(message, part)
+    return message
+
+
 def emit(args: argparse.Namespace, response: Message) -> None:
     """Write the file outputs, then print the response (text, or JSON with --json)."""
     message = to_proto(response)
     values = message_to_dict(message)
     written: dict[str, str] = {}
-    main, _, _ = _response_fields(type(response))
+    mains, _, _ = _response_fields(type(response))
+    main = next((m for m in mains if _field_value(message, m)), mains[0] if mains else None)
     targets = [(getattr(args, "out", None), main),
                (getattr(args, "chain_out", None),
                 CHAIN_OUTPUT if CHAIN_OUTPUT in values else f"certificate.{CHAIN_OUTPUT}"),
@@ -344,9 +362,7 @@ def emit(args: argparse.Namespace, response: Message) -> None:
     for path, field in targets:
         if not path or not field:
             continue
-        holder: Any = message
-        for part in field.split("."):
-            holder = getattr(holder, part)
+        holder = _field_value(message, field)
         if not holder:
             print(f"hsmca: the response has no {field} to write to {path}", file=sys.stderr)
             continue

@@ -400,3 +400,38 @@ def test_call_bad_json_unknown_field_and_zero_values(served: Served,
     assert ok.returncode == 0, ok.stderr
     described = json.loads(ok.stdout)["certificate"]
     assert described["path_len_constraint"] == 0
+
+
+def test_kms_export_writes_pkcs12_and_keys_mode_0600(capsys: pytest.CaptureFixture[str],
+                                                     served: Served, hierarchy: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    code, out, err = run(capsys, served, "kms", "create-certificate", "--key-spec", "EC_P256",
+                         "--subject", "CN=export.example.com,OU=kms,O=hsmca,C=CN",
+                         "--out", str(tmp_path / "req.csr"), "--json")
+    assert code == 0, err
+    certificate_id = json.loads(out)["certificate_id"]
+    assert run(capsys, served, "pca", "create-server-certificate-with-csr",
+               "--parent-identifier", hierarchy["sub"], "--csr", str(tmp_path / "req.csr"),
+               "--immediately", "2", "--days", "30", "--out", str(tmp_path / "cert.pem"),
+               "--chain-out", str(tmp_path / "chain.pem"))[0] == 0
+    assert run(capsys, served, "kms", "upload-certificate", "--certificate-id", certificate_id,
+               "--certificate", str(tmp_path / "cert.pem"), "--certificate-chain",
+               str(tmp_path / "chain.pem"))[0] == 0
+    code, out, err = run(capsys, served, "kms", "export-certificate", "--certificate-id",
+                         certificate_id, "--export-format", "PKCS12", "--passphrase", "pw-1",
+                         "--out", str(tmp_path / "bundle.p12"))
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "bundle.p12").stat().st_mode) == 0o600
+    loaded = pkcs12.load_pkcs12((tmp_path / "bundle.p12").read_bytes(), b"pw-1")
+    assert loaded.cert is not None and loaded.key is not None
+    code, _, err = run(capsys, served, "kms", "export-certificate", "--certificate-id",
+                       certificate_id, "--export-format", "PEM", "--passphrase", "pw-2",
+                       "--out", str(tmp_path / "c.pem"), "--chain-out", str(tmp_path / "ch.pem"),
+                       "--key-out", str(tmp_path / "k.pem"))
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "k.pem").stat().st_mode) == 0o600
+    key = serialization.load_pem_private_key((tmp_path / "k.pem").read_bytes(), b"pw-2")
+    cert = x509.load_pem_x509_certificate((tmp_path / "c.pem").read_bytes())
+    assert cert.public_key() == key.public_key()
