@@ -149,6 +149,11 @@ def _load(proto_dir: Path) -> tuple[list[Service], dict[str, Message], dict[str,
     return services, messages, file_comments
 
 
+def first_sentence(comment: str) -> str:
+    """The comment's first sentence, over as many lines as it takes."""
+    return re.split(r"(?<=\.)\s", " ".join(comment.split("\n")), maxsplit=1)[0]
+
+
 def snake(name: str) -> str:
     """CreateRootCACertificate -> create_root_ca_certificate."""
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
@@ -247,7 +252,7 @@ def render_docs(services: list[Service], messages: dict[str, Message],
             out += [svc.comment, ""]
         out += ["| Operation | CLI | Summary |", "|---|---|---|"]
         for m in svc.methods:
-            summary = m.comment.split("\n")[0]
+            summary = first_sentence(m.comment)
             out.append(f"| [{m.name}](#{m.name.lower()}) | `hsmca {group} {kebab(m.name)}` "
                        f"| {_cell(summary)} |")
         out.append("")
@@ -395,7 +400,7 @@ def render_client(services: list[Service], messages: dict[str, Message]) -> str:
                     out.append(f"        {f.name}: {ann} = {default},")
                 out += ["        timeout: float | None = None,",
                         f"    ) -> {m.response}:"]
-                out += _docstring(m.comment.split("\n")[0], "        ")
+                out += _docstring(first_sentence(m.comment), "        ")
                 args = [f"{f.name}={f.name}" for f in req.fields]
                 call = f"{m.request}({', '.join(args)})"
                 lines = textwrap.wrap(call, width=80, break_long_words=False,
@@ -417,6 +422,11 @@ def render_client(services: list[Service], messages: dict[str, Message]) -> str:
     for svc in services:
         for m in svc.methods:
             out += _string_lines(f"{svc.name}/{m.name}", m.comment, "    ")
+    out += ["}", "", "#: The first sentence of each RPC's comment (\"Service/Method\").",
+            "RPC_SUMMARIES: Mapping[str, str] = {"]
+    for svc in services:
+        for m in svc.methods:
+            out += _string_lines(f"{svc.name}/{m.name}", first_sentence(m.comment), "    ")
     out += ["}", "", "#: The .proto comment of each field (\"Message.field\").",
             "FIELD_DOCS: Mapping[str, str] = {"]
     for name in sorted(messages):

@@ -29,7 +29,14 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from service.client.client import HsmcaClient
 from service.client.convert import from_proto, to_proto
 from service.client.errors import CallError, Refused
-from service.client.generated import FIELD_DOCS, RPC_DOCS, RPCS, Message, proto_class
+from service.client.generated import (
+    FIELD_DOCS,
+    RPC_DOCS,
+    RPC_SUMMARIES,
+    RPCS,
+    Message,
+    proto_class,
+)
 from service.client.jsonio import JsonRequestError, message_to_dict, message_to_json, parse_request
 from service.client.retry import RetryPolicy
 from service.config import ConfigError
@@ -409,9 +416,9 @@ def add_rpc_commands(sub: Any) -> dict[str, Any]:
                                       "1 refused, 2 usage, 3 no answer, 4 check failed.")
         commands = group_parser.add_subparsers(dest="rpc", required=True, metavar="COMMAND")
         for method, (request_type, response_type) in RPCS[service].items():
-            doc = RPC_DOCS.get(f"{service}/{method}", "")
+            summary = RPC_SUMMARIES.get(f"{service}/{method}", "")
             p = commands.add_parser(
-                kebab(method), allow_abbrev=False, help=doc.split("\n")[0].replace("%", "%%"),
+                kebab(method), allow_abbrev=False, help=summary.replace("%", "%%"),
                 description=_description(service, method),
                 formatter_class=argparse.RawDescriptionHelpFormatter)
             fields = p.add_argument_group("request fields (see docs/api.md)")

@@ -1785,7 +1785,9 @@ class PrivateCaCalls(abc.ABC):
         identifier: str = "",
         timeout: float | None = None,
     ) -> DescribeClientCertificateStatusResponse:
-        """Returns the issuance/revocation state of end-entity certificates: poll it after an"""
+        """Returns the issuance/revocation state of end-entity certificates: poll it after an
+        asynchronous issuance (immediately 0) until the status is ISSUE (or FAILED).
+        """
         request = DescribeClientCertificateStatusRequest(identifier=identifier)
         return self._call("DescribeClientCertificateStatus", request, DescribeClientCertificateStatusResponse, timeout)
 
@@ -2150,7 +2152,9 @@ class AsyncPrivateCaCalls(abc.ABC):
         identifier: str = "",
         timeout: float | None = None,
     ) -> DescribeClientCertificateStatusResponse:
-        """Returns the issuance/revocation state of end-entity certificates: poll it after an"""
+        """Returns the issuance/revocation state of end-entity certificates: poll it after an
+        asynchronous issuance (immediately 0) until the status is ISSUE (or FAILED).
+        """
         request = DescribeClientCertificateStatusRequest(identifier=identifier)
         return await self._call("DescribeClientCertificateStatus", request, DescribeClientCertificateStatusResponse, timeout)
 
@@ -2764,6 +2768,92 @@ RPC_DOCS: Mapping[str, str] = {
         "keys only).\n"
         "Errors: NotFound.CertificateId; IncorrectStatus.Certificate; "
         "Forbidden.KeyNotExportable."
+    ),
+}
+
+#: The first sentence of each RPC's comment ("Service/Method").
+RPC_SUMMARIES: Mapping[str, str] = {
+    "PrivateCa/CreateRootCACertificate": (
+        "Creates a self-signed root CA; its key is generated non-exportable in the "
+        "hsm token."
+    ),
+    "PrivateCa/CreateSubCACertificate": (
+        "Creates a subordinate CA signed by a root CA; only subordinate CAs issue end"
+        " entities."
+    ),
+    "PrivateCa/DescribeCACertificate": "Returns one CA certificate with its status and CRL URL.",
+    "PrivateCa/DescribeCACertificateList": "Lists CA certificates, one page at a time.",
+    "PrivateCa/UpdateCACertificateStatus": (
+        "Changes a CA's status; only ISSUE -> REVOKE is allowed."
+    ),
+    "PrivateCa/CreateCustomCertificate": (
+        "Issues a certificate from a CSR with caller-chosen subject, extensions and "
+        "serial."
+    ),
+    "PrivateCa/CreateServerCertificateWithCsr": (
+        "Issues a server certificate for the caller's CSR."
+    ),
+    "PrivateCa/CreateServerCertificate": (
+        "Issues a server certificate for a key the service generates."
+    ),
+    "PrivateCa/CreateClientCertificate": (
+        "Issues a client certificate for a key the service generates."
+    ),
+    "PrivateCa/CreateClientCertificateWithCsr": (
+        "Issues a client certificate for the caller's CSR."
+    ),
+    "PrivateCa/DescribeClientCertificate": "Returns one end-entity certificate by identifier.",
+    "PrivateCa/DescribeClientCertificateForSerialNumber": (
+        "Returns the end-entity certificates with a given serial number."
+    ),
+    "PrivateCa/DescribeClientCertificateStatus": (
+        "Returns the issuance/revocation state of end-entity certificates: poll it "
+        "after an asynchronous issuance (immediately 0) until the status is ISSUE (or"
+        " FAILED)."
+    ),
+    "PrivateCa/ListClientCertificate": (
+        "Lists end-entity certificates, one page at a time, with filters."
+    ),
+    "PrivateCa/DescribeCertificatePrivateKey": (
+        "Returns a system-generated exportable private key as encrypted PKCS#8 PEM."
+    ),
+    "PrivateCa/CreateRevokeClientCertificate": (
+        "Revokes an end-entity certificate and regenerates its CA's CRL."
+    ),
+    "PrivateCa/ListRevokeCertificate": (
+        "Lists revoked end-entity certificates, one page at a time."
+    ),
+    "PrivateCa/DeleteClientCertificate": (
+        "Deletes a revoked end-entity certificate and destroys any system-generated "
+        "key."
+    ),
+    "KmsCertificates/CreateCertificate": (
+        "Generates a key pair in the token and returns a CSR signed with it."
+    ),
+    "KmsCertificates/UploadCertificate": (
+        "Stores the certificate (and chain) issued for the key's CSR; status becomes "
+        "ACTIVE."
+    ),
+    "KmsCertificates/GetCertificate": "Returns the certificate, chain and CSR.",
+    "KmsCertificates/DescribeCertificate": "Returns the certificate's metadata.",
+    "KmsCertificates/ListCertificates": "Lists certificates, one page at a time, with filters.",
+    "KmsCertificates/UpdateCertificateStatus": "Sets ACTIVE, INACTIVE or REVOKED (final).",
+    "KmsCertificates/DeleteCertificate": "Destroys the key in the token and the record.",
+    "KmsCertificates/CertificatePrivateKeySign": (
+        "Signs a message or digest with the certificate's private key (ACTIVE only)."
+    ),
+    "KmsCertificates/CertificatePublicKeyVerify": (
+        "Verifies a signature with the certificate's public key."
+    ),
+    "KmsCertificates/CertificatePublicKeyEncrypt": (
+        "Encrypts with the certificate's public key (RSA OAEP or SM2PKE)."
+    ),
+    "KmsCertificates/CertificatePrivateKeyDecrypt": (
+        "Decrypts with the certificate's private key (ACTIVE only)."
+    ),
+    "KmsCertificates/ExportCertificate": (
+        "Exports certificate, chain and passphrase-encrypted private key (exportable "
+        "keys only)."
     ),
 }
 
