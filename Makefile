@@ -73,6 +73,7 @@ fuzz: deps
 bench: deps bench-deps
 	$(BIN)/python bench/bench_token.py
 	$(BIN)/python bench/bench_issuance.py
+	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_ocsp.py
 

@@ -44,13 +44,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
 
 from service.audit.chain import GENESIS, AuditRecord, canonical_json, record_hash
 from service.audit.key import AUDIT_KEY_ALGORITHM, AUDIT_KEY_LABEL, AuditKey
 from service.auth.principal import current_principal
 from service.request_id import current_request_id
 from service.storage.group_commit import BATCH_SCRATCH, group_committer
+from service.storage.prepared import Prepared
 from service.storage.schema import audit_checkpoint as checkpoint_t
 from service.storage.schema import audit_record as record_t
 
@@ -85,6 +86,12 @@ CHECKPOINT_ACTION = "audit.checkpoint"
 CHECKPOINT_HEADS_WINDOW = dt.timedelta(days=7)
 MAX_REASON = 2000
 
+_INSERT_RECORD = Prepared(insert(record_t))
+# The highest seq of a chain: a backwards walk of the primary key (writer, seq).
+_CHAIN_HEAD = Prepared(select(record_t.c.seq, record_t.c.record_hash)
+                       .where(record_t.c.writer == bindparam("writer"))
+                       .order_by(record_t.c.seq.desc()).limit(1))
+
 
 @dataclasses.dataclass(frozen=True)
 class KeyRef:
@@ -96,18 +103,23 @@ class KeyRef:
 
 @dataclasses.dataclass(frozen=True)
 class AuditEntry:
-    """A record to append: everything but its place in the chain."""
+    """A record to append: everything but its place in the chain.
+
+    ``resources`` and ``details`` are held as their canonical JSON text, encoded when the
+    entry is made (in the caller's thread), so that appending -- which may run in the
+    thread that commits for everyone -- only hashes and inserts.
+    """
 
     time: dt.datetime
     principal: str
     tenant: str
     action: str
-    resources: tuple[str, ...]
+    resources: str  # canonical JSON array of identifiers
     key: KeyRef | None
     outcome: str
     reason: str
     request_id: str
-    details: Mapping[str, Any]
+    details: str  # canonical JSON object
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -159,9 +171,14 @@ class AuditLog:
             principal=principal.id if principal is not None else SYSTEM_PRINCIPAL,
             tenant=tenant or (principal.tenant if principal is not None
                               else self.default_tenant),
-            action=action, resources=tuple(r for r in resources if r), key=key,
+            action=action, resources=canonical_json([r for r in resources if r]), key=key,
             outcome=outcome, reason=reason[:MAX_REASON], request_id=current_request_id(),
-            details=dict(details or {}))
+            details=canonical_json(dict(details or {})))
+
+    def failure(self, entry: AuditEntry, reason: str) -> AuditEntry:
+        """``entry`` as the record of a failure with ``reason``."""
+        return dataclasses.replace(entry, outcome=FAILURE, reason=reason[:MAX_REASON],
+                                   time=self._clock())
 
     def append(self, conn: Connection, entry: AuditEntry) -> AuditRecord:
         """Append ``entry`` to this writer's chain inside the caller's write transaction."""
@@ -171,25 +188,26 @@ class AuditLog:
         if head is None:
             head = self._read_head(conn)
         seq, prev = head[0] + 1, head[1]
-        resources = canonical_json(list(entry.resources))
-        details = canonical_json(dict(entry.details))
+        resources, details = entry.resources, entry.details
         key_token = entry.key.token if entry.key else None
         key_id = entry.key.key_id if entry.key else None
         digest = record_hash(self.writer, seq, entry.time, entry.principal, entry.tenant,
                              entry.action, resources, key_token, key_id, entry.outcome,
                              entry.reason, entry.request_id, details, prev)
-        rec = AuditRecord(writer=self.writer, seq=seq, time=entry.time,
-                          principal=entry.principal, tenant=entry.tenant, action=entry.action,
-                          resources=resources, key_token=key_token, key_id=key_id,
-                          outcome=entry.outcome, reason=entry.reason,
-                          request_id=entry.request_id, details=details, prev_hash=prev,
-                          record_hash=digest)
-        conn.execute(insert(record_t), [dataclasses.asdict(rec)])
+        values: dict[str, Any] = {"writer": self.writer, "seq": seq, "time": entry.time,
+                  "principal": entry.principal, "tenant": entry.tenant,
+                  "action": entry.action, "resources": resources, "key_token": key_token,
+                  "key_id": key_id, "outcome": entry.outcome, "reason": entry.reason,
+                  "request_id": entry.request_id, "details": details, "prev_hash": prev,
+                  "record_hash": digest}
+        # A prepared INSERT (service/storage/prepared.py): a record rides on the hot path of
+        # issuance, where Connection.execute's machinery would cost more than the hashing.
+        _INSERT_RECORD.execute(conn, values)
         if scratch is not None:
             # Valid for this transaction only: a rolled-back batch starts a new scratch.
             scratch[head_key] = (seq, digest)
         self._appended += 1
-        return rec
+        return AuditRecord(**values)
 
     def op(self, entry: AuditEntry) -> Callable[[Connection], AuditRecord]:
         """A write operation appending ``entry`` (for a transaction the caller commits)."""
@@ -200,10 +218,7 @@ class AuditLog:
         return self._committer.run(self.op(self.entry(action, **fields)))
 
     def _read_head(self, conn: Connection) -> tuple[int, str]:
-        row = conn.execute(
-            select(record_t.c.seq, record_t.c.record_hash)
-            .where(record_t.c.writer == self.writer)
-            .order_by(record_t.c.seq.desc()).limit(1)).first()
+        row = _CHAIN_HEAD.first(conn, {"writer": self.writer})
         return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
 
     # --- checkpoints ---------------------------------------------------------------------
@@ -219,8 +234,8 @@ class AuditLog:
             # Built here, in whichever thread commits: the writer's own record, not a call's.
             rec = self.append(conn, AuditEntry(
                 time=self._clock(), principal=SYSTEM_PRINCIPAL, tenant=self.default_tenant,
-                action=CHECKPOINT_ACTION, resources=(), key=None, outcome=SUCCESS, reason="",
-                request_id="", details={"heads": heads, "close": close}))
+                action=CHECKPOINT_ACTION, resources="[]", key=None, outcome=SUCCESS, reason="",
+                request_id="", details=canonical_json({"heads": heads, "close": close})))
             signature = key.sign(bytes.fromhex(rec.record_hash))
             conn.execute(insert(checkpoint_t), [{
                 "writer": rec.writer, "seq": rec.seq, "key_label": AUDIT_KEY_LABEL,

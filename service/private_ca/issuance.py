@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -282,14 +281,11 @@ def _audited(reservation: Reservation, event: IssuanceEvent) -> Reservation:
     record, mark_failed = reservation.record, reservation.mark_failed
 
     def recorded(certificate: bytes) -> Operation:
-        done = dataclasses.replace(entry, details={
-            **entry.details, "certificate_sha256": hashlib.sha256(certificate).hexdigest()})
-        return _both(record(certificate), log.op(done))
+        return _both(record(certificate), log.op(entry))
 
     def failed(error: BaseException) -> Operation:
         reason = getattr(error, "reason", "") or type(error).__name__
-        return _both(mark_failed(error), log.op(dataclasses.replace(
-            entry, outcome=audit.FAILURE, reason=f"{reason}: {error}")))
+        return _both(mark_failed(error), log.op(log.failure(entry, f"{reason}: {error}")))
 
     return dataclasses.replace(reservation, record=recorded, mark_failed=failed)
 
