@@ -28,8 +28,25 @@ for p in (REPO, REPO / "bench"):
 ALGORITHM = "ECC_256"
 
 
+def _workers_cpu() -> float:
+    """CPU seconds used so far by this process's spawned worker processes (Linux /proc)."""
+    total = 0
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[1] != me:  # ppid
+                continue
+            if b"spawn_main" not in (stat.parent / "cmdline").read_bytes():
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _run(metrics_on: bool, workers: int, concurrency: int, seconds: float,
-         csrs: list[str]) -> float:
+         csrs: list[str]) -> tuple[float, float]:
     from bench_issuance import _create_hierarchy, _free_port, _h2load_rate, _service
 
     os.environ["HSMCA_METRICS"] = "1" if metrics_on else "0"
@@ -40,10 +57,13 @@ def _run(metrics_on: bool, workers: int, concurrency: int, seconds: float,
             target = f"127.0.0.1:{port}"
             sub_id = _create_hierarchy(target, ALGORITHM)
             _h2load_rate(state, target, sub_id, csrs[0], concurrency, 1.0)  # warm-up
+            cpu = _workers_cpu()
             rate, results = _h2load_rate(state, target, sub_id, csrs[1], concurrency, seconds)
+            cpu = _workers_cpu() - cpu
             if any(r.errors for r in results):
                 raise RuntimeError(f"errors during the run: {results}")
-            return rate
+            issued = sum(r.ok for r in results)
+            return rate, cpu / max(1, issued) * 1e6
     finally:
         shutil.rmtree(state, ignore_errors=True)
         os.environ.pop("HSMCA_METRICS", None)
@@ -55,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--pairs", type=int, default=3, help="off/on pairs")
+    p.add_argument("--pairs", type=int, default=4, help="off/on pairs")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--concurrency", type=int, default=16)
     args = p.parse_args(argv)
@@ -65,13 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     csrs = _make_csrs(ALGORITHM)
     off: list[float] = []
     on: list[float] = []
+    cpu: dict[bool, list[float]] = {True: [], False: []}
     for i in range(args.pairs):
         for metrics_on, bucket in ((False, off), (True, on)) if i % 2 == 0 else \
                 ((True, on), (False, off)):
-            rate = _run(metrics_on, args.workers, args.concurrency, args.seconds, csrs)
+            rate, us = _run(metrics_on, args.workers, args.concurrency, args.seconds, csrs)
             bucket.append(rate)
-            print(f"pair {i + 1}: metrics {'on ' if metrics_on else 'off'} {rate:7.0f} certs/s",
-                  flush=True)
+            cpu[metrics_on].append(us)
+            print(f"pair {i + 1}: metrics {'on ' if metrics_on else 'off'} {rate:7.0f} certs/s, "
+                  f"{us:5.0f} us of worker CPU per certificate", flush=True)
     m_off, m_on = statistics.median(off), statistics.median(on)
     print()
     print(f"{ALGORITHM} issuance, {args.workers} workers, concurrency {args.concurrency}, "
@@ -79,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  metrics off: median {m_off:.0f} certs/s  ({', '.join(f'{x:.0f}' for x in off)})")
     print(f"  metrics on : median {m_on:.0f} certs/s  ({', '.join(f'{x:.0f}' for x in on)})")
     print(f"  ratio on/off: {m_on / m_off:.3f}  (budget: >= 0.95)")
+    c_off, c_on = statistics.median(cpu[False]), statistics.median(cpu[True])
+    print(f"  worker CPU per certificate: off {c_off:.0f} us, on {c_on:.0f} us "
+          f"(ratio {c_on / c_off:.3f}; steadier than certs/s on a shared machine)")
     return 0
 
 
