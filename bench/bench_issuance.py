@@ -78,6 +78,19 @@ class ClientResult:
     first_error: str
     seconds: float
     cpu_seconds: float
+    service_cpu_seconds: float = 0.0  # the worker processes' CPU time in the run (h2load)
+
+
+def _workers_cpu_seconds() -> float:
+    """User + system CPU time so far of this process's live children (the service workers)."""
+    import multiprocessing as mp
+
+    total = 0
+    for child in mp.active_children():
+        with contextlib.suppress(OSError), open(f"/proc/{child.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -254,6 +267,7 @@ def _h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: i
     database, log = state / "hsmca.db", state / "workers.log"
     before, log_offset = _issued_count(database, sub_id), log.stat().st_size
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    service0 = _workers_cpu_seconds()
     out = subprocess.run(  # noqa: S603 - fixed arguments
         ["h2load", "--clients", str(concurrency), "--max-concurrent-streams", "1",  # noqa: S607
          "--duration", f"{seconds:g}", "--data", str(body),
@@ -262,6 +276,7 @@ def _h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: i
     usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     counts = parse_h2load(out.stdout)
     time.sleep(1.0)  # the calls in flight when h2load stopped finish in milliseconds
+    service_cpu = _workers_cpu_seconds() - service0
     recorded = _issued_count(database, sub_id) - before
     failed = _failed_calls(log, log_offset)
     # Calls answered with 200 whose certificate the service did not record carried an error.
@@ -272,7 +287,7 @@ def _h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: i
         f"{unrecorded} answered calls without an ISSUED certificate" if unrecorded else "")
     ok = int(counts["done"]) - unrecorded
     cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
-    result = ClientResult(ok, errors, first, counts["seconds"], cpu)
+    result = ClientResult(ok, errors, first, counts["seconds"], cpu, service_cpu)
     return ok / counts["seconds"], [result]
 
 
@@ -478,6 +493,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{alg:<9} {rate:>8.0f} {r['single']:>11.0f} {r['multi']:>11.0f} "
               f"{rate / r['multi']:>5.2f}x {cpu:>9.2f}c {errors:>6}")
         print(f"  runs: {', '.join(f'{x:.0f}' for x in each)} certs/s")
+        service_cpu = sum(x.service_cpu_seconds for x in results)
+        if service_cpu and results[0].ok:
+            # CPU per certificate is much less sensitive to other load on the machine than
+            # a rate; against the token's own CPU per signature it gives a load-robust
+            # ratio (a pinned worker is one core: certs/s per core = 1 / CPU per cert).
+            per_cert = service_cpu / sum(x.ok for x in results) * 1e3
+            print(f"  service CPU: {per_cert:.2f} ms per certificate (all workers, median run)")
         for x in results:
             if x.first_error:
                 print(f"  first error: {x.first_error}")
