@@ -81,7 +81,7 @@ class ClientResult:
     service_cpu_seconds: float = 0.0  # the worker processes' CPU time in the run (h2load)
 
 
-def _workers_cpu_seconds() -> float:
+def workers_cpu_seconds() -> float:
     """User + system CPU time so far of this process's live children (the service workers)."""
     import multiprocessing as mp
 
@@ -267,7 +267,7 @@ def _h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: i
     database, log = state / "hsmca.db", state / "workers.log"
     before, log_offset = _issued_count(database, sub_id), log.stat().st_size
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    service0 = _workers_cpu_seconds()
+    service0 = workers_cpu_seconds()
     out = subprocess.run(  # noqa: S603 - fixed arguments
         ["h2load", "--clients", str(concurrency), "--max-concurrent-streams", "1",  # noqa: S607
          "--duration", f"{seconds:g}", "--data", str(body),
@@ -276,7 +276,7 @@ def _h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: i
     usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     counts = parse_h2load(out.stdout)
     time.sleep(1.0)  # the calls in flight when h2load stopped finish in milliseconds
-    service_cpu = _workers_cpu_seconds() - service0
+    service_cpu = workers_cpu_seconds() - service0
     recorded = _issued_count(database, sub_id) - before
     failed = _failed_calls(log, log_offset)
     # Calls answered with 200 whose certificate the service did not record carried an error.

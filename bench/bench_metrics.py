@@ -28,26 +28,15 @@ for p in (REPO, REPO / "bench"):
 ALGORITHM = "ECC_256"
 
 
-def _workers_cpu() -> float:
-    """CPU seconds used so far by this process's spawned worker processes (Linux /proc)."""
-    total = 0
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[1] != me:  # ppid
-                continue
-            if b"spawn_main" not in (stat.parent / "cmdline").read_bytes():
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _run(metrics_on: bool, workers: int, concurrency: int, seconds: float,
          csrs: list[str]) -> tuple[float, float]:
-    from bench_issuance import _create_hierarchy, _free_port, _h2load_rate, _service
+    from bench_issuance import (
+        _create_hierarchy,
+        _free_port,
+        _h2load_rate,
+        _service,
+        workers_cpu_seconds,
+    )
 
     os.environ["HSMCA_METRICS"] = "1" if metrics_on else "0"
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-metrics-"))
@@ -57,9 +46,9 @@ def _run(metrics_on: bool, workers: int, concurrency: int, seconds: float,
             target = f"127.0.0.1:{port}"
             sub_id = _create_hierarchy(target, ALGORITHM)
             _h2load_rate(state, target, sub_id, csrs[0], concurrency, 1.0)  # warm-up
-            cpu = _workers_cpu()
+            cpu = workers_cpu_seconds()
             rate, results = _h2load_rate(state, target, sub_id, csrs[1], concurrency, seconds)
-            cpu = _workers_cpu() - cpu
+            cpu = workers_cpu_seconds() - cpu
             if any(r.errors for r in results):
                 raise RuntimeError(f"errors during the run: {results}")
             issued = sum(r.ok for r in results)
