@@ -20,7 +20,7 @@ Serving (``respond``), for a request with one CertID (RFC 5019 2.1.1):
   4. on a miss (no response yet, the status moved, or nextUpdate is near) the response is
      taken from the ``ocsp_response`` table if another worker signed it already, else built,
      signed by the token (one thread per process in the token: Token.run), verified against
-     the CA key (DESIGN.md invariant 3), audited and stored, in one commit.
+     the CA key (invariant 3, docs/architecture.md), audited and stored, in one commit.
 Certificate status: ISSUED is good; REVOKED is revoked with its time and reason; a serial
 the CA never issued (or only reserved) is unknown. thisUpdate is the signing time, nextUpdate
 ``validity`` later; the background thread re-signs stored responses ``refresh_margin``
