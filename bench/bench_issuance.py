@@ -307,6 +307,9 @@ def _service(state: Path, workers: int, port: int, *, pin: bool = True) -> Itera
         "HSMCA_GRPC_WORKERS": str(workers),
         "HSMCA_GRPC_PIN_WORKERS": "true" if pin else "false",
         "HSMCA_HTTP_LISTEN": f"127.0.0.1:{_free_port()}",
+        # h2load presents no client certificate: this benchmark runs plaintext on loopback
+        # (bench/bench_mtls.py compares mTLS with plaintext).
+        "HSMCA_GRPC_INSECURE": "true",
     }
     os.environ.update(env)
     os.environ["SOFTHSM2_CONF"] = str(state / "softhsm" / "softhsm2.conf")

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsm.config import TokenRole
 from hsm.token import Token
 from service import limits
+from service.auth.ratelimit import SharedRateLimiter
 from service.config import Config
 from service.rpc.server import build_server, graceful_stop
 from service.storage.db import create_engine_for
+
+if TYPE_CHECKING:
+    from service.auth.perimeter import CrlHolder, Perimeter
+    from service.auth.policy import PolicyHolder
+    from service.rpc.tls import ServerTlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +52,12 @@ class App:
     def __init__(self, config: Config) -> None:
         from service import audit
         from service.audit.key import AuditKey
+        from service.auth.policy import IssuanceAuthorizer
         from service.kms.service import KmsCertificatesService
         from service.metrics import IssuanceMetrics
         from service.ocsp import OcspResponder
         from service.private_ca.crls import CrlPublisher
+        from service.private_ca.issuance import ObserverChain
         from service.private_ca.lifecycle import Lifecycle
         from service.private_ca.service import PrivateCaService
 
@@ -57,6 +65,9 @@ class App:
         limits.configure(limits.Limits(
             max_sans=config.limits.max_sans, max_tags=config.limits.max_tags,
             max_chain_certificates=config.limits.max_chain_certificates))
+        self.policy: PolicyHolder | None = None
+        self.client_crl: CrlHolder | None = None
+        self.tls_files: ServerTlsFiles | None = None
         self.engine = create_engine_for(config.database.url)
         self.hsm_token = Token(config.token_config(TokenRole.HSM))
         self.software_token = Token(config.token_config(TokenRole.SOFTWARE))
@@ -71,7 +82,9 @@ class App:
             self.software_token,
             public_base_url=config.http.public_base_url,
             min_rsa_bits=config.policy.min_rsa_bits,
-            observer=IssuanceMetrics(),
+            # The caller's role bounds what is issued (CAs, names, validity), before
+            # anything is counted.
+            observer=ObserverChain(IssuanceAuthorizer(), IssuanceMetrics()),
         )
         self.crls = CrlPublisher(self.private_ca)
         self.ocsp = OcspResponder(self.private_ca)
@@ -89,10 +102,9 @@ class App:
         from service.servicers.kms import kms_servicer_pair
         from service.servicers.private_ca import private_ca_servicer_pair
 
-        owner = self.config.policy.default_owner
         return [
-            private_ca_servicer_pair(self.private_ca, owner, self.lifecycle),
-            kms_servicer_pair(self.kms, owner),
+            private_ca_servicer_pair(self.private_ca, self.lifecycle),
+            kms_servicer_pair(self.kms),
         ]
 
     def _renewals(self) -> None:
@@ -110,12 +122,41 @@ class App:
                 ca_certificate_route(self.crls.ca_certificate),
                 metrics_route(lambda: metrics.render(database), metrics.CONTENT_TYPE_LATEST)]
 
-    def start(self, *, reuse_port: bool, grpc_listen: str | None = None) -> Running:
+    def perimeter(self, limiter: SharedRateLimiter | None = None) -> tuple[Perimeter, Any]:
+        """The call perimeter and gRPC server credentials (None: plaintext) of this config."""
+        from service.auth.perimeter import CrlHolder, LocalAdmin, MutualTls
+        from service.auth.policy import PolicyHolder
+        from service.auth.principal import LOCAL_ADMIN_ID
+        from service.rpc.tls import ServerTlsFiles, server_credentials
+
+        config = self.config
+        if config.grpc.insecure:
+            log.warning(
+                "gRPC is PLAINTEXT on %s (grpc.insecure = true, loopback only): every call "
+                "runs as principal %r of tenant %r with every permission",
+                config.grpc.listen, LOCAL_ADMIN_ID, config.policy.default_owner)
+            return LocalAdmin(config.policy.default_owner), None
+        self.policy = PolicyHolder(config.auth.policy_file)
+        self.client_crl = CrlHolder(config.tls.crl, config.tls.dir / "ca.pem")
+        self.tls_files = ServerTlsFiles(config.tls)
+        mtls = MutualTls(self.policy, limiter or SharedRateLimiter.create(), self.client_crl)
+        log.info("gRPC is mTLS on %s: client certificates verified against %s, policy %s",
+                 config.grpc.listen, config.tls.client_ca, config.auth.policy_file)
+        return mtls, server_credentials(self.tls_files)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the policy file now (the CRL and TLS files are watched anyway)."""
+        if self.policy is not None:
+            self.policy.reload()
+
+    def start(self, *, reuse_port: bool, grpc_listen: str | None = None,
+              limiter: SharedRateLimiter | None = None) -> Running:
         """Start gRPC, the CRL HTTP server and the background job thread."""
         self.audit.start()  # the chain's first record is a signed checkpoint
         from service.http import HttpBounds, start_crl_server
         from service.private_ca.jobs import JobWorker
 
+        perimeter, credentials = self.perimeter(limiter)
         bounds = self.config.limits
         http_server, _ = start_crl_server(
             self.config.http.listen, self.crls.latest, reuse_port=reuse_port,
@@ -128,6 +169,8 @@ class App:
             grpc_listen or self.config.grpc.listen,
             max_workers=self.config.grpc.max_threads,
             reuse_port=reuse_port,
+            perimeter=perimeter,
+            credentials=credentials,
         )
         server.start()
         worker = None

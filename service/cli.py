@@ -1,4 +1,4 @@
-"""The `hsmca` command: serve, migrate, conformance, call, audit."""
+"""The `hsmca` command: serve, migrate, conformance, call, audit, principal."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hsm.errors import HsmError
 from service.client.commands import register as register_client_commands
@@ -47,6 +48,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             config, grpc=dataclasses.replace(config.grpc, workers=args.workers)
         )
     _preflight(config)
+    if not config.grpc.insecure:
+        from service.auth.bootstrap import bootstrap
+
+        bootstrap(config)
     return serve(config)
 
 
@@ -79,7 +84,65 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
 def _cmd_call(args: argparse.Namespace) -> int:
     from service.client_cli import call
 
-    return call(args.target, args.method, args.data)
+    return call(args.target, args.method, args.data, config=load_config(args.config))
+
+
+# --- `hsmca principal issue|revoke`: client certificates from the operations CA ---------
+
+def _cmd_principal_issue(args: argparse.Namespace) -> int:
+    from hsm.config import TokenRole
+    from hsm.token import Token
+    from service.auth.bootstrap import issue_principal
+
+    config = load_config(args.config)
+    token = Token(config.token_config(TokenRole.HSM))
+    try:
+        issued = issue_principal(config, token, args.id, args.out, name=args.name,
+                                 days=args.days)
+    finally:
+        token.close()
+    print(f"principal {issued.principal_id}: certificate {issued.certificate}, key "
+          f"{issued.key} (serial {issued.serial:x}); map it to a tenant and roles in "
+          f"{config.auth.policy_file}")
+    return 0
+
+
+def _cmd_principal_revoke(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from hsm.config import TokenRole
+    from hsm.token import Token
+    from service.auth.bootstrap import revoke_principal
+
+    config = load_config(args.config)
+    serials = [int(s, 16) for s in args.serial]
+    for path in args.cert:
+        serials.append(x509.load_pem_x509_certificate(path.read_bytes()).serial_number)
+    if not serials:
+        raise ConfigError("principal revoke: give --cert FILE or --serial HEX")
+    token = Token(config.token_config(TokenRole.HSM))
+    try:
+        crl = revoke_principal(config, token, serials)
+    finally:
+        token.close()
+    print(f"revoked {', '.join(f'{s:x}' for s in serials)}; CRL {crl} (servers reload it)")
+    return 0
+
+
+def _add_principal_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    principal = sub.add_parser("principal", help="client certificates for principals")
+    verbs = principal.add_subparsers(dest="verb", required=True)
+    p = verbs.add_parser("issue", help="issue a client certificate from the operations CA")
+    p.add_argument("--id", required=True,
+                   help="principal id: a URI SAN if it has a scheme (spiffe://...), else the CN")
+    p.add_argument("--out", required=True, type=Path, help="directory for NAME.pem, NAME.key")
+    p.add_argument("--name", help="file name stem (default: the id's last path segment)")
+    p.add_argument("--days", type=int, default=90, help="validity in days (default 90)")
+    p.set_defaults(fn=_cmd_principal_issue)
+    p = verbs.add_parser("revoke", help="revoke client certificates (the servers refuse them)")
+    p.add_argument("--cert", type=Path, action="append", default=[], help="certificate PEM")
+    p.add_argument("--serial", action="append", default=[], help="serial number, hex")
+    p.set_defaults(fn=_cmd_principal_revoke)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,12 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("call", help="call an RPC with a JSON request, print the JSON response")
     p.add_argument("method", help="e.g. PrivateCa/CreateRootCACertificate")
     p.add_argument("data", nargs="?", default="{}", help="request as JSON (proto field names)")
-    p.add_argument("--target", default="127.0.0.1:50051")
+    p.add_argument("--target", help="HOST:PORT (default: $HSMCA_TARGET, else grpc.listen)")
     p.set_defaults(fn=_cmd_call)
     from service.audit.cli import add_audit_parser
 
     add_audit_parser(sub)
     register_client_commands(sub)
+    _add_principal_commands(sub)
     args = parser.parse_args(argv)
 
     logging.basicConfig(

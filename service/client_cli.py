@@ -7,7 +7,9 @@ import sys
 import grpc
 
 from service.client.jsonio import JsonRequestError, message_to_json, parse_request
+from service.config import Config
 from service.gen.hsmca.v1 import kms_pb2, kms_pb2_grpc, private_ca_pb2, private_ca_pb2_grpc
+from service.rpc.channel import client_channel
 from service.rpc.client import error_info
 
 _SERVICES = {
@@ -16,8 +18,12 @@ _SERVICES = {
 }
 
 
-def call(target: str, method: str, data: str) -> int:
-    """Call ``Service/Method`` with a JSON request; print the JSON response or the error."""
+def call(target: str | None, method: str, data: str, *, config: Config | None = None) -> int:
+    """Call ``Service/Method`` with a JSON request; print the JSON response or the error.
+
+    The channel is service/rpc/channel.py's: mTLS with var/tls/admin.{pem,key} unless the
+    server is configured plaintext; the target is ``target``, $HSMCA_TARGET or grpc.listen.
+    """
     service, _, name = method.partition("/")
     if service.startswith("hsmca.v1."):
         service = service.removeprefix("hsmca.v1.")
@@ -35,7 +41,7 @@ def call(target: str, method: str, data: str) -> int:
     except JsonRequestError as e:
         print(f"hsmca call: {e}", file=sys.stderr)
         return 2
-    with grpc.insecure_channel(target) as channel:
+    with client_channel(target, config=config) as channel:
         stub = stub_cls(channel)
         try:
             response = getattr(stub, name)(request, timeout=60)

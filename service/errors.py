@@ -51,6 +51,7 @@ class Status(enum.Enum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     INTERNAL = "INTERNAL"
 
 
@@ -106,10 +107,28 @@ class PermissionDenied(HsmcaError):
 
 
 class ResourceExhausted(HsmcaError):
-    """A quota or size limit is exceeded (reason: LimitExceeded.X)."""
+    """A quota or size limit is exceeded (reason: LimitExceeded.X).
+
+    A rate limit sets ``retry_after`` (seconds) and names the quota (``quota_subject``,
+    e.g. ``principal:admin``); the interceptor sends them as google.rpc.RetryInfo and
+    google.rpc.QuotaFailure.
+    """
 
     status = Status.RESOURCE_EXHAUSTED
     default_reason = "LimitExceeded"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 retry_after: float | None = None, quota_subject: str = "") -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+        self.quota_subject = quota_subject
+
+
+class Unauthenticated(HsmcaError):
+    """The caller's credentials are not acceptable (revoked or expired client certificate)."""
+
+    status = Status.UNAUTHENTICATED
+    default_reason = "Unauthenticated"
 
 
 class Unavailable(HsmcaError):

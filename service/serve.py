@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hsm.config import TokenRole
+from service.auth.ratelimit import SharedRateLimiter
 from service.config import Config
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ class WorkerReady:
 
 
 def _worker_main(config: Config, index: int, reuse_port: bool, ready: Any,
-                 cpu: int | None = None) -> None:
+                 cpu: int | None = None, limiter: SharedRateLimiter | None = None) -> None:
     """Entry point of one worker process."""
     if cpu is not None:
         # First thing: threads started later (gRPC's, the pool's, the jobs thread) inherit
@@ -92,8 +94,10 @@ def _worker_main(config: Config, index: int, reuse_port: bool, ready: Any,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     app = open_app(config)
+    # SIGHUP: reload the policy now; open connections and in-flight calls are untouched.
+    signal.signal(signal.SIGHUP, lambda *_: app.reload())
     try:
-        running = app.start(reuse_port=reuse_port)
+        running = app.start(reuse_port=reuse_port, limiter=limiter)
         ready.send(WorkerReady(index, os.getpid(), running.grpc_port, running.http_port))
         ready.close()
         stop.wait()
@@ -115,12 +119,14 @@ class Supervisor:
         self._procs: dict[int, Any] = {}
         self.ready: dict[int, WorkerReady] = {}
         self._stopping = threading.Event()
+        # One rate-limit table for every worker (and every restarted one): see ratelimit.py.
+        self.limiter = SharedRateLimiter.create(self._ctx)
 
     def _spawn(self, index: int, timeout: float = 60.0) -> WorkerReady:
         parent, child = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(self.config, index, self.reuse_port, child, self.cpus[index]),
+            args=(self.config, index, self.reuse_port, child, self.cpus[index], self.limiter),
             name=f"hsmca-worker-{index}",
         )
         proc.start()
@@ -163,6 +169,12 @@ class Supervisor:
                         log.error("%s", e)
                         time.sleep(1.0)
 
+    def hangup(self) -> None:
+        """Forward SIGHUP (reload the policy) to every worker."""
+        for proc in self._procs.values():
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGHUP)
+
     def stop(self) -> None:
         """Forward SIGTERM to every worker and wait for them to drain."""
         self._stopping.set()
@@ -178,6 +190,32 @@ class Supervisor:
                 proc.join()
 
 
+#: How often the supervisor checks whether the server certificate or the CRL is due.
+RENEWAL_CHECK_SECONDS = 3600.0
+
+
+def _renew_loop(config: Config, stop: threading.Event,
+                every: float = RENEWAL_CHECK_SECONDS) -> None:
+    """Renew the server certificate and re-sign the client CRL when due, until stopped.
+
+    The supervisor does it (one process, one token session opened only for the renewal);
+    workers notice the new files at their next handshake (service/rpc/tls.py).
+    """
+    from hsm.token import Token
+    from service.auth.bootstrap import refresh_crl_if_due, renew_server_certificate_if_due
+
+    while not stop.wait(every):
+        try:
+            token = Token(config.token_config(TokenRole.HSM))
+            try:
+                renew_server_certificate_if_due(config, token)
+                refresh_crl_if_due(config, token)
+            finally:
+                token.close()
+        except Exception:
+            log.exception("TLS renewal failed; retrying in %ss", every)
+
+
 def serve(config: Config) -> int:
     """Run the service until SIGTERM/SIGINT; returns the process exit code."""
     from service.storage.db import migrate
@@ -191,6 +229,7 @@ def serve(config: Config) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: supervisor.hangup())
     workers = supervisor.start()
     log.info(
         "serving gRPC on %s and HTTP on %s with %d worker process(es): pids %s, CPUs %s",
@@ -199,6 +238,9 @@ def serve(config: Config) -> int:
     )
     watcher = threading.Thread(target=supervisor.watch, daemon=True)
     watcher.start()
+    if not config.grpc.insecure and config.tls.managed:
+        threading.Thread(target=_renew_loop, args=(config, stop), daemon=True,
+                         name="tls-renewal").start()
     stop.wait()
     log.info("stopping")
     supervisor.stop()

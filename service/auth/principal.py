@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["LOCAL_ADMIN_ID", "Principal", "acting_as", "current_principal"]
+__all__ = ["LOCAL_ADMIN_ID", "Principal", "acting_as", "current_principal", "current_tenant"]
 
 #: The principal every call runs as when gRPC is served in plaintext on loopback.
 LOCAL_ADMIN_ID = "local-admin"
@@ -40,6 +40,20 @@ _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
 def current_principal() -> Principal | None:
     """The principal of the call being served in this context, or None outside a call."""
     return _current.get()
+
+
+def current_tenant() -> str:
+    """The tenant (stored ``owner``) of the call being served; every resource lookup uses it.
+
+    There is no fallback tenant: a call that reaches a servicer without a principal is a
+    wiring bug, refused as INTERNAL rather than served as somebody.
+    """
+    principal = _current.get()
+    if principal is None:
+        from service.errors import Internal
+
+        raise Internal("no authenticated principal for this call")
+    return principal.tenant
 
 
 @contextmanager

@@ -65,7 +65,8 @@ from service.storage.schema import CaKind, CaStatus, CertificateKind, Certificat
 from service.storage.store import Operation, Store
 from service.token_signer import TokenSigner
 
-__all__ = ["IssuanceCycle", "IssuanceEvent", "IssuanceObserver", "NoObserver", "Reservation",
+__all__ = ["IssuanceCycle", "IssuanceEvent", "IssuanceObserver", "NoObserver", "ObserverChain",
+           "Reservation",
            "destroy_quietly", "token_error"]
 
 _log = logging.getLogger("hsmca.private_ca.issuance")
@@ -85,6 +86,12 @@ class IssuanceEvent:
     identifier: str = ""  # the certificate's identifier, once chosen
     serial: str = ""  # hex, once chosen
     key_id: str = ""  # hex CKA_ID of the CA key that signs
+    # End-entity requests: what the certificate will name and for how long (authorization
+    # bounds them, service/auth/policy.py).
+    names: tuple[tuple[str, str], ...] = ()  # (API SAN type, value)
+    common_name: str | None = None
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
 
 
 class IssuanceObserver(Protocol):
@@ -114,6 +121,28 @@ class NoObserver:
 
     def failed(self, event: IssuanceEvent, error: BaseException) -> None:
         """Record nothing."""
+
+
+class ObserverChain:
+    """Several observers as one, called in order (the first to refuse stops the call)."""
+
+    def __init__(self, *observers: IssuanceObserver) -> None:
+        self.observers = observers
+
+    def authorize(self, event: IssuanceEvent) -> None:
+        """Every observer's authorize, in order."""
+        for observer in self.observers:
+            observer.authorize(event)
+
+    def issued(self, event: IssuanceEvent, certificate: bytes) -> None:
+        """Every observer's issued, in order."""
+        for observer in self.observers:
+            observer.issued(event, certificate)
+
+    def failed(self, event: IssuanceEvent, error: BaseException) -> None:
+        """Every observer's failed, in order."""
+        for observer in self.observers:
+            observer.failed(event, error)
 
 
 # --- steps 6-9: the one reserve/sign/verify/record primitive -------------------------------
@@ -344,7 +373,11 @@ class IssuanceCycle:
         # 2. Validate the request against it: nothing stored, no key made yet.
         plan = self.planner.plan(req, state, self.now())
         event = IssuanceEvent(owner, state.ca.identifier, plan.kind, time.monotonic(),
-                              key_id=state.ca.key_id)
+                              key_id=state.ca.key_id,
+                              names=tuple((s.type.value, s.value) for s in plan.sans),
+                              common_name=plan.common_name,
+                              not_before=plan.validity.not_before,
+                              not_after=plan.validity.not_after)
         self.observer.authorize(event)
         # Issue now, or store a job: asynchronous requests, and every request with a
         # custom_identifier (its UNIQUE constraint decides between racing requests).

@@ -22,6 +22,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from service import metrics
+from service.auth.perimeter import Perimeter
+from service.auth.policy import granted
+from service.auth.principal import acting_as
 from service.entropy import random_uuid4
 from service.errors import HsmcaError, InvalidArgument, ResourceExhausted, Status
 from service.request_id import REQUEST_ID as _request_id
@@ -63,6 +66,7 @@ GRPC_CODES: Mapping[Status, grpc.StatusCode] = {
     Status.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Status.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Status.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Status.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Status.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
@@ -100,7 +104,8 @@ def _internal_message(request_id: str) -> str:
 
 
 def _rich_status(
-    code: grpc.StatusCode, message: str, reason: str, request_id: str
+    code: grpc.StatusCode, message: str, reason: str, request_id: str,
+    err: HsmcaError | None = None,
 ) -> grpc.Status:
     """Build the grpc.Status with ErrorInfo + RequestInfo details and x-request-id."""
     rich = status_pb2.Status(code=code.value[0], message=message)
@@ -110,6 +115,15 @@ def _rich_status(
         )
     )
     rich.details.add().Pack(error_details_pb2.RequestInfo(request_id=request_id))
+    if isinstance(err, ResourceExhausted) and err.retry_after is not None:
+        # A rate limit: when to come back (google.rpc.RetryInfo) and which quota
+        # (google.rpc.QuotaFailure), as Google APIs report RESOURCE_EXHAUSTED.
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(max(1, int(err.retry_after * 1e9)))
+        rich.details.add().Pack(retry)
+        rich.details.add().Pack(error_details_pb2.QuotaFailure(violations=[
+            error_details_pb2.QuotaFailure.Violation(subject=err.quota_subject,
+                                                      description=message)]))
     status = rpc_status.to_status(rich)
     # abort_with_status replaces the trailing metadata with the status's, so the request id
     # has to travel inside it.
@@ -137,8 +151,27 @@ def _add_request_id_trailer(context: grpc.ServicerContext, request_id: str) -> N
     context.set_trailing_metadata((*existing, (REQUEST_ID_METADATA_KEY, request_id)))
 
 
+def _peer_certificate(context: grpc.ServicerContext) -> bytes | None:
+    """The verified client certificate (PEM) of a TLS peer, or None."""
+    pems = context.auth_context().get("x509_pem_cert")
+    return bytes(pems[0]) if pems else None
+
+
+def _action(method: str) -> str:
+    """``/hsmca.v1.PrivateCa/CreateX`` -> ``PrivateCa/CreateX`` (the policy's spelling)."""
+    return method.lstrip("/").removeprefix("hsmca.v1.")
+
+
 class HsmcaServerInterceptor(grpc.ServerInterceptor):
-    """Gives each unary call a request id, logs it, and maps exceptions to gRPC statuses."""
+    """Gives each unary call a request id, logs it, admits it through the perimeter (who is
+    calling, may they, within their rate) and maps exceptions to gRPC statuses.
+
+    Health checks and reflection (``/grpc.*``) need only the TLS handshake: load balancers
+    and grpcurl probe them without a policy entry.
+    """
+
+    def __init__(self, perimeter: Perimeter) -> None:
+        self._perimeter = perimeter
 
     def intercept_service(
         self,
@@ -169,15 +202,26 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
         started = time.monotonic()
         code = grpc.StatusCode.UNKNOWN
         reason = ""
+        principal_id = "-"
         try:
             try:
+                if method.startswith("/grpc."):
+                    principal, grant = None, None
+                else:
+                    principal, grant = self._perimeter.admit(
+                        _action(method), _peer_certificate(context))
+                    principal_id = principal.id
                 if request is _UNDECODABLE:
                     raise InvalidArgument(
                         "the request message does not parse as the method's protobuf "
                         "message (string fields must be valid UTF-8)",
                         reason=MALFORMED_REASON,
                     )
-                response = inner(request, context)
+                if principal is None:
+                    response = inner(request, context)
+                else:
+                    with acting_as(principal), granted(grant):
+                        response = inner(request, context)
                 if response is not None and response.ByteSize() > MAX_RESPONSE_BYTES:
                     raise ResourceExhausted(
                         f"the response would be {response.ByteSize()} bytes, over the "
@@ -199,7 +243,8 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
                     message = _internal_message(request_id)
                 else:
                     message = err.message
-                context.abort_with_status(_rich_status(code, message, reason, request_id))
+                context.abort_with_status(
+                    _rich_status(code, message, reason, request_id, err))
                 raise AssertionError("abort_with_status returned") from err  # unreachable
             except Exception as exc:
                 set_code = context.code()
@@ -233,8 +278,9 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
             metrics.rpc_call(method, code.name, time.monotonic() - started)
             _log.log(
                 level,
-                "rpc method=%s code=%s reason=%s duration_ms=%.2f request_id=%s",
+                "rpc method=%s principal=%s code=%s reason=%s duration_ms=%.2f request_id=%s",
                 method,
+                principal_id,
                 code.name,
                 reason or "-",
                 (time.monotonic() - started) * 1000.0,

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service.auth.perimeter import Perimeter
 from service.gen.hsmca.v1 import kms_pb2, private_ca_pb2
 from service.rpc.interceptor import HsmcaServerInterceptor
 
@@ -62,13 +63,19 @@ def build_server(
     *,
     max_workers: int,
     reuse_port: bool,
+    perimeter: Perimeter,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Create (not start) a server with servicers, health and reflection; return it and its port."""
+    """Create (not start) a server with servicers, health and reflection; return it and its port.
+
+    ``perimeter`` admits every call (service/auth/perimeter.py); ``credentials`` None serves
+    plaintext, which only the loopback-only ``LocalAdmin`` perimeter should be paired with.
+    """
     if max_workers < 1:
         raise ValueError(f"max_workers must be >= 1, got {max_workers}")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[HsmcaServerInterceptor()],
+        interceptors=[HsmcaServerInterceptor(perimeter)],
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -96,11 +103,13 @@ def build_server(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
 
-    port: int = server.add_insecure_port(listen)
+    port: int = (server.add_insecure_port(listen) if credentials is None
+                 else server.add_secure_port(listen, credentials))
     if port == 0:
         # grpc reports a failed bind as port 0 rather than raising.
         raise OSError(f"cannot listen on {listen!r}")
-    _log.info("gRPC server for %s on %s (port %d)", ", ".join(names), listen, port)
+    _log.info("gRPC server for %s on %s (port %d, %s)", ", ".join(names), listen, port,
+              "plaintext" if credentials is None else "mTLS")
     return server, port
 
 

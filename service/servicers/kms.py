@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from service import limits
+from service.auth.principal import current_tenant
 from service.gen.hsmca.v1 import common_pb2, kms_pb2, kms_pb2_grpc
 from service.kms.service import CertificateDescription, KmsCertificatesService
 from service.rpc.server import AddServicerFn
@@ -54,17 +55,16 @@ def _description(
 
 
 class KmsCertificatesServicer(kms_pb2_grpc.KmsCertificatesServicer):
-    """hsmca.v1.KmsCertificates over :class:`KmsCertificatesService`, for one owner."""
+    """hsmca.v1.KmsCertificates over :class:`KmsCertificatesService`.
 
-    def __init__(self, service: KmsCertificatesService, default_owner: str) -> None:
-        if not default_owner:
-            raise ValueError("default_owner is required")
+    Every call acts for the tenant of the caller's authenticated principal.
+    """
+
+    def __init__(self, service: KmsCertificatesService) -> None:
         self._service = service
-        # Until authentication exists every call acts for the one default tenant.
-        self._default_owner = default_owner
 
     def _owner(self, context: grpc.ServicerContext) -> str:
-        return self._default_owner
+        return current_tenant()
 
     def CreateCertificate(
         self, request: Any, context: grpc.ServicerContext
@@ -248,7 +248,7 @@ class KmsCertificatesServicer(kms_pb2_grpc.KmsCertificatesServicer):
 
 
 def kms_servicer_pair(
-    service: KmsCertificatesService, default_owner: str
+    service: KmsCertificatesService,
 ) -> tuple[AddServicerFn, KmsCertificatesServicer]:
     """The (add function, servicer) pair build_server takes."""
-    return add_to_server, KmsCertificatesServicer(service, default_owner)
+    return add_to_server, KmsCertificatesServicer(service)

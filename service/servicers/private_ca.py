@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import grpc
 
 from service import limits
+from service.auth.principal import current_tenant
 from service.errors import InvalidArgument
 from service.gen.hsmca.v1 import common_pb2, private_ca_pb2, private_ca_pb2_grpc
 from service.pki.profiles import KeyUsage
@@ -162,15 +163,18 @@ def _client_message(c: ClientCertificateInfo) -> private_ca_pb2.ClientCertificat
 
 
 class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
-    """hsmca.v1.PrivateCa over :class:`PrivateCaService`, for one owner."""
+    """hsmca.v1.PrivateCa over :class:`PrivateCaService`.
 
-    def __init__(self, service: PrivateCaService, default_owner: str,
-                 lifecycle: Lifecycle | None = None) -> None:
-        if not default_owner:
-            raise ValueError("default_owner is required")
+    Every call acts for the tenant of the caller's authenticated principal (``_owner``).
+    """
+
+    def __init__(self, service: PrivateCaService, lifecycle: Lifecycle | None = None) -> None:
         self._service = service
-        self._owner = default_owner
         self._lifecycle = lifecycle or Lifecycle(service, CrlPublisher(service))
+
+    @property
+    def _owner(self) -> str:
+        return current_tenant()
 
     # --- lookup and lifecycle --------------------------------------------------------
 
@@ -391,7 +395,7 @@ class PrivateCaServicer(private_ca_pb2_grpc.PrivateCaServicer):
 
 
 def private_ca_servicer_pair(
-    service: PrivateCaService, default_owner: str, lifecycle: Lifecycle | None = None
+    service: PrivateCaService, lifecycle: Lifecycle | None = None
 ) -> tuple[AddServicerFn, PrivateCaServicer]:
     """The (add_fn, servicer) pair build_server takes."""
-    return add_to_server, PrivateCaServicer(service, default_owner, lifecycle)
+    return add_to_server, PrivateCaServicer(service, lifecycle)

@@ -39,6 +39,9 @@ def serve_env(state: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HSMCA_") and k not in ("SOFTHSM2_CONF", "GRPC_EXPERIMENTS")}
     env["HSMCA_STATE_DIR"] = str(state)
+    # Plaintext on loopback, as the local admin: these tests are about serving, not the
+    # perimeter (tests/auth runs real mTLS). Pass HSMCA_GRPC_INSECURE="false" for mTLS.
+    env["HSMCA_GRPC_INSECURE"] = "true"
     env["HSMCA_HTTP_LISTEN"] = f"127.0.0.1:{free_port()}"
     env.update(extra)
     return env

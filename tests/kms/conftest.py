@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from service.gen.hsmca.v1 import kms_pb2_grpc
 from service.kms.service import KmsCertificatesService
+from service.auth.perimeter import LocalAdmin
 from service.rpc.server import build_server, graceful_stop
 from service.servicers.kms import kms_servicer_pair
 from service.storage.db import create_engine_for, migrate
@@ -52,7 +53,8 @@ def kms(kms_engine: Engine, hsm_token: Any, software_token: Any) -> Iterator[Kms
         kms_engine, hsm_token, software_token, region=REGION, account_id=ACCOUNT
     )
     server, port = build_server(
-        [kms_servicer_pair(service, OWNER)], "127.0.0.1:0", max_workers=4, reuse_port=False
+        [kms_servicer_pair(service)], "127.0.0.1:0", max_workers=4, reuse_port=False,
+        perimeter=LocalAdmin(OWNER),
     )
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -11,6 +11,7 @@ from pca_support import BASE_URL, OWNER, Hierarchy, Pca, create_hierarchy
 
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
 from service.private_ca.service import PrivateCaService
+from service.auth.perimeter import LocalAdmin
 from service.rpc.server import build_server, graceful_stop
 from service.servicers.private_ca import private_ca_servicer_pair
 from service.storage.db import create_engine_for, migrate
@@ -26,8 +27,9 @@ def pca(tmp_path_factory: pytest.TempPathFactory, hsm_token: object,
     engine = create_engine_for(url)
     service = PrivateCaService(engine, hsm_token, software_token,  # type: ignore[arg-type]
                                public_base_url=BASE_URL, min_rsa_bits=2048)
-    server, port = build_server([private_ca_servicer_pair(service, OWNER)], "127.0.0.1:0",
-                                max_workers=4, reuse_port=False)
+    server, port = build_server([private_ca_servicer_pair(service)], "127.0.0.1:0",
+                                max_workers=4, reuse_port=False,
+                                perimeter=LocalAdmin(OWNER))
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:

@@ -19,6 +19,7 @@ from service.private_ca.crls import CrlPublisher
 from service.private_ca.jobs import JobWorker
 from service.private_ca.lifecycle import Lifecycle
 from service.private_ca.service import PrivateCaService
+from service.auth.perimeter import LocalAdmin
 from service.rpc.server import build_server, graceful_stop
 from service.servicers.private_ca import private_ca_servicer_pair
 from service.storage.db import create_engine_for, migrate
@@ -52,8 +53,9 @@ def lc(tmp_path_factory: pytest.TempPathFactory, hsm_token: object,
     crls = holder["crls"] = CrlPublisher(service)
     ocsp = holder["ocsp"] = OcspResponder(service)
     lifecycle = Lifecycle(service, crls)
-    server, port = build_server([private_ca_servicer_pair(service, OWNER, lifecycle)],
-                                "127.0.0.1:0", max_workers=8, reuse_port=False)
+    server, port = build_server([private_ca_servicer_pair(service, lifecycle)],
+                                "127.0.0.1:0", max_workers=8, reuse_port=False,
+                                perimeter=LocalAdmin(OWNER))
     server.start()
     worker = JobWorker(service, poll_seconds=0.05, crl_check=crls.publish_due,
                        crl_check_seconds=0.5)

@@ -9,6 +9,7 @@ import pytest
 from rpc_fakes import EmptyKms, FakePrivateCa, RunningServer
 
 from service.gen.hsmca.v1 import kms_pb2_grpc, private_ca_pb2_grpc
+from service.auth.perimeter import LocalAdmin
 from service.rpc.server import build_server, graceful_stop
 
 
@@ -24,6 +25,7 @@ def running() -> Iterator[RunningServer]:
         "127.0.0.1:0",
         max_workers=4,
         reuse_port=False,
+        perimeter=LocalAdmin("default"),
     )
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -28,6 +28,7 @@ ERROR_CASES: dict[str, type[errors.HsmcaError]] = {
     "denied": errors.PermissionDenied,
     "exhausted": errors.ResourceExhausted,
     "unavailable": errors.Unavailable,
+    "unauthenticated": errors.Unauthenticated,
     "internal": errors.Internal,
 }
 

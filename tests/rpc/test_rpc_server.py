@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from rpc_fakes import FakePrivateCa, RunningServer
 
 from service.gen.hsmca.v1 import private_ca_pb2, private_ca_pb2_grpc
+from service.auth.perimeter import LocalAdmin
 from service.rpc.server import build_server, graceful_stop, service_names
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -52,7 +53,7 @@ def test_service_names_from_generated_bases() -> None:
     assert service_names(FakePrivateCa()) == ["hsmca.v1.PrivateCa"]
     with pytest.raises(ValueError, match="generated hsmca.v1 servicer"):
         build_server([(lambda s, srv: None, object())], "127.0.0.1:0",
-                     max_workers=1, reuse_port=False)
+                     max_workers=1, reuse_port=False, perimeter=LocalAdmin("t"))
 
 
 def test_reuse_port_lets_two_servers_share_a_port() -> None:
@@ -60,12 +61,12 @@ def test_reuse_port_lets_two_servers_share_a_port() -> None:
     try:
         first, port = build_server(
             [(private_ca_pb2_grpc.add_PrivateCaServicer_to_server, FakePrivateCa())],
-            "127.0.0.1:0", max_workers=1, reuse_port=True,
+            "127.0.0.1:0", max_workers=1, reuse_port=True, perimeter=LocalAdmin("t"),
         )
         servers.append(first)
         second, port2 = build_server(
             [(private_ca_pb2_grpc.add_PrivateCaServicer_to_server, FakePrivateCa())],
-            f"127.0.0.1:{port}", max_workers=1, reuse_port=True,
+            f"127.0.0.1:{port}", max_workers=1, reuse_port=True, perimeter=LocalAdmin("t"),
         )
         servers.append(second)
         assert port2 == port
