@@ -171,7 +171,7 @@ class OpsCa:
 
     def _issue(self, profile: ProfileKind, subject: asn1x509.Name,
                sans: asn1x509.GeneralNames | None, spki: bytes, now: dt.datetime,
-               days: int) -> bytes:
+               days: float) -> bytes:
         not_before = now - dt.timedelta(minutes=5)
         not_after = min(now + dt.timedelta(days=days), self.issuer.not_after)
         tbs = build_tbs(self.issuer, IssuanceRequest(
@@ -189,7 +189,7 @@ class OpsCa:
         return self._issue(ProfileKind.SERVER, subject, _server_names(names), spki, now, days)
 
     def issue_client(self, principal_id: str, spki: bytes, *, now: dt.datetime,
-                     days: int) -> bytes:
+                     days: float) -> bytes:
         """A clientAuth certificate whose URI SAN (or CN) is the principal id."""
         uri = principal_general_name(principal_id)
         if uri is not None:

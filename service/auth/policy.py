@@ -374,7 +374,9 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise PolicyError(f"{source}: invalid TOML: {e}") from None
+        where = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        line = f" (line {where.group(1)})" if where else ""
+        raise PolicyError(f"{source}{line}: invalid TOML: {e}") from None
     for key in doc:
         if key not in ("roles", "principals"):
             raise parser.fail(f"unknown top-level key {key!r} (known: roles, principals)", key)

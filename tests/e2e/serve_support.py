@@ -56,6 +56,8 @@ class ServeProcess:
         self.http_port = http_port or free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
         self.log = state / f"serve-{time.monotonic_ns()}.log"
+        self.state = state
+        self.insecure = extra.get("HSMCA_GRPC_INSECURE", "true") == "true"
         env = serve_env(state, HSMCA_GRPC_LISTEN=self.target,
                         HSMCA_HTTP_LISTEN=f"127.0.0.1:{self.http_port}",
                         HSMCA_HTTP_PUBLIC_BASE_URL=f"http://127.0.0.1:{self.http_port}", **extra)
@@ -70,8 +72,11 @@ class ServeProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve exited early:\n{self.log.read_text()}")
+            if not self.insecure and not (self.state / "tls" / "admin.key").exists():
+                time.sleep(0.1)  # still bootstrapping
+                continue
             try:
-                with grpc.insecure_channel(self.target) as ch:
+                with self.channel() as ch:
                     resp = health_pb2_grpc.HealthStub(ch).Check(
                         health_pb2.HealthCheckRequest(service="hsmca.v1.PrivateCa"), timeout=1)
                     # The supervisor logs once every worker serves.
@@ -82,6 +87,16 @@ class ServeProcess:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"not serving after {timeout}s:\n{self.log.read_text()}")
+
+    def channel(self, cert: Path | None = None, key: Path | None = None) -> grpc.Channel:
+        """A channel to this server: plaintext, or mTLS as admin (or as cert/key)."""
+        from service.rpc.channel import client_channel
+
+        if self.insecure:
+            return grpc.insecure_channel(self.target)
+        return client_channel(self.target, self.state / "tls", insecure=False, cert=cert,
+                              key=key, ca=self.state / "tls" / "ca.pem",
+                              options=[("grpc.use_local_subchannel_pool", 1)])
 
     def stop(self) -> int:
         """SIGTERM (drain) and wait; returns the exit code."""

@@ -12,9 +12,9 @@ import pytest
 from kms_api_support import OpensslCa
 from sqlalchemy import Engine
 
+from service.auth.perimeter import LocalAdmin
 from service.gen.hsmca.v1 import kms_pb2_grpc
 from service.kms.service import KmsCertificatesService
-from service.auth.perimeter import LocalAdmin
 from service.rpc.server import build_server, graceful_stop
 from service.servicers.kms import kms_servicer_pair
 from service.storage.db import create_engine_for, migrate

@@ -9,9 +9,9 @@ import grpc
 import pytest
 from pca_support import BASE_URL, OWNER, Hierarchy, Pca, create_hierarchy
 
+from service.auth.perimeter import LocalAdmin
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
 from service.private_ca.service import PrivateCaService
-from service.auth.perimeter import LocalAdmin
 from service.rpc.server import build_server, graceful_stop
 from service.servicers.private_ca import private_ca_servicer_pair
 from service.storage.db import create_engine_for, migrate

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from pca_support import OWNER, Hierarchy, Pca, create_hierarchy
 
+from service.auth.perimeter import LocalAdmin
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
 from service.http import start_crl_server
 from service.http_routes import ca_certificate_route, ocsp_route
@@ -19,7 +20,6 @@ from service.private_ca.crls import CrlPublisher
 from service.private_ca.jobs import JobWorker
 from service.private_ca.lifecycle import Lifecycle
 from service.private_ca.service import PrivateCaService
-from service.auth.perimeter import LocalAdmin
 from service.rpc.server import build_server, graceful_stop
 from service.servicers.private_ca import private_ca_servicer_pair
 from service.storage.db import create_engine_for, migrate

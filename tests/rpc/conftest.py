@@ -8,8 +8,8 @@ import grpc
 import pytest
 from rpc_fakes import EmptyKms, FakePrivateCa, RunningServer
 
-from service.gen.hsmca.v1 import kms_pb2_grpc, private_ca_pb2_grpc
 from service.auth.perimeter import LocalAdmin
+from service.gen.hsmca.v1 import kms_pb2_grpc, private_ca_pb2_grpc
 from service.rpc.server import build_server, graceful_stop
 
 

@@ -13,8 +13,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from rpc_fakes import FakePrivateCa, RunningServer
 
-from service.gen.hsmca.v1 import private_ca_pb2, private_ca_pb2_grpc
 from service.auth.perimeter import LocalAdmin
+from service.gen.hsmca.v1 import private_ca_pb2, private_ca_pb2_grpc
 from service.rpc.server import build_server, graceful_stop, service_names
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
