@@ -48,8 +48,11 @@ token: deps
 migrate: token
 	SOFTHSM2_CONF=$(CURDIR)/$(STATE)/softhsm/softhsm2.conf $(BIN)/hsmca migrate
 
+# The first run also bootstraps mTLS under $(STATE)/tls (operations CA key in the HSM token,
+# server and admin certificates) and $(STATE)/policy.toml; later runs reuse them.
 serve: token
-	SOFTHSM2_CONF=$(CURDIR)/$(STATE)/softhsm/softhsm2.conf $(BIN)/hsmca serve
+	HSMCA_STATE_DIR=$(abspath $(STATE)) SOFTHSM2_CONF=$(abspath $(STATE))/softhsm/softhsm2.conf \
+	  $(BIN)/hsmca serve
 
 # The key-export conformance check, first on the configured HSM token (SoftHSM under var/),
 # then on opencryptoki's software token (pkcsslotd is system-wide, hence root or sudo; the
@@ -76,6 +79,7 @@ bench: deps bench-deps
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_ocsp.py
+	$(BIN)/python bench/bench_mtls.py
 
 proto: deps
 	PYTHON=$(BIN)/python proto/generate.sh service/gen

@@ -93,6 +93,15 @@ def workers_cpu_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass(frozen=True)
+class ClientTls:
+    """A client identity for mTLS (PEM bytes, so it pickles to client processes)."""
+
+    ca: bytes
+    key: bytes
+    cert: bytes
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -121,10 +130,10 @@ def _make_csrs(algorithm: str) -> list[str]:
 
 
 def _client(target: str, sub_id: str, csrs: list[str], calls: int, start_at: float,
-            seconds: float) -> ClientResult:
+            seconds: float, tls: ClientTls | None = None) -> ClientResult:
     """A client process (see _client_run); its errors cross back to the parent as text."""
     try:
-        return _client_run(target, sub_id, csrs, calls, start_at, seconds)
+        return _client_run(target, sub_id, csrs, calls, start_at, seconds, tls)
     except BaseException as e:
         # gRPC errors hold locks and do not pickle: the pool would report only that.
         import traceback
@@ -132,7 +141,7 @@ def _client(target: str, sub_id: str, csrs: list[str], calls: int, start_at: flo
 
 
 def _client_run(target: str, sub_id: str, csrs: list[str], calls: int, start_at: float,
-                seconds: float) -> ClientResult:
+                seconds: float, tls: ClientTls | None = None) -> ClientResult:
     """A client process: ``calls`` asyncio callers over a pool of connections.
 
     grpc.aio costs the client about half the CPU per call of blocking stubs in threads
@@ -145,7 +154,8 @@ def _client_run(target: str, sub_id: str, csrs: list[str], calls: int, start_at:
     0.49 cores). So each process opens CONNECTIONS_PER_CALLER connections per caller, and a
     caller takes the connection freed most recently (LIFO): connections to the worker that
     answers sooner come back sooner and carry more calls, like a client balancing by
-    outstanding calls. At most ``calls`` calls are in flight, as before.
+    outstanding calls. At most ``calls`` calls are in flight, as before. With ``tls`` the
+    connections are mTLS (bench/bench_mtls.py), else plaintext.
     """
     import asyncio
     import collections
@@ -162,7 +172,10 @@ def _client_run(target: str, sub_id: str, csrs: list[str], calls: int, start_at:
         # A local subchannel pool gives every channel its own TCP connection; without it,
         # grpc shares one connection between all channels of a process to the same target.
         options = [("grpc.use_local_subchannel_pool", 1)]
-        channels = [grpc.aio.insecure_channel(target, options=options)
+        creds = (grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert)
+                 if tls is not None else None)
+        channels = [grpc.aio.secure_channel(target, creds, options=options) if creds else
+                    grpc.aio.insecure_channel(target, options=options)
                     for _ in range(calls * CONNECTIONS_PER_CALLER)]
         stubs = [private_ca_pb2_grpc.PrivateCaStub(c) for c in channels]
         free = collections.deque(stubs)
@@ -202,13 +215,14 @@ def _client_run(target: str, sub_id: str, csrs: list[str], calls: int, start_at:
 
 
 def _issue_rate(ctx: Any, target: str, sub_id: str, csrs: list[str], concurrency: int,
-                clients: int, seconds: float) -> tuple[float, list[ClientResult]]:
+                clients: int, seconds: float,
+                tls: ClientTls | None = None) -> tuple[float, list[ClientResult]]:
     calls = [concurrency // clients + (1 if i < concurrency % clients else 0)
              for i in range(clients)]
     start_at = time.time() + 2.0  # every client connected and waiting
     with ctx.Pool(clients) as pool:
         results: list[ClientResult] = pool.starmap(
-            _client, [(target, sub_id, csrs, n, start_at, seconds) for n in calls])
+            _client, [(target, sub_id, csrs, n, start_at, seconds, tls) for n in calls])
     elapsed = max(r.seconds for r in results)
     return sum(r.ok for r in results) / elapsed, results
 
@@ -292,8 +306,14 @@ def _h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: i
 
 
 @contextlib.contextmanager
-def _service(state: Path, workers: int, port: int, *, pin: bool = True) -> Iterator[Any]:
-    """The real service (Supervisor + workers) on a temp SoftHSM state and SQLite file."""
+def _service(state: Path, workers: int, port: int, *, pin: bool = True,
+             overrides: dict[str, str] | None = None,
+             before_start: Any = None) -> Iterator[Any]:
+    """The real service (Supervisor + workers) on a temp SoftHSM state and SQLite file.
+
+    ``overrides`` replaces environment settings (bench/bench_mtls.py serves mTLS with
+    ``HSMCA_GRPC_INSECURE=false``); ``before_start(config)`` runs before the workers start.
+    """
     from service.config import load_config
     from service.serve import Supervisor
     from service.storage.db import migrate
@@ -310,11 +330,14 @@ def _service(state: Path, workers: int, port: int, *, pin: bool = True) -> Itera
         # h2load presents no client certificate: this benchmark runs plaintext on loopback
         # (bench/bench_mtls.py compares mTLS with plaintext).
         "HSMCA_GRPC_INSECURE": "true",
+        **(overrides or {}),
     }
     os.environ.update(env)
     os.environ["SOFTHSM2_CONF"] = str(state / "softhsm" / "softhsm2.conf")
     config = load_config(env={**env, "SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"]})
     migrate(config.database.url)
+    if before_start is not None:
+        before_start(config)
     supervisor = Supervisor(config, workers=workers)
     # Workers log one line per RPC to stderr; keep that out of the report.
     log = open(state / "workers.log", "ab")  # noqa: SIM115 - closed below

@@ -84,7 +84,8 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
 def _cmd_call(args: argparse.Namespace) -> int:
     from service.client_cli import call
 
-    return call(args.target, args.method, args.data, config=load_config(args.config))
+    return call(args.target, args.method, args.data, config=load_config(args.config),
+                field=args.field)
 
 
 # --- `hsmca principal issue|revoke`: client certificates from the operations CA ---------
@@ -171,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("method", help="e.g. PrivateCa/CreateRootCACertificate")
     p.add_argument("data", nargs="?", default="{}", help="request as JSON (proto field names)")
     p.add_argument("--target", help="HOST:PORT (default: $HSMCA_TARGET, else grpc.listen)")
+    p.add_argument("--field", help="print only this field of the response")
     p.set_defaults(fn=_cmd_call)
     from service.audit.cli import add_audit_parser
 

@@ -18,11 +18,13 @@ _SERVICES = {
 }
 
 
-def call(target: str | None, method: str, data: str, *, config: Config | None = None) -> int:
+def call(target: str | None, method: str, data: str, *, config: Config | None = None,
+         field: str | None = None) -> int:
     """Call ``Service/Method`` with a JSON request; print the JSON response or the error.
 
     The channel is service/rpc/channel.py's: mTLS with var/tls/admin.{pem,key} unless the
     server is configured plaintext; the target is ``target``, $HSMCA_TARGET or grpc.listen.
+    ``field`` prints only that top-level field of the response (for shell scripts).
     """
     service, _, name = method.partition("/")
     if service.startswith("hsmca.v1."):
@@ -49,5 +51,11 @@ def call(target: str | None, method: str, data: str, *, config: Config | None = 
             code, reason = error_info(e)
             print(f"{code.name} {reason}: {e.details()}", file=sys.stderr)
             return 1
+    if field is not None:
+        if field not in response.DESCRIPTOR.fields_by_name:
+            print(f"{type(response).__name__} has no field {field!r}", file=sys.stderr)
+            return 2
+        print(getattr(response, field))
+        return 0
     print(message_to_json(response))
     return 0

@@ -15,12 +15,10 @@ in the interceptor, which hands this module the PEM bytes.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,8 +28,8 @@ from cryptography.x509.oid import NameOID
 
 from service.auth.policy import Grant, PolicyHolder, action_class
 from service.auth.principal import LOCAL_ADMIN_ID, Principal
-from service.auth.ratelimit import SharedRateLimiter
-from service.errors import ResourceExhausted, Unauthenticated
+from service.auth.ratelimit import SharedRateLimiter, key_hash
+from service.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
 __all__ = ["CrlHolder", "LocalAdmin", "MutualTls", "Perimeter", "PeerCertificate",
            "principal_id_of"]
@@ -78,7 +76,19 @@ class PeerCertificate:
     principal_id: str | None
     issuer_der: bytes
     serial: int
-    not_after: dt.datetime
+    not_after: float  # POSIX seconds
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A (principal id, action) decision under one policy: cached until the policy changes."""
+
+    principal: Principal | None
+    grant: Grant | None
+    refusal: PermissionDenied | None
+    limit_key: int  # the rate bucket's hash (ratelimit.key_hash)
+    rate: float
+    exempt: bool
 
 
 def _file_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -139,31 +149,61 @@ class CrlHolder:
 
 
 class MutualTls:
-    """mTLS perimeter: revocation, policy lookup, action authorization and rate limits."""
+    """mTLS perimeter: revocation, policy lookup, action authorization and rate limits.
 
-    _CACHE = 1024
+    Per call it costs a few dictionary lookups and one rate-limit bucket update: the peer
+    certificate is parsed once per distinct certificate, and the decision for a (principal,
+    action) pair once per policy (both caches are bounded and cleared when full).
+    """
+
+    _CACHE = 4096
 
     def __init__(self, policy: PolicyHolder, limiter: SharedRateLimiter, crl: CrlHolder) -> None:
         self.policy = policy
         self.limiter = limiter
         self.crl = crl
-        self._peers: OrderedDict[bytes, PeerCertificate] = OrderedDict()
-        self._peers_lock = threading.Lock()
+        self._peers: dict[bytes, PeerCertificate] = {}
+        self._decisions: dict[tuple[str, str], _Decision] = {}
+        self._decisions_policy: object = None
 
     def _peer(self, pem: bytes) -> PeerCertificate:
-        with self._peers_lock:
-            peer = self._peers.get(pem)
-            if peer is not None:
-                self._peers.move_to_end(pem)
-                return peer
-        cert = x509.load_pem_x509_certificate(pem)
-        peer = PeerCertificate(principal_id_of(cert), cert.issuer.public_bytes(),
-                               cert.serial_number, cert.not_valid_after_utc)
-        with self._peers_lock:
+        peer = self._peers.get(pem)
+        if peer is None:
+            cert = x509.load_pem_x509_certificate(pem)
+            peer = PeerCertificate(principal_id_of(cert), cert.issuer.public_bytes(),
+                                   cert.serial_number, cert.not_valid_after_utc.timestamp())
+            if len(self._peers) >= self._CACHE:
+                self._peers.clear()
             self._peers[pem] = peer
-            while len(self._peers) > self._CACHE:
-                self._peers.popitem(last=False)
         return peer
+
+    def _decide(self, principal_id: str, action: str) -> _Decision:
+        policy = self.policy.current()
+        if policy is not self._decisions_policy:
+            self._decisions = {}
+            self._decisions_policy = policy
+        decision = self._decisions.get((principal_id, action))
+        if decision is not None:
+            return decision
+        principal = policy.principal(principal_id)
+        grant: Grant | None = None
+        refusal: PermissionDenied | None = None
+        rate, exempt = 0.0, True
+        if principal is None:
+            refusal = policy.unknown(principal_id, action)
+        else:
+            try:
+                grant = policy.authorize(principal, action)
+                rate, exempt = grant.rate(), grant.rate_limit_exempt
+            except PermissionDenied as e:
+                refusal = e
+        cls = action_class(action).value
+        decision = _Decision(principal, grant, refusal, key_hash(f"{principal_id}\0{cls}"),
+                             rate, exempt)
+        if len(self._decisions) >= self._CACHE:
+            self._decisions.clear()
+        self._decisions[(principal_id, action)] = decision
+        return decision
 
     def admit(self, action: str, peer_pem: bytes | None) -> tuple[Principal, Grant | None]:
         """Authenticate the peer certificate, authorize ``action``, charge the rate limit."""
@@ -172,28 +212,28 @@ class MutualTls:
             raise Unauthenticated("a client certificate is required",
                                   reason="Unauthenticated.NoClientCertificate")
         peer = self._peer(peer_pem)
-        if peer.not_after <= dt.datetime.now(dt.UTC):
+        if peer.not_after <= time.time():
             # Connections outlive certificates: the handshake checked it when it was valid.
             raise Unauthenticated("the client certificate has expired",
                                   reason="Unauthenticated.CertificateExpired")
         if self.crl.is_revoked(peer.issuer_der, peer.serial):
             raise Unauthenticated("the client certificate is revoked",
                                   reason="Unauthenticated.CertificateRevoked")
-        policy = self.policy.current()
         if peer.principal_id is None:
             raise Unauthenticated("the client certificate names no principal (no URI SAN, "
                                   "no subject CN)", reason="Unauthenticated.NoPrincipal")
-        principal = policy.principal(peer.principal_id)
-        if principal is None:
-            raise policy.unknown(peer.principal_id, action)
-        grant = policy.authorize(principal, action)
-        if not grant.rate_limit_exempt:
-            cls = action_class(action).value
-            rate = grant.rate()
-            decision = self.limiter.acquire(f"{principal.id}\0{cls}", rate)
-            if not decision.allowed:
+        decision = self._decide(peer.principal_id, action)
+        if decision.refusal is not None:
+            # A fresh exception per call: the interceptor attaches the traceback context.
+            raise PermissionDenied(decision.refusal.message, reason=decision.refusal.reason)
+        assert decision.principal is not None and decision.grant is not None
+        if not decision.exempt:
+            taken = self.limiter.acquire_hashed(decision.limit_key, decision.rate)
+            if not taken.allowed:
+                cls = action_class(action).value
                 raise ResourceExhausted(
-                    f"principal {principal.id!r} exceeded {rate:g} {cls} call(s) per second",
-                    reason="LimitExceeded.RateLimit", retry_after=decision.retry_after,
-                    quota_subject=f"principal:{principal.id}/{cls}")
-        return principal, grant
+                    f"principal {peer.principal_id!r} exceeded {decision.rate:g} {cls} call(s) "
+                    "per second", reason="LimitExceeded.RateLimit",
+                    retry_after=taken.retry_after,
+                    quota_subject=f"principal:{peer.principal_id}/{cls}")
+        return decision.principal, decision.grant

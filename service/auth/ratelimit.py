@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Decision", "SharedRateLimiter"]
+__all__ = ["Decision", "SharedRateLimiter", "key_hash"]
 
 _SLOTS = 4096
 _PROBES = 16
@@ -39,7 +39,11 @@ class Decision:
     retry_after: float = 0.0
 
 
-def _key_hash(key: str) -> int:
+_ALLOWED = Decision(True)
+
+
+def key_hash(key: str) -> int:
+    """The table key of a bucket name (callers on a hot path compute it once)."""
     h = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
     return h or 1  # 0 marks an empty slot
 
@@ -48,9 +52,12 @@ class SharedRateLimiter:
     """Token buckets in shared memory; picklable, so it can be passed to spawned workers."""
 
     def __init__(self, keys: Any, tokens: Any, stamps: Any, lock: Any) -> None:
-        self._keys = keys
-        self._tokens = tokens
-        self._stamps = stamps
+        self._shared = (keys, tokens, stamps)
+        # Typed views of the shared arrays: indexing a memoryview is several times cheaper
+        # than indexing a ctypes array, and this runs on every call.
+        self._keys = memoryview(keys).cast("B").cast("Q")
+        self._tokens = memoryview(tokens).cast("B").cast("d")
+        self._stamps = memoryview(stamps).cast("B").cast("d")
         self._lock = lock
 
     @classmethod
@@ -61,8 +68,8 @@ class SharedRateLimiter:
                    ctx.RawArray(ctypes.c_double, _SLOTS), ctx.Lock())
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"keys": self._keys, "tokens": self._tokens, "stamps": self._stamps,
-                "lock": self._lock}
+        keys, tokens, stamps = self._shared
+        return {"keys": keys, "tokens": tokens, "stamps": stamps, "lock": self._lock}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["keys"], state["tokens"], state["stamps"], state["lock"])  # type: ignore[misc]
@@ -87,7 +94,10 @@ class SharedRateLimiter:
 
     def acquire(self, key: str, rate: float, *, now: float | None = None) -> Decision:
         """Take one token from ``key``'s bucket (``rate`` per second, burst of one second)."""
-        h = _key_hash(key)
+        return self.acquire_hashed(key_hash(key), rate, now=now)
+
+    def acquire_hashed(self, h: int, rate: float, *, now: float | None = None) -> Decision:
+        """:meth:`acquire` for a key already hashed with :func:`key_hash`."""
         capacity = max(1.0, rate)
         t = time.monotonic() if now is None else now
         with self._lock:
@@ -98,6 +108,6 @@ class SharedRateLimiter:
             self._stamps[slot] = t
             if tokens >= 1.0:
                 self._tokens[slot] = tokens - 1.0
-                return Decision(True)
+                return _ALLOWED
             self._tokens[slot] = tokens
         return Decision(False, (1.0 - tokens) / rate)

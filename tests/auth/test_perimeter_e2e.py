@@ -104,6 +104,32 @@ PRINCIPALS = {
 }
 
 
+EXPIRED_ADMIN = """
+import datetime as dt
+from hsm.config import TokenRole
+from hsm.token import Token
+from service.auth.opsca import OpsCa, key_pem, new_client_key
+from service.config import load_config
+config = load_config()
+token = Token(config.token_config(TokenRole.HSM))
+ca = OpsCa.open_or_create(token, config.tls.dir / "ca.pem", now=dt.datetime.now(dt.UTC))
+key, spki = new_client_key()
+# Valid for one second from now: expired by the time it is presented.
+der = ca.issue_client("admin", spki, now=dt.datetime.now(dt.UTC), days=1 / 86400)
+token.close()
+print(key_pem(key).decode() + "|" + der.hex())
+"""
+
+
+def python(state: Path, code: str) -> str:
+    """Run Python in a fresh process against this state dir (its own SoftHSM configuration:
+    this test process's SoftHSM belongs to the session's token)."""
+    done = subprocess.run([sys.executable, "-c", code], env=serve_env(state), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`hsmca ARGS` against this state dir."""
     return subprocess.run([sys.executable, "-m", "service.cli", *args], env=serve_env(state),
@@ -177,12 +203,9 @@ def test_bootstrap_files_and_modes(perimeter: Perimeter) -> None:
     assert reader.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "reader"
     # A second bootstrap (a restart) changes nothing.
     before = {p.name: p.read_bytes() for p in tls.iterdir() if p.is_file()}
-    from service.auth.bootstrap import bootstrap
-    from service.config import load_config
-    env = serve_env(perimeter.state)
-    env["SOFTHSM2_CONF"] = str(perimeter.state / "softhsm" / "softhsm2.conf")
-    os.environ["SOFTHSM2_CONF"] = env["SOFTHSM2_CONF"]
-    bootstrap(load_config(env=env))
+    python(perimeter.state, "from service.auth.bootstrap import bootstrap\n"
+                            "from service.config import load_config\n"
+                            "bootstrap(load_config())\n")
     after = {p.name: p.read_bytes() for p in tls.iterdir() if p.is_file()}
     assert before == after
 
@@ -411,30 +434,16 @@ def test_no_certificate_and_other_ca_are_refused_at_the_handshake(perimeter: Per
 
 def test_expired_certificate_is_refused(perimeter: Perimeter) -> None:
     """An operations-CA certificate for "admin" that expired: the handshake refuses it."""
-    from hsm.config import TokenRole
-    from hsm.token import Token
-    from service.auth.opsca import OpsCa, key_pem, new_client_key
-    from service.config import load_config
-
-    env = serve_env(perimeter.state)
-    os.environ["SOFTHSM2_CONF"] = str(perimeter.state / "softhsm" / "softhsm2.conf")
-    config = load_config(env=env)
-    token = Token(config.token_config(TokenRole.HSM))
-    try:
-        ca = OpsCa.open_or_create(token, perimeter.state / "tls" / "ca.pem",
-                                  now=dt.datetime.now(dt.UTC))
-        key, spki = new_client_key()
-        # Valid for one second from now: expired by the time it is presented.
-        der = ca.issue_client("admin", spki, now=dt.datetime.now(dt.UTC), days=1 / 86400)
-    finally:
-        token.close()
+    out = python(perimeter.state, EXPIRED_ADMIN)
+    key_pem_text, _, der_hex = out.strip().partition("|")
+    der = bytes.fromhex(der_hex)
     cert = x509.load_der_x509_certificate(der)
     time.sleep(max(0.0, (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).total_seconds())
                + 1.5)
     assert cert.not_valid_after_utc < dt.datetime.now(dt.UTC)
     _refused_at_handshake(perimeter, grpc.ssl_channel_credentials(
         root_certificates=(perimeter.state / "tls" / "ca.pem").read_bytes(),
-        private_key=key_pem(key), certificate_chain=_pem(cert)))
+        private_key=key_pem_text.encode(), certificate_chain=_pem(cert)))
 
 
 def test_revoked_certificate_is_unauthenticated(perimeter: Perimeter) -> None:
