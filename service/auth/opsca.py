@@ -24,7 +24,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -41,6 +40,7 @@ from service.pki.builder import (
     build_tbs,
 )
 from service.pki.crl import RevokedCertificate, assemble_crl, build_tbs_crl
+from service.pki.pem import encode as pem_encode
 from service.pki.profiles import ProfileKind
 from service.pki.serial import new_serial
 from service.pki.signer import SignatureAlgorithm
@@ -67,8 +67,8 @@ CRL_VALIDITY = dt.timedelta(days=7)
 
 
 def der_to_pem(der: bytes, label: str = "CERTIFICATE") -> bytes:
-    """PEM of one DER object (RFC 7468)."""
-    return bytes(asn1_pem.armor(label, der))
+    """PEM of one DER object (RFC 7468), as bytes for a file."""
+    return pem_encode(der, label).encode("ascii")
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -44,6 +44,10 @@ class Perimeter(Protocol):
         """The caller of ``action`` (``Service/Method``), or an HsmcaError refusing it."""
         ...
 
+    def identify(self, peer_pem: bytes | None) -> str | None:
+        """The principal id a refused call claimed, for the log (None if it has none)."""
+        ...
+
 
 class LocalAdmin:
     """Plaintext on loopback: every call is the local admin of ``tenant``."""
@@ -54,6 +58,10 @@ class LocalAdmin:
     def admit(self, action: str, peer_pem: bytes | None) -> tuple[Principal, Grant | None]:
         """Always the local admin, with no constraints."""
         return self.principal, None
+
+    def identify(self, peer_pem: bytes | None) -> str | None:
+        """Always the local admin."""
+        return self.principal.id
 
 
 def principal_id_of(cert: x509.Certificate) -> str | None:
@@ -204,6 +212,10 @@ class MutualTls:
             self._decisions.clear()
         self._decisions[(principal_id, action)] = decision
         return decision
+
+    def identify(self, peer_pem: bytes | None) -> str | None:
+        """The URI SAN or CN of the peer certificate (parsed once, cached)."""
+        return self._peer(peer_pem).principal_id if peer_pem else None
 
     def admit(self, action: str, peer_pem: bytes | None) -> tuple[Principal, Grant | None]:
         """Authenticate the peer certificate, authorize ``action``, charge the rate limit."""

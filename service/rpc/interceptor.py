@@ -208,8 +208,13 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
                 if method.startswith("/grpc."):
                     principal, grant = None, None
                 else:
-                    principal, grant = self._perimeter.admit(
-                        _action(method), _peer_certificate(context))
+                    peer = _peer_certificate(context)
+                    try:
+                        principal, grant = self._perimeter.admit(_action(method), peer)
+                    except HsmcaError:
+                        # Refused: the log still says who asked.
+                        principal_id = self._perimeter.identify(peer) or "-"
+                        raise
                     principal_id = principal.id
                 if request is _UNDECODABLE:
                     raise InvalidArgument(
