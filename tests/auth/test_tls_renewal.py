@@ -15,8 +15,9 @@ import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from hsm.keys import read_key_attributes
 from service.auth.bootstrap import _issue_client, renew_server_certificate_if_due
-from service.auth.opsca import OpsCa
+from service.auth.opsca import OPS_CA_KEY_ID, OpsCa
 from service.auth.perimeter import LocalAdmin
 from service.config import Config, load_config
 from service.rpc.channel import client_channel
@@ -33,6 +34,9 @@ def tls_config(tmp_path: Path, hsm_token: Any) -> Config:
     assert renew_server_certificate_if_due(config, hsm_token)  # missing: issued
     assert not renew_server_certificate_if_due(config, hsm_token)  # fresh: not due
     _issue_client(ca, "admin", config.tls.dir, "admin", 1, dt.datetime.now(dt.UTC))
+    # The operations CA key is the token's and the token proves it never left it.
+    attributes = read_key_attributes(hsm_token, OPS_CA_KEY_ID)
+    assert attributes.proves_non_exportable and not attributes.decrypt
     return config
 
 

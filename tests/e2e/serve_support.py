@@ -67,7 +67,7 @@ class ServeProcess:
             start_new_session=True)
         self._wait_serving()
 
-    def _wait_serving(self, timeout: float = 60) -> None:
+    def _wait_serving(self, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from service.auth.perimeter import LocalAdmin
 from service.gen.hsmca.v1 import private_ca_pb2, private_ca_pb2_grpc
 from service.rpc.client import error_info, request_id
 from service.rpc.interceptor import MAX_RESPONSE_BYTES
@@ -32,7 +33,8 @@ class _Big(private_ca_pb2_grpc.PrivateCaServicer):  # type: ignore[misc]
 @pytest.fixture
 def stub() -> Iterator[private_ca_pb2_grpc.PrivateCaStub]:
     server, port = build_server([(private_ca_pb2_grpc.add_PrivateCaServicer_to_server,
-                                  _Big())], "127.0.0.1:0", max_workers=2, reuse_port=False)
+                                  _Big())], "127.0.0.1:0", max_workers=2, reuse_port=False,
+                                perimeter=LocalAdmin("default"))
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
