@@ -8,6 +8,7 @@ HSMCA_HTTP_LISTEN, which the client reads too).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -78,8 +79,9 @@ def test_make_serve_and_the_readme_first_calls(tmp_path: Path) -> None:
             done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=work, env=env,
                                   capture_output=True, text=True, timeout=180)
             assert done.returncode == 0, (block, done.stdout, done.stderr)
-        out = done.stdout
-        assert "certificate_list" not in out  # team-a sees none of the default tenant's CAs
+        listed = json.loads(done.stdout[done.stdout.index("{"):])
+        # team-a sees none of the default tenant's CAs.
+        assert not listed.get("certificate_list") and not int(listed.get("total_count", 0))
         # What the README says next: a forbidden action, a name outside the role.
         as_web = {**env, "HSMCA_CLIENT_CERT": "var/principals/web.pem",
                   "HSMCA_CLIENT_KEY": "var/principals/web.key"}

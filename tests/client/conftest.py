@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from client_support import OWNER, Served
 
+from service.auth.perimeter import LocalAdmin
 from service.http import start_crl_server
 from service.kms.service import KmsCertificatesService
 from service.private_ca.crls import CrlPublisher
@@ -38,9 +39,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, hsm_token: Any,
     kms = KmsCertificatesService(engine, hsm_token, software_token, region="cn-test",
                                  account_id="123456789012")
     server, port = build_server(
-        [private_ca_servicer_pair(pca, OWNER, Lifecycle(pca, crls)),
-         kms_servicer_pair(kms, OWNER)],
-        "127.0.0.1:0", max_workers=8, reuse_port=False)
+        [private_ca_servicer_pair(pca, Lifecycle(pca, crls)), kms_servicer_pair(kms)],
+        "127.0.0.1:0", max_workers=8, reuse_port=False, perimeter=LocalAdmin(OWNER))
     server.start()
     worker = JobWorker(pca, poll_seconds=0.05, crl_check=crls.publish_due,
                        crl_check_seconds=0.5)
