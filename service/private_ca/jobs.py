@@ -33,6 +33,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, Union
 
+from service import audit
 from service.entropy import new_identifier
 from service.errors import (
     AlreadyExists,
@@ -185,6 +186,12 @@ class JobQueue:
                         f"the issuing CA is {ca.status if ca else 'gone'}, not ISSUE",
                         reason="IncorrectStatus.CA")
                 repo.insert_pending(conn, row)
+                # The stored request is a state change of its own (the signing, later, is
+                # recorded by the cycle); the record commits with the row.
+                audit.record_op("certificate.request", resources=[identifier,
+                                                                  state.ca.identifier],
+                                tenant=owner, details={"kind": str(plan.kind),
+                                                       "asynchronous": plan.asynchronous})(conn)
         except AlreadyExists:
             # Lost the race to an identical (or conflicting) request, on the
             # custom_identifier or on the custom serial both carry: the winner's row decides.

@@ -11,6 +11,7 @@ import pytest
 from audit_support import installed_audit_log
 from conftest import Lc
 from cryptography import x509
+from lc_support import wait_status
 from pca_support import create_hierarchy, make_csr, new_key, pem_to_der
 from sqlalchemy import select
 
@@ -47,6 +48,11 @@ def test_every_key_use_and_state_change_is_recorded(lc: Lc, audit_log: audit.Aud
         identifier=client.identifier, reason_code=1))
     lc.stub.DeleteClientCertificate(pb.DeleteClientCertificateRequest(
         identifier=client.identifier))
+    queued = lc.stub.CreateServerCertificateWithCsr(pb.CreateServerCertificateWithCsrRequest(
+        parent_identifier=h.sub_id, csr=make_csr(new_key("ECC_256"), "later.example",
+                                                 ["later.example"]),
+        days=30, immediately=0))
+    assert wait_status(lc.stub, queued.identifier).status == "ISSUE"
     lc.stub.UpdateCACertificateStatus(pb.UpdateCACertificateStatusRequest(
         identifier=h.sub_id, status="REVOKE"))
     records = _records(lc, audit_log)
@@ -63,7 +69,11 @@ def test_every_key_use_and_state_change_is_recorded(lc: Lc, audit_log: audit.Aud
     assert sub_key == signed_cas[0].key_id
     # End-entity certificates: signed by the sub CA's key, recorded with their serial.
     signed = {json.loads(r.resources)[0]: r for r in by_action["certificate.sign"]}
-    assert set(signed) == {leaf.identifier, client.identifier}
+    assert set(signed) == {leaf.identifier, client.identifier, queued.identifier}
+    # The queued request: stored (a state change of its own), then signed by the job thread.
+    (request,) = by_action["certificate.request"]
+    assert json.loads(request.resources) == [queued.identifier, h.sub_id]
+    assert signed[queued.identifier].principal == "system"
     serial = format(x509.load_der_x509_certificate(
         pem_to_der(leaf.x509_certificate)).serial_number, "x")
     assert json.loads(signed[leaf.identifier].details)["serial"] == serial
