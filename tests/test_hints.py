@@ -53,3 +53,14 @@ def test_sign_algorithm_hint_names_the_allowed_spelling() -> None:
 
 def test_no_hint_for_a_value_nothing_like_any() -> None:
     assert spelling_hint("banana", ["ECC_256", "RSA_2048"]) == ""
+
+
+def test_private_ca_name_types_and_usages_get_hints() -> None:
+    from service.pki.names import parse_extended_key_usages, parse_san
+
+    with pytest.raises(InvalidArgument) as e:
+        parse_san("dnsname", "a.example.com")
+    assert "did you mean dNSName?" in e.value.message
+    with pytest.raises(InvalidArgument) as e:
+        parse_extended_key_usages(["server_auth"])
+    assert "did you mean serverAuth?" in e.value.message

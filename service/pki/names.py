@@ -24,6 +24,7 @@ from publicsuffixlist import PublicSuffixList
 
 from service import limits
 from service.errors import InvalidArgument, quote
+from service.hints import spelling_hint
 
 # ---------------------------------------------------------------------------------------
 # Reasons
@@ -379,7 +380,8 @@ def parse_san(type_name: str, value: str, *, reason: str = REASON_SAN) -> Subjec
     except ValueError:
         raise _fail(
             reason,
-            f"unknown subject alternative name type {quote(type_name)}; valid types: "
+            f"unknown subject alternative name type {quote(type_name)}"
+            + spelling_hint(type_name, SanType) + "; valid types: "
             + ", ".join(t.value for t in SanType),
         ) from None
     return SubjectAltName.of(san_type, value, reason=reason)
@@ -784,7 +786,8 @@ def parse_extended_key_usages(items: Iterable[str], *, reason: str = REASON_EKU)
             if not _DOTTED_OID.match(text):
                 raise _fail(
                     reason,
-                    f"unknown extended key usage {quote(item)}; use one of "
+                    f"unknown extended key usage {quote(item)}"
+                    + spelling_hint(text, EKU_OIDS) + "; use one of "
                     + ", ".join(EKU_OIDS)
                     + " or a dotted OID",
                 )

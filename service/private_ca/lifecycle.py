@@ -27,6 +27,7 @@ from service import audit
 from service.audit import KeyRef
 from service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, quote
 from service.errors import Unavailable as UnavailableError
+from service.hints import spelling_hint
 from service.pki.algorithms import CaAlgorithm
 from service.pki.crl import parse_reason_code
 from service.pki.pem import encode as pem_encode
@@ -211,7 +212,9 @@ class Lifecycle:
         """ListClientCertificate: one page, oldest first; every filter must match."""
         page, size = page_args(current_page, show_size)
         if status and status not in _STORAGE_STATUSES:
-            raise InvalidArgument("status must be PENDING, ISSUE, REVOKE or FAILED",
+            raise InvalidArgument("status must be PENDING, ISSUE, REVOKE or FAILED"
+                                  + spelling_hint(status, ("PENDING", "ISSUE", "REVOKE",
+                                                           "FAILED")),
                                   reason="InvalidParameter.Status")
         with self._svc.store.read() as conn:
             result = repo.list_certificates(

@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 from service.errors import FailedPrecondition, InvalidArgument
+from service.hints import spelling_hint
 from service.pki.algorithms import CaAlgorithm, parse_algorithm
 from service.pki.builder import der_sequence
 from service.pki.csr import ParsedCsr, parse_csr
@@ -221,7 +222,8 @@ class Planner:
     def _key_placement(self, key: SystemKey) -> KeyPlacement:
         level = key.protection_level or "SOFTWARE"
         if level not in ("SOFTWARE", "HSM"):
-            raise InvalidArgument("protection_level must be SOFTWARE or HSM",
+            raise InvalidArgument("protection_level must be SOFTWARE or HSM"
+                                  + spelling_hint(level, ("SOFTWARE", "HSM")),
                                   reason="InvalidParameter.ProtectionLevel")
         if level == "HSM":
             if key.exportable_private_key:

@@ -31,6 +31,7 @@ from service import audit
 from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
 from service.errors import FailedPrecondition, InvalidArgument, Unavailable
+from service.hints import spelling_hint
 from service.pki.algorithms import CaAlgorithm
 from service.pki.builder import IssuanceRequest, build_self_signed_tbs, build_tbs
 from service.pki.lint import lint_self_signed_tbs, lint_tbs
@@ -295,7 +296,8 @@ class PrivateCaService:
         """DescribeCACertificateList: one page, oldest first."""
         page, size = page_args(current_page, show_size)
         if ca_status not in ("", CaStatus.ISSUE, CaStatus.REVOKE):
-            raise InvalidArgument("ca_status must be ISSUE or REVOKE",
+            raise InvalidArgument("ca_status must be ISSUE or REVOKE"
+                                  + spelling_hint(ca_status, CaStatus),
                                   reason="InvalidParameter.CaStatus")
         statuses = (CaStatus(ca_status),) if ca_status else (CaStatus.ISSUE, CaStatus.REVOKE)
         if identifier:
