@@ -435,3 +435,42 @@ def test_kms_export_writes_pkcs12_and_keys_mode_0600(capsys: pytest.CaptureFixtu
     key = serialization.load_pem_private_key((tmp_path / "k.pem").read_bytes(), b"pw-2")
     cert = x509.load_pem_x509_certificate((tmp_path / "c.pem").read_bytes())
     assert cert.public_key() == key.public_key()
+
+
+def test_renew_can_keep_the_key_and_inspect_reads_csrs(
+        capsys: pytest.CaptureFixture[str], served: Served, hierarchy: dict[str, str],
+        tmp_path: Path) -> None:
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    assert run(capsys, served, "pca", "issue-server", "--parent-identifier", hierarchy["sub"],
+               "--name", "keep.example.com", "--days", "10", "--out", str(cert_path),
+               "--key-out", str(key_path))[0] == 0
+    old_serial = x509.load_pem_x509_certificate(cert_path.read_bytes()).serial_number
+    old_key = key_path.read_bytes()
+    code, _, err = run(capsys, served, "pca", "renew", "--cert", str(cert_path), "--key",
+                       str(key_path), "--reuse-key", "--force")
+    assert code == 0, err
+    new = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    assert new.serial_number != old_serial and key_path.read_bytes() == old_key
+    assert new.public_key() == serialization.load_pem_private_key(old_key, None).public_key()
+    # A key that is not the certificate's is refused before anything is asked of the CA.
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    (tmp_path / "other.pem").write_bytes(other)
+    code, _, err = run(capsys, served, "pca", "renew", "--cert", str(cert_path), "--key",
+                       str(tmp_path / "other.pem"), "--reuse-key", "--force")
+    assert code == 2 and "is not the key of" in err
+    # inspect reads CSRs as well as certificates.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "csr.example.com")])).add_extension(
+        x509.SubjectAlternativeName([x509.DNSName("csr.example.com")]), critical=False).sign(
+        ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    (tmp_path / "req.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    code, out, _ = run(capsys, None, "inspect", str(tmp_path / "req.csr"), "--json")
+    assert code == 0
+    (described,) = json.loads(out)
+    assert described["type"] == "csr"
+    assert described["subject_alternative_names"] == ["DNS:csr.example.com"]
