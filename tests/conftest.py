@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, settings
 # with `make fuzz` (HSMCA_HYPOTHESIS_PROFILE=fuzz). No deadline: the machine is shared.
 settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=5000, deadline=None,
+settings.register_profile("fuzz", max_examples=int(os.environ.get("HSMCA_FUZZ_EXAMPLES", "5000")),
+                          deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HSMCA_HYPOTHESIS_PROFILE", "ci"))
 
