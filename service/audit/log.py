@@ -162,13 +162,18 @@ class AuditLog:
 
     def entry(self, action: str, *, outcome: str = SUCCESS, reason: str = "",
               resources: Iterable[str | None] = (), key: KeyRef | None = None,
-              details: Mapping[str, Any] | None = None, tenant: str | None = None
-              ) -> AuditEntry:
-        """An entry for the call being served (principal and request id from the context)."""
+              details: Mapping[str, Any] | None = None, tenant: str | None = None,
+              principal_id: str | None = None) -> AuditEntry:
+        """An entry for the call being served (principal and request id from the context).
+
+        ``principal_id`` names the caller where no principal is established (a refused
+        call: the identity its certificate claims, or ``-``).
+        """
         principal = current_principal()
         return AuditEntry(
             time=self._clock(),
-            principal=principal.id if principal is not None else SYSTEM_PRINCIPAL,
+            principal=principal_id or (principal.id if principal is not None
+                                       else SYSTEM_PRINCIPAL),
             tenant=tenant or (principal.tenant if principal is not None
                               else self.default_tenant),
             action=action, resources=canonical_json([r for r in resources if r]), key=key,
@@ -319,7 +324,8 @@ def record(action: str, **fields: Any) -> AuditRecord | None:
 
 
 def refused(kind: str, *, reason: str, resources: Iterable[str | None] = (),
-            details: Mapping[str, Any] | None = None) -> AuditRecord | None:
+            details: Mapping[str, Any] | None = None,
+            principal_id: str | None = None) -> AuditRecord | None:
     """Record a call refused by authentication, authorization or rate limiting.
 
     ``kind`` is ``authn``, ``authz`` or ``rate_limit``; the action is ``refused.<kind>`` and
@@ -330,7 +336,7 @@ def refused(kind: str, *, reason: str, resources: Iterable[str | None] = (),
 
     metrics.refusal(kind)
     return record(f"refused.{kind}", outcome=REFUSED, reason=reason, resources=resources,
-                  details=details)
+                  details=details, principal_id=principal_id)
 
 
 @contextlib.contextmanager

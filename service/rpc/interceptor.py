@@ -21,7 +21,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from service import metrics
+from service import audit, metrics
 from service.auth.perimeter import Perimeter
 from service.auth.policy import granted
 from service.auth.principal import acting_as
@@ -97,6 +97,20 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
             return _UNDECODABLE
 
     return request_deserializer
+
+
+#: The audit log's kind of a refusal at the perimeter, by the error's status.
+_REFUSAL_KINDS = {Status.UNAUTHENTICATED: "authn", Status.PERMISSION_DENIED: "authz",
+                  Status.RESOURCE_EXHAUSTED: "rate_limit"}
+
+
+def _audit_refusal(refusal: HsmcaError, method: str, principal_id: str) -> None:
+    """Record a call the perimeter refused (service/audit); the refusal stands regardless."""
+    try:
+        audit.refused(_REFUSAL_KINDS.get(refusal.status, "authz"), reason=refusal.reason,
+                      details={"method": method}, principal_id=principal_id)
+    except Exception:
+        _log.exception("could not record the refusal of a call to %s", method)
 
 
 def _internal_message(request_id: str) -> str:
@@ -211,9 +225,10 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
                     peer = _peer_certificate(context)
                     try:
                         principal, grant = self._perimeter.admit(_action(method), peer)
-                    except HsmcaError:
-                        # Refused: the log still says who asked.
+                    except HsmcaError as refusal:
+                        # Refused: the log still says who asked, and so does the audit log.
                         principal_id = self._perimeter.identify(peer) or "-"
+                        _audit_refusal(refusal, method, principal_id)
                         raise
                     principal_id = principal.id
                 if request is _UNDECODABLE:
