@@ -229,13 +229,14 @@ def test_two_processes_sign_concurrently(
                 key,
                 mechanism,
                 pool.submit(
-                    sign_for, conf, MODULE, "hsmca-hsm", user_pin, key.key_id, mechanism.value, 1.5
+                    sign_for, conf, MODULE, "hsmca-hsm", user_pin, key.key_id, mechanism.value, 1.5,
+                    11,
                 ),
             )
             for _ in range(2)
             for key, mechanism in jobs
         ]
-        outcomes = [(key, mechanism, f.result(timeout=60)) for key, mechanism, f in futures]
+        outcomes = [(key, mechanism, f.result(timeout=300)) for key, mechanism, f in futures]
     for key, mechanism, signed in outcomes:
         assert len(signed) > 10
         for message, signature in signed:
