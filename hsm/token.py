@@ -10,6 +10,18 @@ token invalidates it (``SessionHandleInvalid``, ``UserNotLoggedIn``, ``DeviceRem
 ``SessionClosed``) we reopen, log in, forget cached key handles and retry the call once.
 A wrong or locked PIN is never retried: retries would lock the token.
 
+Why a token fault re-initialises the module: measured with SoftHSM, a token directory that
+is unreadable or moved away for a moment makes every cached key handle answer
+``ObjectHandleInvalid`` for good, even after the directory is back, and opening a new
+session answers ``GeneralError`` (the module's view of the token is gone). Only
+``C_Finalize`` + ``C_Initialize`` with the directory back brings the token back. So after
+any error of :data:`_RECOVERABLE` a Token drops its session and every cached handle and
+reopens; if that fails it re-initialises the module (with every other Token of the module
+held, see :meth:`Token._reinitialize`). While that keeps failing the Token is *down*
+(:attr:`Token.fault` says why): calls fail at once with :class:`TokenUnavailable`, and a new
+attempt to recover is made at most every :data:`RECOVERY_INTERVAL_SECONDS`, by the next call
+or by :meth:`Token.probe`, which the service's health check calls every second.
+
 Why opening a token may re-initialise the module: SoftHSM's file store reads the token
 directory once, at ``C_Initialize``, without a consistent snapshot. A process that
 initialises the module while another process writes the token's files (every login
@@ -50,14 +62,42 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Return codes after which a fresh session (and login) may succeed.
+# Return codes after which a fresh session (and login, or a re-initialised module) may
+# succeed. ObjectHandleInvalid/KeyHandleInvalid: our cached handles outlived the token's view
+# of its objects. GeneralError/DeviceError/FunctionFailed: what SoftHSM answers while its
+# token directory cannot be read. A plain PKCS11Error is what python-pkcs11 raises for
+# CKR_CRYPTOKI_NOT_INITIALIZED, after a re-initialisation failed.
 _RECOVERABLE: tuple[type[Exception], ...] = (
     pkcs11.exceptions.SessionHandleInvalid,
     pkcs11.exceptions.SessionClosed,
     pkcs11.exceptions.UserNotLoggedIn,
     pkcs11.exceptions.DeviceRemoved,
     pkcs11.exceptions.TokenNotPresent,
+    pkcs11.exceptions.TokenNotRecognised,
+    pkcs11.exceptions.ObjectHandleInvalid,
+    pkcs11.exceptions.KeyHandleInvalid,
+    pkcs11.exceptions.GeneralError,
+    pkcs11.exceptions.DeviceError,
+    pkcs11.exceptions.FunctionFailed,
 )
+
+# Of those, the codes a working token also answers for a failed operation (SoftHSM: a
+# GeneralError for an RSA decryption with bad padding): a fault only if the token then
+# fails C_GetTokenInfo too.
+_AMBIGUOUS: tuple[type[Exception], ...] = (
+    pkcs11.exceptions.GeneralError,
+    pkcs11.exceptions.DeviceError,
+    pkcs11.exceptions.FunctionFailed,
+)
+
+#: Seconds between two attempts to bring a token back while it is down.
+RECOVERY_INTERVAL_SECONDS = 0.5
+
+
+def _not_initialized(e: BaseException) -> bool:
+    # python-pkcs11 0.10 has no class for CKR_CRYPTOKI_NOT_INITIALIZED: it raises the bare
+    # PKCS11Error (exact type), which nothing else raises.
+    return type(e) is pkcs11.exceptions.PKCS11Error
 
 
 # Errors of a first open that a concurrent writer of SoftHSM's files can cause (see above).
@@ -114,6 +154,11 @@ class Token:
         # CKA_ID -> (object class, handle object); valid only for the current session.
         self._objects: dict[tuple[bytes, ObjectClass], Any] = {}
         self.reopen_count = 0
+        # Why the token is down (None while it works), and when to try to recover next.
+        self._fault: str | None = None
+        self._retry_at = 0.0
+        # Set once the token refused the PIN: never logged in with it again (see above).
+        self._pin_refused: HsmError | None = None
         with _OPENING, self._lock:
             self._open_first()
         _OPEN_TOKENS.add(self)
@@ -185,55 +230,150 @@ class Token:
         with contextlib.ExitStack() as held:
             for token in others:
                 held.enter_context(token._lock)  # none of them is inside the module now
-            self._lib.reinitialize()
-            for token in others:
-                # Their session and object handles died with C_Finalize (and the numbers
-                # may be given out again): the next run() opens and logs in anew.
-                token._session = None
-                token._objects.clear()
-                token.reopen_count += 1
+            try:
+                self._lib.reinitialize()
+            finally:
+                for token in others:
+                    # Their session and object handles died with C_Finalize (and the numbers
+                    # may be given out again): the next run() opens and logs in anew.
+                    token._session = None
+                    token._objects.clear()
+                    token.reopen_count += 1
+
+    def _reopen_others(self) -> None:
+        """After a re-initialisation that worked, open the module's other Tokens again now
+        (their locks are held), so they are back at the same moment."""
+        for token in list(_OPEN_TOKENS):
+            if token is self or token._lib is not self._lib or token._pin_refused is not None:
+                continue
+            try:
+                token._open()
+            except (pkcs11.exceptions.PKCS11Error, HsmError) as e:
+                log.warning("token %s: %s while reopening after re-initialisation",
+                            token.label, type(e).__name__)
+                continue
+            if token._fault is not None:
+                log.warning("token %s is back (was: %s)", token.label, token._fault)
+            token._fault = None
 
     def _reopen(self) -> None:
         old, self._session = self._session, None
         self._objects.clear()
-        self.reopen_count += 1
         if old is not None:
+            self.reopen_count += 1
             try:
                 old.close()
             except pkcs11.exceptions.PKCS11Error:
                 pass  # it is already gone; that is why we are here
         self._open()
 
+    @property
+    def fault(self) -> str | None:
+        """Why the token cannot be used now, or None while it works."""
+        return self._fault
+
+    def _down(self, reason: str) -> TokenUnavailable:
+        if self._fault is None:
+            log.error("token %s is down: %s", self.label, reason)
+        self._fault = reason
+        self._session = None
+        self._objects.clear()
+        self._retry_at = time.monotonic() + RECOVERY_INTERVAL_SECONDS
+        return TokenUnavailable(f"token {self.label!r} is unavailable: {reason}")
+
+    def _recover(self, cause: BaseException | None) -> None:
+        """Reopen, or else re-initialise the module and open; raise TokenUnavailable if not.
+
+        Called without holding this Token's lock: it takes the process-wide opening lock and
+        then the lock of every Token of the module in one order, so that two Tokens
+        recovering at once cannot deadlock and no other thread is in the module during a
+        re-initialisation.
+        """
+        with _OPENING, contextlib.ExitStack() as held:
+            for token in sorted(
+                {t for t in list(_OPEN_TOKENS) if t._lib is self._lib} | {self}, key=id
+            ):
+                held.enter_context(token._lock)
+            if self._pin_refused is not None:
+                raise TokenUnavailable(
+                    f"token {self.label!r}: login refused, not retried: {self._pin_refused}"
+                )
+            if cause is None and self._session is not None and self._fault is None:
+                return  # another thread brought it back meanwhile
+            if cause is None and time.monotonic() < self._retry_at:
+                raise TokenUnavailable(f"token {self.label!r} is unavailable: {self._fault}")
+            try:
+                try:
+                    if not self._lib.initialized:
+                        raise pkcs11.exceptions.PKCS11Error("module not initialised")
+                    self._reopen()
+                except (pkcs11.exceptions.PKCS11Error, TokenUnavailable) as e:
+                    log.warning("token %s: reopening failed (%s); re-initialising the module",
+                                self.label, type(e).__name__)
+                    self._reinitialize()
+                    self._open()
+                    self._reopen_others()
+            except (PinIncorrect, PinLocked) as e:
+                self._pin_refused = e
+                raise self._down(f"login refused: {e}") from e
+            except (pkcs11.exceptions.PKCS11Error, TokenUnavailable) as e:
+                after = f" (after {type(cause).__name__})" if cause is not None else ""
+                raise self._down(f"{type(e).__name__} while reopening{after}") from e
+            if self._fault is not None:
+                log.warning("token %s is back (was: %s)", self.label, self._fault)
+            self._fault = None
+
     def run(self, fn: Callable[[Any], T]) -> T:
         """Call ``fn(session)`` holding the token lock; recover a lost session once."""
         if os.getpid() != self._pid:
             # A PKCS#11 library must not be used across fork (PKCS#11 2.40 section 6.7.7).
             raise TokenUnavailable("token session used in a forked child; open a new Token")
+        first: BaseException | None = None
+        with self._lock:
+            if self._session is not None and self._fault is None:
+                try:
+                    return fn(self._session)
+                except _RECOVERABLE as e:
+                    if isinstance(e, _AMBIGUOUS) and self._answers():
+                        raise
+                    first = e
+                except pkcs11.exceptions.PKCS11Error as e:
+                    if not _not_initialized(e):
+                        raise
+                    first = e
+                log.warning("token %s: %s; reopening the session and retrying once",
+                            self.label, type(first).__name__)
+        self._recover(first)
         with self._lock:
             if self._session is None:
-                self._open()
+                raise TokenUnavailable(f"token {self.label!r} is unavailable: {self._fault}")
             try:
                 return fn(self._session)
-            except _RECOVERABLE as first:
-                log.warning(
-                    "token %s: %s; reopening the session and retrying once",
-                    self.label,
-                    type(first).__name__,
-                )
-                try:
-                    self._reopen()
-                    return fn(self._session)
-                except _RECOVERABLE as second:
-                    self._session = None
-                    raise TokenUnavailable(
-                        f"token {self.label!r} unavailable after reopening the session "
-                        f"({type(second).__name__})"
-                    ) from second
-                except (PinIncorrect, PinLocked) as e:
-                    self._session = None
-                    raise TokenUnavailable(
-                        f"token {self.label!r}: session lost and login refused: {e}"
-                    ) from e
+            except _RECOVERABLE as second:
+                if isinstance(second, _AMBIGUOUS) and self._answers():
+                    raise
+                raise self._down(
+                    f"{type(second).__name__} again after reopening the session"
+                ) from second
+
+    def _answers(self) -> bool:
+        try:
+            self._session.token.slot.get_token()  # C_GetTokenInfo
+        except pkcs11.exceptions.PKCS11Error:
+            return False
+        return True
+
+    def probe(self) -> bool:
+        """Whether the token answers now (C_GetTokenInfo); brings a down token back if it can.
+
+        SoftHSM answers C_GetTokenInfo with ``GeneralError`` while its token directory
+        cannot be read, so this sees a fault before a signing call does.
+        """
+        try:
+            self.run(lambda session: session.token.slot.get_token())
+        except TokenUnavailable:
+            return False
+        return True
 
     def find_object(self, session: Any, key_id: bytes, object_class: ObjectClass) -> Any:
         """Look up a key object by CKA_ID within ``run``; cached for the session's lifetime."""
@@ -245,6 +385,9 @@ class Token:
             session.get_objects({Attribute.ID: key_id, Attribute.CLASS: object_class})
         )
         if not objects:
+            # A token whose files cannot be read lists no objects: make sure it is the key
+            # that is missing, not the token (GeneralError here is recovered by run()).
+            session.token.slot.get_token()
             raise KeyNotFound(
                 f"no {object_class.name.lower()} with id {key_id.hex()} in token {self.label!r}"
             )
