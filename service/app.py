@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hsm.config import TokenRole
@@ -15,7 +16,8 @@ from hsm.token import Token
 from service import limits
 from service.auth.ratelimit import SharedRateLimiter
 from service.config import Config
-from service.rpc.server import build_server, graceful_stop
+from service.health import HealthMonitor, database_probe
+from service.rpc.server import build_server, graceful_stop, report_health
 from service.storage.db import create_engine_for
 
 if TYPE_CHECKING:
@@ -35,9 +37,12 @@ class Running:
     http_port: int
     http_server: Any = None
     job_worker: Any = None
+    health: HealthMonitor | None = None
 
     def stop(self, grace_seconds: float) -> None:
         """Stop accepting calls, let in-flight ones finish, finish the job in hand, stop."""
+        if self.health is not None:
+            self.health.stop()  # before the server reports its own shutdown
         graceful_stop(self.grpc_server, grace_seconds)
         if self.job_worker is not None:
             self.job_worker.stop(grace_seconds + 5)
@@ -85,6 +90,7 @@ class App:
             # The caller's role bounds what is issued (CAs, names, validity), before
             # anything is counted.
             observer=ObserverChain(IssuanceAuthorizer(), IssuanceMetrics()),
+            job_lease_seconds=config.jobs.lease_seconds,
         )
         self.crls = CrlPublisher(self.private_ca)
         self.ocsp = OcspResponder(self.private_ca)
@@ -173,6 +179,9 @@ class App:
             credentials=credentials,
         )
         server.start()
+        health = self.health_monitor(lambda service, serving: report_health(server, service,
+                                                                            serving))
+        health.start()
         worker = None
         if self.config.jobs.enabled:
             worker = JobWorker(self.private_ca, poll_seconds=self.config.jobs.poll_seconds,
@@ -183,7 +192,23 @@ class App:
             log.warning("jobs.enabled is false: asynchronous jobs and CRL renewal are not "
                         "run in this process")
         return Running(grpc_server=server, grpc_port=port, http_port=http_server.port,
-                       http_server=http_server, job_worker=worker)
+                       http_server=http_server, job_worker=worker, health=health)
+
+    def health_monitor(self, report: Callable[[str, bool], None]) -> HealthMonitor:
+        """The monitor of this process's dependencies: which service needs which."""
+        probes = {
+            "hsm token": self.hsm_token.probe,
+            "software token": self.software_token.probe,
+            "database": database_probe(self.engine),
+        }
+        # Every Private CA key is in the hsm token; KMS keys are in either token.
+        needs = {
+            "hsmca.v1.PrivateCa": ("hsm token", "database"),
+            "hsmca.v1.KmsCertificates": ("hsm token", "software token", "database"),
+            "": ("hsm token", "software token", "database"),
+        }
+        return HealthMonitor(probes, needs, report,
+                             interval=self.config.grpc.health_interval_seconds)
 
     def close(self) -> None:
         """Close token sessions (logging out) and dispose of database connections."""

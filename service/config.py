@@ -93,6 +93,8 @@ class GrpcConfig:
     grace_seconds: float
     pin_workers: bool
     insecure: bool = False
+    #: Seconds between two probes of the tokens and the database by the health check.
+    health_interval_seconds: float = 1.0
 
     def worker_count(self) -> int:
         """Number of worker processes to start (``workers``, or the core count if 0)."""
@@ -162,6 +164,9 @@ class JobsConfig:
 
     enabled: bool
     poll_seconds: float
+    #: How long a claimed job is held by its worker before another may take it over; the
+    #: holder renews it while the job runs, so it only bounds the wait after a crash.
+    lease_seconds: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,6 +368,13 @@ def _pin_source(key: str, value: Any, from_env: bool) -> str:
     return text
 
 
+def _lease_seconds(key: str, value: Any, from_env: bool) -> float:
+    seconds = _seconds(key, value, from_env)
+    if seconds < 1:
+        raise _fail(key, "must be at least 1 second", value)
+    return seconds
+
+
 def _optional_path(key: str, value: Any, from_env: bool) -> str:
     return _string(key, value, from_env).strip()
 
@@ -406,6 +418,7 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
         "grace_seconds": _seconds,
         "pin_workers": _bool,
         "insecure": _bool,
+        "health_interval_seconds": _seconds,
     },
     "tls": {
         "dir": _nonempty,
@@ -421,7 +434,7 @@ _SCHEMA: dict[str, dict[str, _Parser]] = {
     "http": {"listen": _listen, "public_base_url": _base_url},
     "kms": {"region": _region, "account_id": _account_id},
     "policy": {"min_rsa_bits": _rsa_bits, "default_owner": _owner},
-    "jobs": {"enabled": _bool, "poll_seconds": _seconds},
+    "jobs": {"enabled": _bool, "poll_seconds": _seconds, "lease_seconds": _lease_seconds},
     "audit": {"checkpoint_seconds": _positive_seconds},
     "limits": {
         "max_sans": _positive_int,
@@ -456,6 +469,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "grace_seconds": 10,
         "pin_workers": True,
         "insecure": False,
+        "health_interval_seconds": 1.0,
     },
     "tls": {
         "dir": "tls",
@@ -471,7 +485,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "http": {"listen": "127.0.0.1:8080", "public_base_url": "http://127.0.0.1:8080"},
     "kms": {"region": "cn-local", "account_id": "000000000000"},
     "policy": {"min_rsa_bits": 2048, "default_owner": "default"},
-    "jobs": {"enabled": True, "poll_seconds": 0.5},
+    "jobs": {"enabled": True, "poll_seconds": 0.5, "lease_seconds": 30.0},
     "audit": {"checkpoint_seconds": 60},
     "limits": {
         "max_sans": 100,

@@ -143,3 +143,60 @@ class Internal(HsmcaError):
 
     status = Status.INTERNAL
     default_reason = "InternalError"
+
+
+class TokenOutage(Unavailable):
+    """The token cannot be used now (faulted, being re-opened); the call may be retried."""
+
+    default_reason = "ServiceUnavailable.Token"
+
+
+class DatabaseOutage(Unavailable):
+    """The database cannot be reached or stayed locked past its budget; retrying may help."""
+
+    default_reason = "ServiceUnavailable.Database"
+
+
+# SQLite primary result codes of a database that is busy, locked or cannot be read or
+# written now (https://www.sqlite.org/rescode.html); the others are bugs (SQL, schema).
+_SQLITE_OUTAGE_CODES = frozenset({
+    5,   # SQLITE_BUSY: another connection holds the lock past busy_timeout
+    6,   # SQLITE_LOCKED
+    10,  # SQLITE_IOERR
+    13,  # SQLITE_FULL
+    14,  # SQLITE_CANTOPEN
+})
+
+
+def outage(exc: BaseException) -> Unavailable | None:
+    """The :class:`Unavailable` error that ``exc`` amounts to, if it is an outage of the
+    token or the database rather than a bug; None otherwise.
+
+    Database: a connection SQLAlchemy invalidated (PostgreSQL restarted, connection dropped),
+    a pool timeout, any PostgreSQL ``OperationalError`` (connection lost, admin shutdown,
+    serialization failure) and SQLite's busy/locked/I/O result codes.
+    """
+    from sqlalchemy import exc as sa_exc  # noqa: PLC0415 - keeps this module light to import
+
+    from hsm.errors import TokenUnavailable  # noqa: PLC0415
+
+    if isinstance(exc, Unavailable):
+        return exc
+    if isinstance(exc, TokenUnavailable):
+        return TokenOutage(str(exc))
+    if isinstance(exc, (sa_exc.TimeoutError, sa_exc.DisconnectionError)):
+        return DatabaseOutage(f"the database is unavailable: {type(exc).__name__}")
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        code = getattr(orig, "sqlite_errorcode", None)
+        if (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.InterfaceError)
+            or (code is not None and code & 0xFF in _SQLITE_OUTAGE_CODES)
+            or (code is None and isinstance(exc, sa_exc.OperationalError))
+        ):
+            return DatabaseOutage(
+                f"the database is unavailable: {type(orig).__name__}: "
+                f"{str(orig).splitlines()[0] if str(orig) else ''}".rstrip(": ")
+            )
+    return None

@@ -47,7 +47,7 @@ from service.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unavailable,
+    TokenOutage,
 )
 from service.hints import spelling_hint
 from service.kms import sm2
@@ -244,7 +244,7 @@ def _token_errors() -> Iterator[None]:
     except hsm_errors.MechanismUnavailable as e:
         raise FailedPrecondition(str(e), reason="UnsupportedOperation") from e
     except hsm_errors.TokenUnavailable as e:
-        raise Unavailable(f"the key token is unavailable: {e}") from e
+        raise TokenOutage(f"the key token is unavailable: {e}") from e
     except hsm_errors.HsmError as e:
         # A recorded key missing from its token, or a token misbehaving: a broken invariant.
         raise Internal(f"token error: {e!r}") from e

@@ -47,7 +47,14 @@ from hsm.token import Token
 from service import audit
 from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
-from service.errors import FailedPrecondition, HsmcaError, Internal, InvalidArgument, Unavailable
+from service.errors import (
+    FailedPrecondition,
+    HsmcaError,
+    Internal,
+    InvalidArgument,
+    TokenOutage,
+    outage,
+)
 from service.pki.algorithms import CaAlgorithm
 from service.pki.builder import IssuanceRequest, assemble_certificate, build_tbs, read_tlv
 from service.pki.lint import lint_tbs
@@ -219,8 +226,11 @@ class Reservation:
             issuer_public_key_info=state.issuer.public_key_info,
             signature_algorithm_der=state.issuer.signature_algorithm_der, reserve=reserve,
             record=lambda cert: lambda conn: repo.mark_issued(conn, identifier, cert),
-            mark_failed=lambda e: lambda conn: repo.mark_failed(
-                conn, identifier, f"{type(e).__name__}: {e}", now=clock()),
+            mark_failed=lambda e: _no_write if claimed_by is not None and outage(e) is not None
+            # A job that met an outage of the token or the database after its reservation
+            # stays RESERVED: the job worker retries it, signing the stored TBS again.
+            else lambda conn: repo.mark_failed(conn, identifier, f"{type(e).__name__}: {e}",
+                                               now=clock()),
             release=release)
 
     @classmethod
@@ -241,8 +251,8 @@ class Reservation:
             return op
 
         def mark_failed(e: BaseException) -> Operation:
-            if isinstance(e, (TokenUnavailable, Unavailable)):
-                return _no_write  # stays RESERVED: its lease runs out and it is retried
+            if outage(e) is not None:
+                return _no_write  # stays RESERVED: the job is retried after a backoff
             return lambda conn: repo.mark_failed(conn, identifier,
                                                  f"{type(e).__name__}: {e}")
 
@@ -575,5 +585,5 @@ def token_error(e: BaseException) -> HsmcaError:
     if isinstance(e, HsmcaError):
         return e
     if isinstance(e, TokenUnavailable):
-        return Unavailable(f"the token is unavailable: {e}")
+        return TokenOutage(f"the token is unavailable: {e}")
     return Internal(f"{type(e).__name__}: {e}")

@@ -40,6 +40,7 @@ from service.errors import (
     FailedPrecondition,
     HsmcaError,
     Unavailable,
+    outage,
 )
 from service.pki.pem import encode as pem_encode
 from service.private_ca.plans import LeafPlan
@@ -60,8 +61,11 @@ __all__ = ["JobLease", "JobQueue", "JobRunner", "JobWorker", "Submitted", "decod
 
 _log = logging.getLogger("hsmca.private_ca.jobs")
 
-LEASE_SECONDS = 60.0
-MAX_ATTEMPTS = 5
+#: How long a claimed job is held before another worker may take it (jobs.lease_seconds).
+LEASE_SECONDS = 30.0
+# Backoff of a job that met an outage of the token or the database: 0.5 s, doubling, 30 s.
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 # How long a synchronous call waits for a racing identical request (same custom_identifier)
 # to finish issuing before answering UNAVAILABLE (retry-safe: same key, same result).
 REPLAY_WAIT_SECONDS = 30.0
@@ -146,9 +150,11 @@ class Submitted:
 class JobQueue:
     """Stores, claims, replays and finishes jobs (certificate rows in status PENDING)."""
 
-    def __init__(self, store: Store, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, store: Store, clock: Callable[[], dt.datetime],
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self._store = store
         self._clock = clock
+        self.lease_seconds = lease_seconds
 
     def submit(self, owner: str, state: CaState, plan: LeafPlan, req: Request,
                now: dt.datetime) -> Submitted:
@@ -174,7 +180,7 @@ class JobQueue:
             serial=serial_hex(plan.custom_serial) if plan.custom_serial is not None else None,
             request=encoded, request_fingerprint=digest, custom_identifier=custom,
             asynchronous=True, lease_owner=lease.worker_id if lease else None,
-            lease_expires_at=now + dt.timedelta(seconds=LEASE_SECONDS) if lease else None,
+            lease_expires_at=now + dt.timedelta(seconds=self.lease_seconds) if lease else None,
             tags=dict(plan.common.tags), resource_group_id=plan.common.resource_group_id or None,
             enable_crl=plan.common.enable_crl)
         try:
@@ -211,24 +217,36 @@ class JobQueue:
             if not repo.discard_pending(conn, lease.identifier, lease.worker_id):
                 repo.mark_failed(conn, lease.identifier, _reason(error))
 
-    def claim(self, worker_id: str, lease_seconds: float = LEASE_SECONDS
-              ) -> CertificateRow | None:
+    def claim(self, worker_id: str) -> CertificateRow | None:
         """Lease one claimable job (committed at once so other processes see the lease)."""
         with self._store.write() as conn:
-            return repo.claim_pending(conn, worker_id, lease_seconds, self._clock())
+            return repo.claim_pending(conn, worker_id, self.lease_seconds, self._clock())
 
-    def finish_failed(self, row: CertificateRow, error: BaseException) -> None:
-        """A claimed job could not be issued: FAILED, or left for a retry if transient."""
-        if isinstance(error, Unavailable) and row.attempts < MAX_ATTEMPTS:
-            # The token or database is away: leave the job; its lease runs out and it is
-            # retried.
-            _log.warning("job %s: %s; will retry", row.identifier, error)
+    def finish_failed(self, row: CertificateRow, error: BaseException, worker_id: str) -> None:
+        """A claimed job could not be issued: FAILED, or retried later after an outage."""
+        unavailable = outage(error)
+        if unavailable is not None:
+            # The token or the database is away: not the job's fault. It is retried after
+            # a backoff, as often as it takes, and never ends FAILED for it.
+            self._retry_later(row, worker_id, unavailable)
             return
         if not isinstance(error, HsmcaError):
             _log.error("job %s failed", row.identifier, exc_info=error)
         _log.info("job %s failed: %s", row.identifier, _reason(error))
         with self._store.write() as conn:
             repo.mark_failed(conn, row.identifier, _reason(error))
+
+    def _retry_later(self, row: CertificateRow, worker_id: str, e: Unavailable) -> None:
+        delay = retry_delay(row.attempts)
+        _log.warning("job %s: %s; retrying in %.1fs", row.identifier, e.message, delay)
+        try:
+            with self._store.write() as conn:
+                repo.defer_job(conn, row.identifier, worker_id,
+                               self._clock() + dt.timedelta(seconds=delay))
+        except Exception as again:
+            # The database is away too: the lease runs out and the job is claimed again.
+            _log.warning("job %s: could not defer (%s); its lease will run out",
+                         row.identifier, type(again).__name__)
 
     def _by_custom_identifier(self, owner: str, custom: str) -> CertificateRow | None:
         with self._store.read() as conn:
@@ -269,6 +287,11 @@ class JobQueue:
         chain = state.chain_pem if plan.common.immediately == 2 else ""
         return IssuedCertificate(row.identifier, pem_encode(row.certificate), row.serial or "",
                                  chain)
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before a job that met an outage on its ``attempts``-th try is tried again."""
+    return min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2.0 ** max(0, attempts - 1))
 
 
 def _reason(e: BaseException) -> str:
@@ -318,14 +341,22 @@ class JobWorker:
 
     def _loop(self) -> None:
         next_crl = 0.0
+        failures = 0
         while not self._stop.is_set():
             try:
                 if self._crl_check is not None and time.monotonic() >= next_crl:
                     next_crl = time.monotonic() + self._crl_every
                     self._crl_check()
-                if self.run_once():
+                busy = self.run_once()
+                failures = 0
+                if busy:
                     continue
-            except Exception:
-                # A database hiccup must not kill the thread; the next round retries.
-                _log.exception("background round failed")
-            self._stop.wait(self._poll)
+            except Exception as e:
+                # An outage must not kill the thread: the next round retries, backing off.
+                failures += 1
+                unavailable = outage(e)
+                if unavailable is None:
+                    _log.exception("background round failed")
+                else:
+                    _log.warning("background round: %s", unavailable.message)
+            self._stop.wait(min(RETRY_MAX_SECONDS, self._poll * 2 ** min(failures, 6)))

@@ -25,8 +25,14 @@ from hsm.keys import destroy_key
 from hsm.token import Token
 from service import audit
 from service.audit import KeyRef
-from service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, quote
-from service.errors import Unavailable as UnavailableError
+from service.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    TokenOutage,
+    quote,
+)
 from service.hints import spelling_hint
 from service.pki.algorithms import CaAlgorithm
 from service.pki.crl import parse_reason_code
@@ -315,7 +321,7 @@ class Lifecycle:
             raise PermissionDenied(f"the token refused to export the key: {e}",
                                    reason="Forbidden.KeyNotExportable") from e
         except TokenUnavailable as e:
-            raise UnavailableError(f"the token is unavailable: {e}") from e
+            raise TokenOutage(f"the token is unavailable: {e}") from e
         pkcs8 = unwrap_export(wrapped, recipient)
         key = serialization.load_der_private_key(pkcs8, password=None)
         pem: bytes = key.private_bytes(serialization.Encoding.PEM,

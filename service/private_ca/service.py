@@ -30,7 +30,7 @@ from hsm.token import Token
 from service import audit
 from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
-from service.errors import FailedPrecondition, InvalidArgument, Unavailable
+from service.errors import FailedPrecondition, InvalidArgument, TokenOutage
 from service.hints import spelling_hint
 from service.pki.algorithms import CaAlgorithm
 from service.pki.builder import IssuanceRequest, build_self_signed_tbs, build_tbs
@@ -50,7 +50,7 @@ from service.private_ca.issuance import (
     destroy_quietly,
     token_error,
 )
-from service.private_ca.jobs import JobLease, JobQueue, decode_request
+from service.private_ca.jobs import LEASE_SECONDS, JobLease, JobQueue, decode_request
 from service.private_ca.plans import Planner
 from service.private_ca.registry import KEY_TOKEN_HSM, CaRegistry, Tokens
 from service.private_ca.requests import (
@@ -111,13 +111,14 @@ class PrivateCaService:
         min_rsa_bits: int,
         clock: Callable[[], dt.datetime] = utc_now,
         observer: IssuanceObserver | None = None,
+        job_lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self._clock = clock
         self.store = Store(engine)
         self.tokens = Tokens(hsm_token, software_token)
         self.registry = CaRegistry(self.store, hsm_token, public_base_url=public_base_url)
         self.pipeline = Batcher(self.store.run_many, token_error=token_error)
-        self.jobs = JobQueue(self.store, self.now)
+        self.jobs = JobQueue(self.store, self.now, job_lease_seconds)
         self.planner = Planner(self.tokens, min_rsa_bits=min_rsa_bits)
         self.cycle = IssuanceCycle(
             registry=self.registry, store=self.store, pipeline=self.pipeline,
@@ -162,7 +163,7 @@ class PrivateCaService:
                 self.cycle.issue(row.owner, decode_request(row.request),
                                  lease=JobLease(row.identifier, worker_id))
         except Exception as e:
-            self.jobs.finish_failed(row, e)
+            self.jobs.finish_failed(row, e, worker_id)
         return True
 
     # --- CA hierarchy --------------------------------------------------------------------
@@ -283,7 +284,7 @@ class PrivateCaService:
                 "always generated non-exportable in the hsm token; SM2 CAs need a token with "
                 "an SM2 mechanism", reason="UnsupportedOperation.Algorithm") from e
         except TokenUnavailable as e:
-            raise Unavailable(f"the hsm token is unavailable: {e}") from e
+            raise TokenOutage(f"the hsm token is unavailable: {e}") from e
         return key_id, key.public_key_info
 
     def describe_ca(self, owner: str, identifier: str) -> CaInfo:

@@ -6,7 +6,9 @@ turns an error into a gRPC status. The status carries a ``google.rpc.Status`` wi
 ``google.rpc.ErrorInfo(reason=..., domain="hsmca")`` (the machine-readable reason in the
 API's style, e.g. ``NotFound.ParentIdentifier``) and ``google.rpc.RequestInfo`` (the
 request id), so clients match on the reason, never on message text (docs/architecture.md inv. 5).
-Any other exception is a bug: the client sees only INTERNAL with a generic message and the
+An outage of the token or the database (``service.errors.outage``) is UNAVAILABLE with its
+reason (``ServiceUnavailable.Token``, ``ServiceUnavailable.Database``), wherever it was
+raised. Any other exception is a bug: the client sees only INTERNAL with a generic message and the
 request id; the traceback goes to the log.
 """
 
@@ -26,7 +28,7 @@ from service.auth.perimeter import Perimeter
 from service.auth.policy import granted
 from service.auth.principal import acting_as
 from service.entropy import random_uuid4
-from service.errors import HsmcaError, InvalidArgument, ResourceExhausted, Status
+from service.errors import HsmcaError, InvalidArgument, ResourceExhausted, Status, outage
 from service.request_id import REQUEST_ID as _request_id
 from service.request_id import current_request_id
 
@@ -176,6 +178,19 @@ def _action(method: str) -> str:
     return method.lstrip("/").removeprefix("hsmca.v1.")
 
 
+def _call_inner(inner: UnaryHandler, request: Any, context: grpc.ServicerContext) -> Any:
+    """Call the handler; an outage of the token or database becomes its Unavailable error."""
+    try:
+        return inner(request, context)
+    except HsmcaError:
+        raise
+    except Exception as e:
+        mapped = outage(e)
+        if mapped is None:
+            raise
+        raise mapped from e
+
+
 class HsmcaServerInterceptor(grpc.ServerInterceptor):
     """Gives each unary call a request id, logs it, admits it through the perimeter (who is
     calling, may they, within their rate) and maps exceptions to gRPC statuses.
@@ -238,10 +253,10 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
                         reason=MALFORMED_REASON,
                     )
                 if principal is None:
-                    response = inner(request, context)
+                    response = _call_inner(inner, request, context)
                 else:
                     with acting_as(principal), granted(grant):
-                        response = inner(request, context)
+                        response = _call_inner(inner, request, context)
                 if response is not None and response.ByteSize() > MAX_RESPONSE_BYTES:
                     raise ResourceExhausted(
                         f"the response would be {response.ByteSize()} bytes, over the "

@@ -21,7 +21,8 @@ from service.auth.perimeter import Perimeter
 from service.gen.hsmca.v1 import kms_pb2, private_ca_pb2
 from service.rpc.interceptor import HsmcaServerInterceptor
 
-__all__ = ["MAX_MESSAGE_BYTES", "AddServicerFn", "build_server", "graceful_stop", "service_names"]
+__all__ = ["MAX_MESSAGE_BYTES", "AddServicerFn", "build_server", "graceful_stop", "report_health",
+           "service_names"]
 
 _log = logging.getLogger("hsmca.rpc")
 
@@ -111,6 +112,18 @@ def build_server(
     _log.info("gRPC server for %s on %s (port %d, %s)", ", ".join(names), listen, port,
               "plaintext" if credentials is None else "mTLS")
     return server, port
+
+
+def report_health(server: grpc.Server, service: str, serving: bool) -> None:
+    """Set the health status of ``service`` ("" = the whole server) on ``server``."""
+    health_servicer = _health_by_server.get(server)
+    if health_servicer is not None:
+        health_servicer.set(
+            service,
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
 
 
 def graceful_stop(server: grpc.Server, grace_seconds: float) -> None:

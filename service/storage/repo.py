@@ -617,6 +617,26 @@ def discard_pending(conn: Connection, identifier: str, worker_id: str) -> bool:
     return result.rowcount == 1
 
 
+def defer_job(
+    conn: Connection, identifier: str, worker_id: str, until: dt.datetime
+) -> bool:
+    """Give back the lease of a job ``worker_id`` holds; claimable again from ``until``.
+
+    For a job that met an outage of the token or the database: it is retried later, not
+    failed. True if the lease was still ours.
+    """
+    result = conn.execute(
+        update(cert_t)
+        .where(
+            cert_t.c.identifier == identifier,
+            cert_t.c.status.in_([CertificateStatus.PENDING, CertificateStatus.RESERVED]),
+            cert_t.c.lease_owner == worker_id,
+        )
+        .values(lease_owner=None, lease_expires_at=until)
+    )
+    return result.rowcount == 1
+
+
 def mark_failed(
     conn: Connection,
     identifier: str,

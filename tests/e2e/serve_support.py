@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -51,7 +52,8 @@ class ServeProcess:
     """`python -m service.cli serve` in its own process group (so kill -9 takes all)."""
 
     def __init__(self, state: Path, *, workers: int, grpc_port: int | None = None,
-                 http_port: int | None = None, **extra: str) -> None:
+                 http_port: int | None = None, prefix: Sequence[str] = (),
+                 **extra: str) -> None:
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
@@ -62,7 +64,8 @@ class ServeProcess:
                         HSMCA_HTTP_LISTEN=f"127.0.0.1:{self.http_port}",
                         HSMCA_HTTP_PUBLIC_BASE_URL=f"http://127.0.0.1:{self.http_port}", **extra)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)],
+            # prefix: a wrapper such as setpriv, to run the server with fewer privileges.
+            [*prefix, sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)],
             env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=REPO,
             start_new_session=True)
         self._wait_serving()

@@ -56,6 +56,18 @@ class FakePrivateCa(private_ca_pb2_grpc.PrivateCaServicer):  # type: ignore[misc
             raise errors.NotFound("no such CA")
         if ident == "boom":
             raise ValueError(SECRET)
+        if ident == "token-down":
+            from hsm.errors import TokenUnavailable
+
+            raise TokenUnavailable("token 'hsmca-hsm' is unavailable: GeneralError")
+        if ident == "database-down":
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+        if ident == "sql-bug":
+            from sqlalchemy.exc import ProgrammingError
+
+            raise ProgrammingError("SELEC 1", {}, Exception(SECRET))
         if ident == "abort":
             context.abort(grpc.StatusCode.OUT_OF_RANGE, "servicer chose this")
         if ident == "preset":

@@ -137,3 +137,22 @@ def test_status_chosen_by_grpc_is_kept(running: RunningServer) -> None:
     err = _fail(running, "abort")
     assert err.code() is grpc.StatusCode.OUT_OF_RANGE
     assert err.details() == "servicer chose this"
+
+
+@pytest.mark.parametrize(
+    ("identifier", "reason"),
+    [("token-down", "ServiceUnavailable.Token"), ("database-down", "ServiceUnavailable.Database")],
+)
+def test_outages_raised_anywhere_are_unavailable(
+    running: RunningServer, identifier: str, reason: str
+) -> None:
+    # Raised as the token layer and the database driver raise them, not as HsmcaErrors.
+    err = _fail(running, identifier)
+    assert error_info(err) == (grpc.StatusCode.UNAVAILABLE, reason)
+    assert "unavailable" in err.details()
+
+
+def test_a_database_error_that_is_no_outage_stays_internal(running: RunningServer) -> None:
+    err = _fail(running, "sql-bug")
+    assert error_info(err) == (grpc.StatusCode.INTERNAL, "InternalError")
+    assert "secret" not in err.details()

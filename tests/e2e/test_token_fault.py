@@ -1,0 +1,204 @@
+"""A token fault under load, injected for real into a running `hsmca serve` (two workers).
+
+The token directory is made unusable for a few seconds, either moved away and back or made
+unreadable (the server then runs without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH, since root
+ignores file modes otherwise). Wanted: while the token cannot be used, calls answer
+UNAVAILABLE with the reason ServiceUnavailable.Token (never INTERNAL) and health reports
+NOT_SERVING; once the token is back, every worker recovers by itself within seconds; an
+asynchronous job that met the fault is issued, not left FAILED.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_support import ServeProcess, init_state
+
+from service.gen.hsmca.v1 import private_ca_pb2 as pb
+from service.gen.hsmca.v1 import private_ca_pb2_grpc
+from service.rpc.client import error_info
+
+pytestmark = pytest.mark.slow
+
+TOKEN_REASON = "ServiceUnavailable.Token"
+#: The fault lasts long enough for every worker's health probe (once a second) to see it.
+FAULT_SECONDS = 3.0
+#: "Recovers by itself within seconds": generous for a 2-core machine shared with others.
+RECOVERY_BOUND_SECONDS = 15.0
+
+
+def _csr(cn: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).add_extension(
+        x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False).sign(
+        key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+CSR = _csr("fault.example")
+
+
+def _issue(target: str, parent: str, immediately: int = 1
+           ) -> pb.CreateServerCertificateWithCsrResponse:
+    # A new channel per call: the kernel spreads new connections over both workers.
+    with grpc.insecure_channel(target) as ch:
+        return private_ca_pb2_grpc.PrivateCaStub(ch).CreateServerCertificateWithCsr(
+            pb.CreateServerCertificateWithCsrRequest(
+                parent_identifier=parent, csr=CSR, days=5, immediately=immediately),
+            timeout=20)
+
+
+def _health(target: str) -> int:
+    with grpc.insecure_channel(target) as ch:
+        return int(health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service="hsmca.v1.PrivateCa"), timeout=5).status)
+
+
+class _Load:
+    """Issues certificates in a loop and records (time, code, reason) of every call."""
+
+    def __init__(self, target: str, parent: str) -> None:
+        self.target, self.parent = target, parent
+        self.calls: list[tuple[float, grpc.StatusCode, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                _issue(self.target, self.parent)
+                self.calls.append((time.monotonic(), grpc.StatusCode.OK, ""))
+            except grpc.RpcError as e:
+                code, reason = error_info(e)  # type: ignore[arg-type]
+                self.calls.append((time.monotonic(), code, reason))
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+@pytest.fixture(params=["moved-away", "unreadable"])
+def fault(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
+    mode = str(request.param)
+    prefix: list[str] = []
+    if mode == "unreadable" and os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv (util-linux) is needed to drop CAP_DAC_OVERRIDE as root")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    yield mode, init_state(tmp_path / "state"), prefix
+
+
+def _break(mode: str, tokens: Path) -> None:
+    if mode == "moved-away":
+        tokens.rename(tokens.with_name("tokens.away"))
+    else:
+        tokens.chmod(0)
+
+
+def _repair(mode: str, tokens: Path) -> None:
+    if mode == "moved-away":
+        tokens.with_name("tokens.away").rename(tokens)
+    else:
+        tokens.chmod(0o700)
+
+
+def test_token_fault_is_unavailable_then_recovered_without_restart(
+    fault: tuple[str, Path, list[str]],
+) -> None:
+    mode, state, prefix = fault
+    tokens = state / "softhsm" / "tokens"
+    srv = ServeProcess(state, workers=2, prefix=prefix, HSMCA_JOBS_POLL_SECONDS="0.1")
+    try:
+        with grpc.insecure_channel(srv.target) as ch:
+            stub = private_ca_pb2_grpc.PrivateCaStub(ch)
+            root = stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
+                common_name="fault root", organization="hsmca", country_code="CN",
+                algorithm="ECC_256", years=5), timeout=30)
+            sub = stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+                parent_identifier=root.identifier, common_name="fault sub",
+                organization="hsmca", country_code="CN", algorithm="ECC_256", years=2),
+                timeout=30)
+        issuer = sub.identifier
+        for _ in range(4):
+            _issue(srv.target, issuer)  # warm: key handles cached in both workers
+
+        load = _Load(srv.target, issuer)
+        time.sleep(1.0)
+        _break(mode, tokens)
+        broken_at = time.monotonic()
+        seen_not_serving = False
+        job = None
+        try:
+            while time.monotonic() - broken_at < FAULT_SECONDS:
+                try:
+                    seen_not_serving |= _health(srv.target) == \
+                        health_pb2.HealthCheckResponse.NOT_SERVING
+                except grpc.RpcError:
+                    pass
+                if job is None and time.monotonic() - broken_at > 1.0:
+                    # Accepted now (nothing needs the token to store a job), run in the fault.
+                    job = _issue(srv.target, issuer, immediately=0)
+                time.sleep(0.1)
+        finally:
+            _repair(mode, tokens)
+        repaired_at = time.monotonic()
+
+        # Recovered: 20 calls in a row succeed and health says SERVING, each on a new
+        # connection (the kernel spreads them over both workers).
+        deadline = repaired_at + RECOVERY_BOUND_SECONDS
+        streak = 0
+        while streak < 20:
+            assert time.monotonic() < deadline, srv.log.read_text()[-5000:]
+            try:
+                _issue(srv.target, issuer)
+                serving = _health(srv.target) == health_pb2.HealthCheckResponse.SERVING
+                streak = streak + 1 if serving else 0
+            except grpc.RpcError:
+                streak = 0
+            if streak == 0:
+                time.sleep(0.1)
+        recovered_in = time.monotonic() - repaired_at
+        load.stop()
+
+        during = [(code, reason) for t, code, reason in load.calls if broken_at < t < repaired_at]
+        failures = {(code, reason) for code, reason in during if code != grpc.StatusCode.OK}
+        assert failures, "the fault was not seen by any call"
+        # Every failure names the token; none is INTERNAL, before, during or after.
+        assert failures == {(grpc.StatusCode.UNAVAILABLE, TOKEN_REASON)}, failures
+        assert all(code in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE)
+                   for _, code, _ in load.calls)
+        assert seen_not_serving, "health never reported NOT_SERVING during the fault"
+        print(f"{mode}: {len(during)} calls during the fault, recovered in {recovered_in:.2f}s")
+
+        # The job that met the fault is issued after it, not left FAILED.
+        assert job is not None
+        with grpc.insecure_channel(srv.target) as ch:
+            stub = private_ca_pb2_grpc.PrivateCaStub(ch)
+            deadline = time.monotonic() + 30
+            while True:
+                status = stub.DescribeClientCertificateStatus(
+                    pb.DescribeClientCertificateStatusRequest(identifier=job.identifier),
+                    timeout=10).certificate_status[0].status
+                if status != "PENDING" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert status == "ISSUE", srv.log.read_text()[-5000:]
+    finally:
+        if not tokens.exists() or not os.access(tokens, os.R_OK):
+            _repair(mode, tokens)
+        assert srv.stop() == 0
