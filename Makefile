@@ -1,6 +1,7 @@
 # hsmca — the two set-up commands are `make serve` and `make test`; both install what is
-# missing on a fresh Debian machine (softhsm2, openssl, opencryptoki via apt-get; Python
-# packages into .venv). opencryptoki is the second PKCS#11 implementation the tests run on.
+# missing on a fresh Debian machine (softhsm2, openssl, opencryptoki, postgresql via apt-get;
+# Python packages into .venv). opencryptoki is the second PKCS#11 implementation the tests run
+# on; the tests start a private PostgreSQL cluster of their own (never the system one).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,6 +20,7 @@ system-deps:
 	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	[ -x /usr/sbin/pkcsslotd ] || missing="$$missing opencryptoki"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(APT_INSTALL) $$missing >/dev/null; \

@@ -11,8 +11,9 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -115,3 +116,53 @@ def any_token(request: pytest.FixtureRequest) -> object:
         return request.getfixturevalue("hsm_token")
     return request.getfixturevalue("ock_token")
 
+# --- databases: every storage-backed suite runs on SQLite and on PostgreSQL ---------------
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A private PostgreSQL cluster for this session (started on first use, then stopped)."""
+    from pg_support import PostgresCluster, server_bin_dir
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.fail("no PostgreSQL server under /usr/lib/postgresql (`make test` installs "
+                    "Debian's postgresql); HSMCA_TEST_BACKENDS=sqlite runs without it")
+    cluster = PostgresCluster(bin_dir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def new_database_url(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], str]:
+    """``new_database_url(backend, label)``: the URL of a new, empty database."""
+
+    def make(backend: str, label: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp(label) / 'hsmca.db'}"
+        if backend == "postgresql":
+            cluster: Any = request.getfixturevalue("postgres")
+            return str(cluster.create_database(label.replace("-", "_")))
+        raise ValueError(f"unknown test database backend {backend!r}")
+
+    return make
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): the test checks SQLite itself; not run on PostgreSQL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The PostgreSQL run of a test marked sqlite_only is skipped, with the marker's reason.
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None:
+            continue
+        if "postgresql" in callspec.params.values():
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))

@@ -294,7 +294,9 @@ def violated_constraint(error: IntegrityError) -> str | None:
     diag = getattr(orig, "diag", None)  # psycopg / psycopg2 expose the name directly
     name = getattr(diag, "constraint_name", None)
     if isinstance(name, str) and name:
-        return name
+        # PostgreSQL names every violated constraint, foreign keys and checks too: only the
+        # unique ones mean "already exists".
+        return name if name in _UNIQUE_REASONS else None
     text = str(orig)
     for constraint, (sqlite_columns, _reason) in _UNIQUE_REASONS.items():
         if constraint in text:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from kms_api_support import OpensslCa
+from pg_support import BACKENDS
 from sqlalchemy import Engine
 
 from service.auth.perimeter import LocalAdmin
@@ -36,10 +37,11 @@ class KmsApi:
     channel: grpc.Channel
 
 
-@pytest.fixture(scope="session")
-def kms_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """A migrated SQLite database in a temp directory."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('kms-db') / 'hsmca.db'}"
+@pytest.fixture(scope="session", params=BACKENDS)
+def kms_engine(request: pytest.FixtureRequest,
+               new_database_url: Callable[[str, str], str]) -> Iterator[Engine]:
+    """A migrated database: SQLite in a temp directory, or PostgreSQL."""
+    url = new_database_url(str(request.param), "kms-db")
     migrate(url)
     engine = create_engine_for(url)
     yield engine

@@ -1,13 +1,14 @@
-"""A real PrivateCa gRPC server (SoftHSM tokens, migrated temp SQLite) and CA hierarchies."""
+"""A real PrivateCa gRPC server (SoftHSM tokens, a migrated SQLite or PostgreSQL database)
+and CA hierarchies."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
 from pca_support import BASE_URL, OWNER, Hierarchy, Pca, create_hierarchy
+from pg_support import BACKENDS
 
 from service.auth.perimeter import LocalAdmin
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
@@ -17,12 +18,11 @@ from service.servicers.private_ca import private_ca_servicer_pair
 from service.storage.db import create_engine_for, migrate
 
 
-@pytest.fixture(scope="session")
-def pca(tmp_path_factory: pytest.TempPathFactory, hsm_token: object,
-        software_token: object) -> Iterator[Pca]:
-    """The server on 127.0.0.1:0 with a stub; stopped at the end of the session."""
-    db: Path = tmp_path_factory.mktemp("pca") / "hsmca.sqlite3"
-    url = f"sqlite:///{db}"
+@pytest.fixture(scope="session", params=BACKENDS)
+def pca(request: pytest.FixtureRequest, new_database_url: Callable[[str, str], str],
+        hsm_token: object, software_token: object) -> Iterator[Pca]:
+    """The server on 127.0.0.1:0 with a stub, on SQLite and on PostgreSQL."""
+    url = new_database_url(str(request.param), "pca")
     migrate(url)
     engine = create_engine_for(url)
     service = PrivateCaService(engine, hsm_token, software_token,  # type: ignore[arg-type]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from pca_support import OWNER, Hierarchy, Pca, create_hierarchy
+from pg_support import BACKENDS
 
 from service.auth.perimeter import LocalAdmin
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
@@ -34,12 +34,12 @@ class Lc(Pca):
     ocsp: OcspResponder | None = None
 
 
-@pytest.fixture(scope="session")
-def lc(tmp_path_factory: pytest.TempPathFactory, hsm_token: object,
-       software_token: object) -> Iterator[Lc]:
-    """gRPC on 127.0.0.1:0, HTTP on 127.0.0.1:0 (the CRL base URL), job thread running."""
-    db: Path = tmp_path_factory.mktemp("pca-lc") / "hsmca.sqlite3"
-    url = f"sqlite:///{db}"
+@pytest.fixture(scope="session", params=BACKENDS)
+def lc(request: pytest.FixtureRequest, new_database_url: Callable[[str, str], str],
+       hsm_token: object, software_token: object) -> Iterator[Lc]:
+    """gRPC on 127.0.0.1:0, HTTP on 127.0.0.1:0 (the CRL base URL), job thread running;
+    on SQLite and on PostgreSQL."""
+    url = new_database_url(str(request.param), "pca-lc")
     migrate(url)
     engine = create_engine_for(url)
     holder: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
@@ -45,6 +46,7 @@ def test_every_resource_table_has_owner() -> None:
         assert "owner" in table.c, name
 
 
+@pytest.mark.sqlite_only(reason="SQLite's per-connection PRAGMAs")
 def test_sqlite_connection_settings(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"

@@ -1,0 +1,184 @@
+"""A PostgreSQL restart under load, injected for real into a running `hsmca serve`.
+
+The server (two workers) and the database (a private cluster of this test) run while a
+client issues certificates and asynchronous jobs are queued; the cluster is stopped and
+started again (pg_ctl). Wanted: calls that meet the outage answer UNAVAILABLE with the reason
+ServiceUnavailable.Database (never INTERNAL); the service recovers as soon as the database
+is back, without a restart; every asynchronous job is issued exactly once, none FAILED.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import sqlalchemy
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pg_support import PostgresCluster, server_bin_dir
+from serve_support import ServeProcess, init_state
+
+from service.gen.hsmca.v1 import private_ca_pb2 as pb
+from service.gen.hsmca.v1 import private_ca_pb2_grpc
+from service.rpc.client import error_info
+
+pytestmark = pytest.mark.slow
+
+DATABASE_REASON = "ServiceUnavailable.Database"
+DOWN_SECONDS = 2.5
+RECOVERY_BOUND_SECONDS = 15.0
+
+
+def _csr(cn: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).add_extension(
+        x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False).sign(
+        key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+CSR = _csr("outage.example")
+
+
+def _issue(target: str, parent: str, immediately: int = 1
+           ) -> pb.CreateServerCertificateWithCsrResponse:
+    with grpc.insecure_channel(target) as ch:
+        return private_ca_pb2_grpc.PrivateCaStub(ch).CreateServerCertificateWithCsr(
+            pb.CreateServerCertificateWithCsrRequest(
+                parent_identifier=parent, csr=CSR, days=5, immediately=immediately),
+            timeout=20)
+
+
+def _health(target: str) -> int:
+    with grpc.insecure_channel(target) as ch:
+        return int(health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service="hsmca.v1.PrivateCa"), timeout=5).status)
+
+
+@pytest.fixture
+def cluster() -> Iterator[PostgresCluster]:
+    """A cluster of this test only: restarting it disturbs no other test."""
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.fail("no PostgreSQL server installed (`make test` installs Debian's postgresql)")
+    pg = PostgresCluster(bin_dir)
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.destroy()
+
+
+def test_postgresql_restart_under_load(cluster: PostgresCluster, tmp_path: Path) -> None:
+    url = cluster.create_database("outage")
+    state = init_state(tmp_path / "state")
+    # A job whose worker met the outage while deferring it waits for its lease to run out.
+    srv = ServeProcess(state, workers=2, HSMCA_DATABASE_URL=url,
+                       HSMCA_JOBS_POLL_SECONDS="0.1", HSMCA_JOBS_LEASE_SECONDS="3")
+    calls: list[tuple[float, grpc.StatusCode, str]] = []
+    jobs: list[str] = []
+    stop = threading.Event()
+    try:
+        with grpc.insecure_channel(srv.target) as ch:
+            stub = private_ca_pb2_grpc.PrivateCaStub(ch)
+            root = stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
+                common_name="outage root", organization="hsmca", country_code="CN",
+                algorithm="ECC_256", years=5), timeout=30)
+            sub = stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+                parent_identifier=root.identifier, common_name="outage sub",
+                organization="hsmca", country_code="CN", algorithm="ECC_256", years=2),
+                timeout=30)
+        issuer = sub.identifier
+
+        def load() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    # Every fifth call queues a job: some are in flight at the outage.
+                    resp = _issue(srv.target, issuer, immediately=0 if n % 5 == 0 else 1)
+                    if n % 5 == 0:
+                        jobs.append(resp.identifier)
+                    calls.append((time.monotonic(), grpc.StatusCode.OK, ""))
+                except grpc.RpcError as e:
+                    code, reason = error_info(e)  # type: ignore[arg-type]
+                    calls.append((time.monotonic(), code, reason))
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        down_at = time.monotonic()
+        cluster.stop("fast")
+        seen_not_serving = False
+        while time.monotonic() - down_at < DOWN_SECONDS:
+            try:
+                seen_not_serving |= _health(srv.target) == \
+                    health_pb2.HealthCheckResponse.NOT_SERVING
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        cluster.start()
+        up_at = time.monotonic()
+
+        deadline = up_at + RECOVERY_BOUND_SECONDS
+        streak = 0
+        while streak < 20:
+            assert time.monotonic() < deadline, srv.log.read_text()[-6000:]
+            try:
+                _issue(srv.target, issuer)
+                serving = _health(srv.target) == health_pb2.HealthCheckResponse.SERVING
+                streak = streak + 1 if serving else 0
+            except grpc.RpcError:
+                streak = 0
+            if streak == 0:
+                time.sleep(0.1)
+        recovered_in = time.monotonic() - up_at
+        stop.set()
+        for t in threads:
+            t.join(60)
+
+        failures = {(code, reason) for _, code, reason in calls if code != grpc.StatusCode.OK}
+        assert failures, "no call met the outage"
+        assert failures == {(grpc.StatusCode.UNAVAILABLE, DATABASE_REASON)}, failures
+        assert seen_not_serving, "health never reported NOT_SERVING while the database was down"
+        during = sum(1 for t, _, _ in calls if down_at <= t <= up_at)
+        print(f"{len(calls)} calls, {during} during the outage, "
+              f"{sum(c != grpc.StatusCode.OK for _, c, _ in calls)} UNAVAILABLE; "
+              f"recovered in {recovered_in:.2f}s after the restart")
+
+        # Every queued job is issued exactly once; none FAILED.
+        assert jobs
+        engine = sqlalchemy.create_engine(url)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                with engine.connect() as conn:
+                    rows = conn.execute(sqlalchemy.text(
+                        "SELECT identifier, status, serial FROM certificate "
+                        "WHERE identifier = ANY(:ids)"), {"ids": jobs}).all()
+                statuses = {r.status for r in rows}
+                if statuses <= {"ISSUED"} or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert len(rows) == len(jobs)
+            assert statuses == {"ISSUED"}, (rows, srv.log.read_text()[-6000:])
+            with engine.connect() as conn:
+                duplicates = conn.execute(sqlalchemy.text(
+                    "SELECT issuer_identifier, serial FROM certificate WHERE serial IS NOT NULL "
+                    "GROUP BY issuer_identifier, serial HAVING count(*) > 1")).all()
+            assert duplicates == []
+        finally:
+            engine.dispose()
+    finally:
+        stop.set()
+        assert srv.stop() == 0
