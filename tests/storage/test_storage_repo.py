@@ -315,6 +315,35 @@ def test_list_certificates_paging_and_filters(engine: Engine) -> None:
     assert p3.items == ()
 
 
+@pytest.mark.parametrize("limit", [1, 3, 7, 40])
+def test_pages_found_by_key_are_the_ordered_rows(engine: Engine, limit: int) -> None:
+    # Many rows share a created_at (ties broken by identifier); filtered pages, one issuer's.
+    ca1, ca2 = ca_row(), ca_row()
+    with engine.begin() as conn:
+        repo.insert_ca(conn, ca1)
+        repo.insert_ca(conn, ca2)
+        for i in range(37):
+            issuer = ca1 if i % 3 else ca2
+            repo.reserve_certificate(conn, reserved_cert(
+                issuer, format(i + 1, "x"), kind="SERVER" if i % 4 else "CLIENT",
+                created_at=T0 + dt.timedelta(seconds=i // 5)))
+    for filters in ({}, {"issuer_identifier": ca1.identifier}, {"kinds": ["CLIENT"]}):
+        with engine.connect() as conn:
+            everything = repo.list_certificates(conn, "default", limit=repo.MAX_PAGE_SIZE,
+                                                **filters)  # type: ignore[arg-type]
+            expected = [r.identifier for r in everything.items]
+            assert expected == [r.identifier for r in sorted(
+                everything.items, key=lambda r: (r.created_at, r.identifier))]
+            got: list[str] = []
+            for offset in range(0, len(expected) + limit, limit):
+                page = repo.list_certificates(conn, "default", offset=offset, limit=limit,
+                                              **filters)  # type: ignore[arg-type]
+                assert page.total == len(expected)
+                assert len(page.items) == max(0, min(limit, len(expected) - offset))
+                got += [r.identifier for r in page.items]
+        assert got == expected, filters
+
+
 @pytest.mark.parametrize(("offset", "limit"), [(-1, 10), (0, 0), (0, repo.MAX_PAGE_SIZE + 1)])
 def test_bad_paging_arguments(engine: Engine, offset: int, limit: int) -> None:
     with pytest.raises(ValueError), engine.connect() as conn:
