@@ -168,6 +168,19 @@ _SQLITE_OUTAGE_CODES = frozenset({
 })
 
 
+def rejected_by_database(exc: BaseException) -> InvalidArgument | None:
+    """The InvalidArgument for a value the database refused to hold or compare (a DBAPI
+    ``DataError``: PostgreSQL text with a NUL character, a number out of range); None for
+    anything else. Such a value can only come from the request."""
+    from sqlalchemy import exc as sa_exc  # noqa: PLC0415 - keeps this module light to import
+
+    if isinstance(exc, sa_exc.DataError):
+        return InvalidArgument(
+            "a value of the request cannot be stored or looked up (for example a NUL "
+            "character in a string)", reason="InvalidParameter.Value")
+    return None
+
+
 def outage(exc: BaseException) -> Unavailable | None:
     """The :class:`Unavailable` error that ``exc`` amounts to, if it is an outage of the
     token or the database rather than a bug; None otherwise.

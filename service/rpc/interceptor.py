@@ -28,7 +28,14 @@ from service.auth.perimeter import Perimeter
 from service.auth.policy import granted
 from service.auth.principal import acting_as
 from service.entropy import random_uuid4
-from service.errors import HsmcaError, InvalidArgument, ResourceExhausted, Status, outage
+from service.errors import (
+    HsmcaError,
+    InvalidArgument,
+    ResourceExhausted,
+    Status,
+    outage,
+    rejected_by_database,
+)
 from service.request_id import REQUEST_ID as _request_id
 from service.request_id import current_request_id
 
@@ -179,13 +186,14 @@ def _action(method: str) -> str:
 
 
 def _call_inner(inner: UnaryHandler, request: Any, context: grpc.ServicerContext) -> Any:
-    """Call the handler; an outage of the token or database becomes its Unavailable error."""
+    """Call the handler; an outage of the token or database becomes its Unavailable error,
+    a value the database refused its InvalidArgument."""
     try:
         return inner(request, context)
     except HsmcaError:
         raise
     except Exception as e:
-        mapped = outage(e)
+        mapped: HsmcaError | None = outage(e) or rejected_by_database(e)
         if mapped is None:
             raise
         raise mapped from e

@@ -52,6 +52,7 @@ def test_generated_requests(kms: Any, hints: dict[str, st.SearchStrategy[Any]],
     check_call(kms.channel, method, request, lambda: _snapshot(kms))
 
 
+@pytest.mark.sqlite_only(reason="refused before any servicer runs: no storage involved")
 @given(data=st.data())
 def test_undecodable_requests(kms: Any, data: st.DataObject) -> None:
     method = data.draw(st.sampled_from(METHODS))

@@ -65,6 +65,7 @@ def test_generated_requests(pca: Pca, hints: dict[str, st.SearchStrategy[Any]],
                lambda: snapshot(pca, (hsm_token, software_token)))
 
 
+@pytest.mark.sqlite_only(reason="refused before any servicer runs: no storage involved")
 @given(data=st.data())
 def test_undecodable_requests(pca: Pca, fuzz_ca: Hierarchy, data: st.DataObject) -> None:
     """Valid request bytes with invalid UTF-8 spliced in, or random bytes."""
