@@ -1,4 +1,4 @@
-"""parse_csr's fast path (DER walk + cryptography) agrees with the asn1crypto path.
+"""csr_fast.parse (DER walk + cryptography) agrees with parse_csr's asn1crypto path.
 
 The fast path may only return what the asn1crypto path returns, and must defer (None) on
 anything it does not handle itself, so that path's checks and error messages decide.
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from service.errors import InvalidArgument
-from service.pki import csr as csr_module
+from service.pki import csr_fast
 from service.pki.builder import (
     DER_NULL,
     der_bit_string,
@@ -26,7 +26,7 @@ from service.pki.builder import (
     der_sequence,
     der_tlv,
 )
-from service.pki.csr import _parse_fast, decode_pem, parse_csr
+from service.pki.csr import decode_pem, parse_csr
 
 _KEYS: dict[str, Any] = {}
 
@@ -57,12 +57,12 @@ def _csr(kind: str, *, hash_alg: Any = None, sans: list[x509.GeneralName] | None
 
 
 def _slow(text: str) -> Any:
-    saved = csr_module._parse_fast
-    csr_module._parse_fast = lambda der, bits: None  # type: ignore[assignment]
+    saved = csr_fast.parse
+    csr_fast.parse = lambda der, bits: None  # type: ignore[assignment]
     try:
         return parse_csr(text, min_rsa_bits=2048)
     finally:
-        csr_module._parse_fast = saved
+        csr_fast.parse = saved
 
 
 CASES = {
@@ -83,7 +83,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fast_path_equals_reference(case: str) -> None:
     text = CASES[case]()
-    fast = _parse_fast(decode_pem(text), 2048)
+    fast = csr_fast.parse(decode_pem(text), 2048)
     assert fast is not None, "the common case takes the fast path"
     assert fast == _slow(text)
     assert fast.subject.dump() == fast.subject_der
@@ -91,14 +91,14 @@ def test_fast_path_equals_reference(case: str) -> None:
 
 def test_fast_path_defers_what_it_does_not_handle() -> None:
     pss = _csr("rsa2048", pss=True)
-    assert _parse_fast(decode_pem(pss), 2048) is None
+    assert csr_fast.parse(decode_pem(pss), 2048) is None
     assert parse_csr(pss, min_rsa_bits=2048) == _slow(pss)
     # Policy and signature failures: the reference path raises with its message.
     small = _csr("rsa2048")
-    assert _parse_fast(decode_pem(small), 4096) is None
+    assert csr_fast.parse(decode_pem(small), 4096) is None
     der = bytearray(decode_pem(_csr("p256")))
     der[-5] ^= 0x01  # inside the signature
-    assert _parse_fast(bytes(der), 2048) is None
+    assert csr_fast.parse(bytes(der), 2048) is None
     # A bad SAN: the message names the SAN's position, as the reference path does.
     bad_san = _csr("p256", sans=[x509.DNSName("bad_name!.example")])
     with pytest.raises(InvalidArgument) as fast_error:
@@ -254,13 +254,13 @@ def test_hand_built_csr_same_answer_as_reference(case: str) -> None:
 def test_hand_built_common_cases_take_the_fast_path() -> None:
     for case in ("plain", "no-attributes", "san-critical", "challenge-password",
                  "other-extension", "cn-printable", "two-cns", "multi-valued-rdn"):
-        assert _parse_fast(decode_pem(HAND_BUILT[case]()), 2048) is not None, case
+        assert csr_fast.parse(decode_pem(HAND_BUILT[case]()), 2048) is not None, case
 
 
 def test_fast_path_defers_signature_with_unused_bits() -> None:
     # A signature BIT STRING that is not octet-aligned is left to the reference path.
     text = HAND_BUILT["signature-unused-bits"]()
-    assert _parse_fast(decode_pem(text), 2048) is None
+    assert csr_fast.parse(decode_pem(text), 2048) is None
     assert _outcome(text, fast=True) == _outcome(text, fast=False)
 
 
