@@ -1,4 +1,4 @@
-"""lint_tbs's DER walk (_fast_clean) accepts what the builder emits and nothing _lint refuses.
+"""lint_fast.is_clean accepts what the builder emits and nothing the reference _lint refuses.
 
 The walk remembers the decoding of extensions that repeat per CA and profile, and compares
 the subjectKeyIdentifier with the encoding it expects; every other form is decoded. These
@@ -18,8 +18,9 @@ from asn1crypto import x509 as ax509
 from cryptography.hazmat.primitives.asymmetric import ec
 from pkib_support import NOW, Hierarchy, ec_signer, name, rsa_signer
 
-from service.errors import HsmcaError, InvalidArgument
+from service.errors import HsmcaError
 from service.pki import lint as lint_module
+from service.pki import lint_fast
 from service.pki.builder import (
     DER_TRUE,
     IssuanceRequest,
@@ -90,14 +91,6 @@ REQUESTS: dict[str, Callable[[], IssuanceRequest]] = {
 }
 
 
-def _clean(tbs: bytes, issuer) -> bool:  # type: ignore[no-untyped-def]
-    """_fast_clean's verdict as lint_tbs takes it (a check that raises means not clean)."""
-    try:
-        return lint_module._fast_clean(tbs, issuer)
-    except (ValueError, TypeError, IndexError, KeyError, InvalidArgument):
-        return False
-
-
 def _issuer(hierarchy: Hierarchy, case: str):  # type: ignore[no-untyped-def]
     # A sub CA under the root (pathLen unconstrained) for "sub-ca"; the sub CA otherwise.
     return hierarchy.root_issuer if case == "sub-ca" else hierarchy.sub_issuer
@@ -108,7 +101,7 @@ def test_builder_output_is_clean_without_fallback(hierarchy: Hierarchy, case: st
     issuer = _issuer(hierarchy, case)
     tbs = build_tbs(issuer, REQUESTS[case]())
     for _ in range(2):  # the second time from the remembered extension decodings
-        assert lint_module._fast_clean(tbs, issuer) is True
+        assert lint_fast.is_clean(tbs, issuer) is True
         lint_module._lint(tbs, issuer)  # the reference checks agree
         lint_tbs(tbs, issuer)
 
@@ -249,14 +242,14 @@ ALTERED: dict[str, Callable[[bytes], bytes]] = {
 def test_altered_tbs_is_not_clean(ec_hierarchy: Hierarchy, case: str) -> None:
     issuer = ec_hierarchy.sub_issuer
     good = build_tbs(issuer, _request())
-    assert lint_module._fast_clean(good, issuer) is True  # the remembered parts are warm
+    assert lint_fast.is_clean(good, issuer) is True  # the remembered parts are warm
     bad = ALTERED[case](good)
     assert bad != good
-    assert _clean(bad, issuer) is False
+    assert lint_fast.is_clean(bad, issuer) is False
     with pytest.raises(HsmcaError):
         lint_tbs(bad, issuer)
     # The good TBS is still clean afterwards: nothing remembered from the bad one.
-    assert lint_module._fast_clean(good, issuer) is True
+    assert lint_fast.is_clean(good, issuer) is True
 
 
 def test_internal_findings_are_lint_errors(ec_hierarchy: Hierarchy) -> None:
@@ -271,11 +264,11 @@ def test_remembered_aki_is_per_issuer(ec_hierarchy: Hierarchy,
     """The AKI decoding is remembered by its bytes; the comparison is with each issuer."""
     ec_tbs = build_tbs(ec_hierarchy.sub_issuer, _request())
     rsa_tbs = build_tbs(rsa_hierarchy.sub_issuer, _request())
-    assert lint_module._fast_clean(ec_tbs, ec_hierarchy.sub_issuer) is True
-    assert lint_module._fast_clean(rsa_tbs, rsa_hierarchy.sub_issuer) is True
+    assert lint_fast.is_clean(ec_tbs, ec_hierarchy.sub_issuer) is True
+    assert lint_fast.is_clean(rsa_tbs, rsa_hierarchy.sub_issuer) is True
     # A TBS carrying the EC sub CA's AKI but checked against the RSA sub CA.
     aki = next(e for e in _extensions(ec_tbs) if _oid_of(e) == der_oid(_AKI)[2:])
     mixed = _replace_ext(_AKI, lambda e: aki)(rsa_tbs)
-    assert _clean(mixed, rsa_hierarchy.sub_issuer) is False
+    assert lint_fast.is_clean(mixed, rsa_hierarchy.sub_issuer) is False
     with pytest.raises(LintError):
         lint_tbs(mixed, rsa_hierarchy.sub_issuer)
