@@ -11,7 +11,7 @@ STATE  ?= var
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
-.PHONY: all deps system-deps bench-deps token serve migrate test test-fast fuzz bench proto lint conformance clean
+.PHONY: all deps system-deps bench-deps token serve migrate test test-fast fuzz bench bench-crl proto lint conformance clean
 
 all: test
 
@@ -77,7 +77,12 @@ fuzz: deps
 
 bench: deps bench-deps
 	$(BIN)/python bench/bench_token.py
-	$(BIN)/python bench/bench_issuance.py
+	$(BIN)/python bench/bench_issuance.py $(BENCH_ARGS)
+
+# CRLs at scale (a few minutes): 100k certificates, 20k revoked; BENCH_ARGS=--postgresql
+# runs it on a private PostgreSQL cluster.
+bench-crl: deps
+	$(BIN)/python bench/bench_crl.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_ocsp.py

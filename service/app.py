@@ -185,7 +185,8 @@ class App:
         worker = None
         if self.config.jobs.enabled:
             worker = JobWorker(self.private_ca, poll_seconds=self.config.jobs.poll_seconds,
-                               crl_check=self._renewals)
+                               crl_check=self._renewals,
+                               lease_seconds=self.config.jobs.lease_seconds)
             worker.start()
         else:
             # Tests turn the thread off to leave a job PENDING across a kill -9.

@@ -253,8 +253,10 @@ class Reservation:
         def mark_failed(e: BaseException) -> Operation:
             if outage(e) is not None:
                 return _no_write  # stays RESERVED: the job is retried after a backoff
-            return lambda conn: repo.mark_failed(conn, identifier,
-                                                 f"{type(e).__name__}: {e}")
+            # It may have been signed before: its serial goes on the CA's CRL.
+            return lambda conn: repo.revoke_reserved(conn, identifier,
+                                                     f"{type(e).__name__}: {e}",
+                                                     now=repo.utc_now())
 
         return cls(row=row, signer=state.signer,
                    issuer_public_key_info=state.issuer.public_key_info,

@@ -234,7 +234,23 @@ class JobQueue:
             _log.error("job %s failed", row.identifier, exc_info=error)
         _log.info("job %s failed: %s", row.identifier, _reason(error))
         with self._store.write() as conn:
-            repo.mark_failed(conn, row.identifier, _reason(error))
+            if row.status == CertificateStatus.RESERVED:
+                # Reserved before its process died: the token may have signed its TBS, so
+                # the serial goes on the CA's CRL (a no-op if the pipeline revoked it).
+                repo.revoke_reserved(conn, row.identifier, _reason(error), now=self._clock())
+            else:
+                repo.mark_failed(conn, row.identifier, _reason(error))
+
+    def renew(self, worker_id: str) -> int:
+        """Extend the leases ``worker_id`` holds by a lease from now (the job in hand)."""
+        with self._store.write() as conn:
+            return repo.renew_leases(conn, worker_id,
+                                     self._clock() + dt.timedelta(seconds=self.lease_seconds))
+
+    def release(self, worker_id: str) -> int:
+        """Give back every lease ``worker_id`` holds: another worker may take them now."""
+        with self._store.write() as conn:
+            return repo.release_leases(conn, worker_id, self._clock())
 
     def _retry_later(self, row: CertificateRow, worker_id: str, e: Unavailable) -> None:
         delay = retry_delay(row.attempts)
@@ -310,30 +326,61 @@ class JobRunner(Protocol):
         """Claim and run one job; False if there was none."""
         ...
 
+    def renew_job_leases(self, worker_id: str) -> object:
+        """Extend the leases the worker holds (called while a job runs)."""
+        ...
+
+    def release_job_leases(self, worker_id: str) -> object:
+        """Give back every lease the worker holds (it stops)."""
+        ...
+
 
 class JobWorker:
     """The background thread of one worker process: async jobs and due CRLs."""
 
     def __init__(self, runner: JobRunner, *, poll_seconds: float = 0.5,
                  crl_check: Callable[[], object] | None = None,
-                 crl_check_seconds: float = 5.0) -> None:
+                 crl_check_seconds: float = 5.0,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self._runner = runner
         self._poll = poll_seconds
         self._crl_check = crl_check
         self._crl_every = crl_check_seconds
+        self._lease = lease_seconds
         self.worker_id = f"worker-{new_identifier()}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="hsmca-jobs", daemon=True)
+        # The job in hand keeps its lease while it runs, however long it takes (an RSA-4096
+        # key generation, a token or database outage): renewed every third of a lease.
+        self._renewer = threading.Thread(target=self._renew_loop, name="hsmca-jobs-lease",
+                                         daemon=True)
 
     def start(self) -> None:
         """Start the thread."""
         self._thread.start()
+        self._renewer.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the job in hand, then stop."""
+        """Finish the job in hand, give back the leases this worker holds, then stop."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._renewer.is_alive():
+            self._renewer.join(timeout)
+        if not self._thread.is_alive():
+            # Leases of a worker that stops cleanly are released, not left to run out: the
+            # jobs are taken over at once by the other workers (or after a restart).
+            try:
+                self._runner.release_job_leases(self.worker_id)
+            except Exception as e:
+                _log.warning("could not release the job leases of %s: %s", self.worker_id, e)
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self._lease / 3):
+            try:
+                self._runner.renew_job_leases(self.worker_id)
+            except Exception as e:
+                _log.warning("could not renew the job leases of %s: %s", self.worker_id, e)
 
     def run_once(self) -> bool:
         """Claim and run one job; False if there was none."""

@@ -66,6 +66,18 @@ _STORAGE_STATUSES = {
     "FAILED": (CertificateStatus.FAILED,)}
 
 
+def _serial_is_final(row: CertificateRow) -> bool:
+    """Whether the row's serial is shown: once there is a certificate, and for FAILED or
+    REVOKED rows that failed after their reservation (their TBS may have been signed, so the
+    serial is what a revocation puts on the CRL). A RESERVED row may still be retried."""
+    if not row.serial:
+        return False
+    if row.certificate is not None:
+        return True
+    return row.tbs is not None and row.status in (CertificateStatus.FAILED,
+                                                   CertificateStatus.REVOKED)
+
+
 @dataclasses.dataclass(frozen=True)
 class ClientCertificateInfo:
     """An end-entity certificate as DescribeClientCertificate reports it."""
@@ -205,8 +217,7 @@ class Lifecycle:
         out = []
         for identifier in ids:
             row = self._get(owner, identifier)
-            # A serial is shown once there is a certificate (RESERVED may still be retried).
-            serial = row.serial if row.serial and row.certificate is not None else ""
+            serial = row.serial or "" if _serial_is_final(row) else ""
             out.append(CertificateStatusInfo(identifier, _API_STATUS[row.status], serial,
                                              row.revoked_at, row.failure_reason or ""))
         return tuple(out)
@@ -269,7 +280,7 @@ class Lifecycle:
         return ClientCertificateInfo(
             identifier=row.identifier, parent_identifier=row.issuer_identifier,
             certificate_type=row.kind, status=_API_STATUS[row.status],
-            serial_number=row.serial if issued and row.serial else "",
+            serial_number=row.serial or "" if _serial_is_final(row) else "",
             algorithm=algorithm, key_size=key_size, sign_algorithm=sign_algorithm,
             subject_dn=subject_dn, subject=subject,
             san=",".join(v for _, v in row.sans), not_before=row.not_before,
@@ -347,7 +358,8 @@ class Lifecycle:
                                                        "reason": int(reason)})(conn)
         if not moved:
             raise FailedPrecondition(
-                f"the certificate is {_API_STATUS[row.status]}; only ISSUE can be revoked",
+                f"the certificate is {_API_STATUS[row.status]}; only ISSUE (or FAILED after "
+                "its serial was reserved) can be revoked",
                 reason="IncorrectStatus.Certificate")
         self._reissue_crl(row.issuer_identifier, f"certificate {identifier}")
         return now
@@ -361,7 +373,7 @@ class Lifecycle:
         re-issues every CRL older than a revocation of its CA on its next pass.
         """
         try:
-            self._crls.publish_if_enabled(ca_identifier)
+            self._crls.after_revocation(ca_identifier)
         except Exception:
             _log.exception("%s is revoked, but the CRL of CA %s could not be re-issued now; "
                            "the background CRL check will re-issue it", revoked,

@@ -149,6 +149,14 @@ class PrivateCaService:
         """CreateCustomCertificate: subject, extensions, criticals and serial as passed."""
         return self.cycle.issue(owner, req)
 
+    def renew_job_leases(self, worker_id: str) -> int:
+        """Extend the leases the job worker holds (while its job runs)."""
+        return self.jobs.renew(worker_id)
+
+    def release_job_leases(self, worker_id: str) -> int:
+        """Give back the leases of a job worker that stops."""
+        return self.jobs.release(worker_id)
+
     def run_next_job(self, worker_id: str) -> bool:
         """Claim one job and issue it (the job thread's round); False if there was none."""
         row = self.jobs.claim(worker_id)

@@ -53,6 +53,7 @@ from service.storage.schema import ca as ca_t
 from service.storage.schema import certificate as cert_t
 from service.storage.schema import certificate_tag as tag_t
 from service.storage.schema import crl as crl_t
+from service.storage.schema import crl_history as crl_history_t
 from service.storage.schema import kms_certificate as kms_t
 
 JsonObject = dict[str, Any]
@@ -118,6 +119,7 @@ class CaRow:
     enable_crl: bool = False
     crl_day: int | None = None
     last_crl_number: int = 0
+    revocation_count: int = 0
     revoked_at: dt.datetime | None = None
     revocation_reason: int | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -171,6 +173,19 @@ class RevokedEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class CrlHistoryRow:
+    """What is kept of every CRL a CA issued: its number, times and SHA-256."""
+
+    ca_identifier: str
+    crl_number: int
+    owner: str
+    this_update: dt.datetime
+    next_update: dt.datetime
+    sha256: bytes
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class CrlRow:
     """One CRL a CA issued; crl_number strictly increases per CA."""
 
@@ -181,6 +196,7 @@ class CrlRow:
     next_update: dt.datetime
     der: bytes
     created_at: dt.datetime
+    revocation_count: int = 0  # the CA's revocations this CRL lists at least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -657,6 +673,54 @@ def defer_job(
     return result.rowcount == 1
 
 
+def renew_leases(conn: Connection, worker_id: str, until: dt.datetime) -> int:
+    """Extend the leases ``worker_id`` holds to ``until`` (the job in hand); how many."""
+    result = conn.execute(
+        update(cert_t)
+        .where(
+            cert_t.c.lease_owner == worker_id,
+            cert_t.c.status.in_([CertificateStatus.PENDING, CertificateStatus.RESERVED]),
+        )
+        .values(lease_expires_at=until)
+    )
+    return int(result.rowcount)
+
+
+def release_leases(conn: Connection, worker_id: str, now: dt.datetime) -> int:
+    """Give back every lease ``worker_id`` holds (it exits cleanly): claimable at once."""
+    result = conn.execute(
+        update(cert_t)
+        .where(
+            cert_t.c.lease_owner == worker_id,
+            cert_t.c.status.in_([CertificateStatus.PENDING, CertificateStatus.RESERVED]),
+        )
+        .values(lease_owner=None, lease_expires_at=now)
+    )
+    return int(result.rowcount)
+
+
+def revoke_reserved(
+    conn: Connection, identifier: str, failure_reason: str, *, now: dt.datetime
+) -> bool:
+    """Revoke a RESERVED row that cannot be signed again (its CA may no longer issue).
+
+    Its TBS may have been signed before the process died, so its serial must be on the
+    CA's CRL: REVOKED (reason unspecified), with the reason it was not finished.
+    """
+    result = conn.execute(
+        update(cert_t)
+        .where(cert_t.c.identifier == identifier,
+               cert_t.c.status == CertificateStatus.RESERVED)
+        .values(status=CertificateStatus.REVOKED, revoked_at=now, revocation_reason=0,
+                failure_reason=failure_reason, lease_owner=None, lease_expires_at=None,
+                updated_at=now)
+    )
+    if result.rowcount != 1:
+        return False
+    _count_revocation(conn, identifier)
+    return True
+
+
 def mark_failed(
     conn: Connection,
     identifier: str,
@@ -688,20 +752,41 @@ def revoke_certificate(
     *,
     now: dt.datetime | None = None,
 ) -> bool:
-    """Revoke an ISSUED certificate (RFC 5280 reason code); False if not ISSUED/not found."""
+    """Revoke an ISSUED certificate, or a FAILED one whose TBS may have been signed (it has
+    a serial and a TBS: it failed after its reservation); False if neither / not found."""
     now = now or utc_now()
     result = conn.execute(
         update(cert_t)
         .where(
             cert_t.c.owner == owner,
             cert_t.c.identifier == identifier,
-            cert_t.c.status == CertificateStatus.ISSUED,
+            or_(
+                cert_t.c.status == CertificateStatus.ISSUED,
+                and_(
+                    cert_t.c.status == CertificateStatus.FAILED,
+                    cert_t.c.serial.is_not(None),
+                    cert_t.c.tbs.is_not(None),
+                ),
+            ),
             cert_t.c.deleted_at.is_(None),
         )
         .values(status=CertificateStatus.REVOKED, revoked_at=now, revocation_reason=reason_code,
                 updated_at=now)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    _count_revocation(conn, identifier)
+    return True
+
+
+def _count_revocation(conn: Connection, identifier: str) -> None:
+    # In the revoking transaction: a CRL that read a lower count may miss this revocation.
+    conn.execute(
+        update(ca_t)
+        .where(ca_t.c.identifier == select(cert_t.c.issuer_identifier)
+               .where(cert_t.c.identifier == identifier).scalar_subquery())
+        .values(revocation_count=ca_t.c.revocation_count + 1)
+    )
 
 
 def delete_certificate(
@@ -808,18 +893,24 @@ def list_revoked(conn: Connection, ca_identifier: str) -> tuple[RevokedEntry, ..
     return tuple(RevokedEntry(r.serial, r.revoked_at, r.revocation_reason) for r in rows)
 
 
-def _claimable(now: dt.datetime) -> ColumnElement[bool]:
-    # PENDING jobs nobody holds (or whose holder's lease ran out), and RESERVED jobs whose
-    # worker died between reserving and recording: their stored TBS is signed again, so the
-    # job still yields exactly one recorded certificate with its one serial.
-    return and_(
-        cert_t.c.asynchronous.is_(True),
-        or_(
-            and_(
-                cert_t.c.status == CertificateStatus.PENDING,
-                or_(cert_t.c.lease_expires_at.is_(None), cert_t.c.lease_expires_at < now),
-            ),
-            and_(cert_t.c.status == CertificateStatus.RESERVED, cert_t.c.lease_expires_at < now),
+def _claimable(now: dt.datetime, leftover_before: dt.datetime) -> ColumnElement[bool]:
+    # PENDING jobs nobody holds (or whose holder's lease ran out), and RESERVED rows whose
+    # process died between reserving and recording: jobs whose lease ran out, and the rows of
+    # synchronous calls (never leased) reserved before ``leftover_before``, which no live
+    # call holds that long. Their stored TBS is signed again, so each still yields exactly
+    # one recorded certificate with its one serial.
+    return or_(
+        and_(
+            cert_t.c.asynchronous.is_(True),
+            cert_t.c.status == CertificateStatus.PENDING,
+            or_(cert_t.c.lease_expires_at.is_(None), cert_t.c.lease_expires_at < now),
+        ),
+        and_(cert_t.c.status == CertificateStatus.RESERVED, cert_t.c.lease_expires_at < now),
+        and_(
+            cert_t.c.status == CertificateStatus.RESERVED,
+            cert_t.c.asynchronous.is_(False),
+            cert_t.c.lease_expires_at.is_(None),
+            cert_t.c.updated_at < leftover_before,
         ),
     )
 
@@ -827,16 +918,19 @@ def _claimable(now: dt.datetime) -> ColumnElement[bool]:
 def claim_pending(
     conn: Connection, worker_id: str, lease_seconds: float, now: dt.datetime
 ) -> CertificateRow | None:
-    """Lease one claimable async job to ``worker_id``; None if there is none.
+    """Lease one claimable job to ``worker_id``; None if there is none.
 
     Safe with several processes: the UPDATE re-checks claimability, so only one claimer
     sees rowcount 1. Commit right after claiming so the lease is visible to others. A
-    returned row with status RESERVED is a retry: sign its stored TBS again.
+    returned row with status RESERVED is a retry, or the leftover of a synchronous call
+    whose process died after its reservation (RESERVED for longer than a lease): sign its
+    stored TBS again.
     """
     lease_until = now + dt.timedelta(seconds=lease_seconds)
+    leftover_before = now - dt.timedelta(seconds=lease_seconds)
     candidates = conn.execute(
         select(cert_t.c.identifier)
-        .where(_claimable(now))
+        .where(_claimable(now, leftover_before))
         .order_by(cert_t.c.created_at, cert_t.c.identifier)
         .limit(8)
         # PostgreSQL: concurrent claimers skip each other's candidates instead of queueing
@@ -846,7 +940,7 @@ def claim_pending(
     for identifier in list(candidates):
         result = conn.execute(
             update(cert_t)
-            .where(cert_t.c.identifier == identifier, _claimable(now))
+            .where(cert_t.c.identifier == identifier, _claimable(now, leftover_before))
             .values(
                 lease_owner=worker_id,
                 lease_expires_at=lease_until,
@@ -872,6 +966,48 @@ def insert_crl(conn: Connection, row: CrlRow) -> None:
         raise
 
 
+def advance_crl_number(conn: Connection, ca_identifier: str, expected: int) -> bool:
+    """Move the CA's last cRLNumber from ``expected`` to ``expected + 1``; False if another
+    publisher moved it first (compare and set: numbers stay strictly increasing)."""
+    result = conn.execute(
+        update(ca_t)
+        .where(ca_t.c.identifier == ca_identifier, ca_t.c.last_crl_number == expected)
+        .values(last_crl_number=expected + 1)
+    )
+    return result.rowcount == 1
+
+
+def store_crl(conn: Connection, row: CrlRow, sha256: bytes) -> None:
+    """Store a CRL as its CA's current one: older ones go, their numbers and hashes stay."""
+    insert_crl(conn, row)
+    conn.execute(
+        delete(crl_t).where(
+            crl_t.c.ca_identifier == row.ca_identifier, crl_t.c.crl_number < row.crl_number
+        )
+    )
+    conn.execute(
+        insert(crl_history_t).values(
+            ca_identifier=row.ca_identifier,
+            crl_number=row.crl_number,
+            owner=row.owner,
+            this_update=row.this_update,
+            next_update=row.next_update,
+            sha256=sha256,
+            created_at=row.created_at,
+        )
+    )
+
+
+def list_crl_history(conn: Connection, ca_identifier: str) -> tuple[CrlHistoryRow, ...]:
+    """Every CRL the CA issued (since history was kept), by number."""
+    rows = conn.execute(
+        select(crl_history_t)
+        .where(crl_history_t.c.ca_identifier == ca_identifier)
+        .order_by(crl_history_t.c.crl_number)
+    )
+    return tuple(CrlHistoryRow(**r._mapping) for r in rows)
+
+
 def get_latest_crl(conn: Connection, ca_identifier: str) -> CrlRow | None:
     """The CA's CRL with the highest number (CRLs are public: not owner-scoped)."""
     row = conn.execute(
@@ -892,15 +1028,9 @@ def list_crl_due(conn: Connection, before: dt.datetime) -> tuple[str, ...]:
         .subquery()
     )
     current = crl_t.alias("current_crl")
-    # A revocation committed after the CRL was issued, whose own re-issue failed or never
-    # ran (crash, token or lock error). Times are whole seconds, so a revocation in the
-    # CRL's own second may or may not be on it: >= re-issues such a CRL once more rather
-    # than leave a revocation off it until nextUpdate.
-    missed_revocation = exists().where(
-        cert_t.c.issuer_identifier == ca_t.c.identifier,
-        cert_t.c.status == CertificateStatus.REVOKED,
-        cert_t.c.revoked_at >= current.c.this_update,
-    )
+    # A revocation committed after the CRL read its entries, whose own re-issue failed or
+    # never ran (crash, token or database error): counted, so no clock is compared.
+    missed_revocation = ca_t.c.revocation_count > current.c.revocation_count
     query = (
         select(ca_t.c.identifier)
         .select_from(
@@ -1026,13 +1156,16 @@ def delete_kms_certificate(conn: Connection, owner: str, certificate_id: str) ->
 __all__ = [
     "CaRow",
     "CertificateRow",
+    "CrlHistoryRow",
     "CrlRow",
     "JsonObject",
     "KmsCertificateRow",
     "Page",
     "RevokedEntry",
+    "advance_crl_number",
     "ca_status",
     "claim_pending",
+    "defer_job",
     "delete_certificate",
     "delete_kms_certificate",
     "get_ca",
@@ -1049,16 +1182,21 @@ __all__ = [
     "list_certificates",
     "list_certificates_by_serial",
     "list_crl_due",
+    "list_crl_history",
     "list_kms_certificates",
     "list_revoked",
     "mark_ca_issued",
     "mark_failed",
     "mark_issued",
     "next_crl_number",
+    "release_leases",
+    "renew_leases",
     "reserve_certificate",
     "reserve_claimed",
     "revoke_certificate",
+    "revoke_reserved",
     "serial_hex",
+    "store_crl",
     "update_ca_status",
     "update_kms_certificate",
     "update_kms_certificate_status",

@@ -219,8 +219,12 @@ ca = Table(
     Column("extended_key_usages", JSON, nullable=True),
     Column("enable_crl", Boolean, nullable=False),
     Column("crl_day", Integer, nullable=True),
-    # Last cRLNumber handed out; incremented atomically by next_crl_number (RFC 5280 5.2.3).
+    # Last cRLNumber handed out (RFC 5280 5.2.3): advanced by next_crl_number, or by
+    # advance_crl_number when the CRL of that number is stored.
     Column("last_crl_number", BigInteger, nullable=False),
+    # Revocations of certificates this CA issued, counted in the revoking transaction; a CRL
+    # records the count it saw, so one that misses a revocation is known without clocks.
+    Column("revocation_count", BigInteger, nullable=False, server_default="0"),
     Column("status", String(CODE), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
     Column("revocation_reason", Integer, nullable=True),
@@ -311,6 +315,24 @@ crl = Table(
     Column("this_update", UtcDateTime(), nullable=False),
     Column("next_update", UtcDateTime(), nullable=False),
     Column("der", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    # The CA's revocation_count read before the entries: the CRL lists at least those.
+    Column("revocation_count", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("ca_identifier", "crl_number"),
+)
+
+# Numbers, times and SHA-256 of every CRL a CA issued. The CRL itself is kept only while it is
+# its CA's current one (table crl): each holds every revoked serial of its CA, so keeping
+# them all grew quadratically with revocations (migration e7c9a1b3d5f2).
+crl_history = Table(
+    "crl_history",
+    metadata,
+    Column("ca_identifier", String(ID), ForeignKey("ca.identifier"), nullable=False),
+    Column("crl_number", BigInteger, nullable=False),
+    Column("owner", String(OWNER), nullable=False),
+    Column("this_update", UtcDateTime(), nullable=False),
+    Column("next_update", UtcDateTime(), nullable=False),
+    Column("sha256", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     PrimaryKeyConstraint("ca_identifier", "crl_number"),
 )

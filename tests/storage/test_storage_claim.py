@@ -163,11 +163,13 @@ def test_claimed_job_with_used_serial_is_already_exists(engine: Engine) -> None:
     assert e.value.reason == "AlreadyExists.SerialNumber"
 
 
-def test_failed_and_synchronous_rows_are_never_claimed(engine: Engine) -> None:
+def test_failed_rows_are_never_claimed_synchronous_ones_once_left_over(
+        engine: Engine) -> None:
     ca, (job_id,) = _setup_jobs(engine, 1)
     with engine.begin() as conn:
         assert repo.mark_failed(conn, job_id, "bad CSR")
-        # A synchronous reservation left by a crash is for revocation, not a job.
+        # A synchronous reservation: held by its call while it is younger than a lease; a
+        # crash's leftover after that, for the recovery pass to sign again (or revoke).
         repo.reserve_certificate(
             conn,
             repo.CertificateRow(
@@ -182,4 +184,28 @@ def test_failed_and_synchronous_rows_are_never_claimed(engine: Engine) -> None:
                 tbs=b"t",
             ),
         )
-    assert _claim(engine, "a", T0 + dt.timedelta(days=1)) is None
+    assert _claim(engine, "a", T0 + dt.timedelta(seconds=LEASE - 1)) is None
+    leftover = _claim(engine, "a", T0 + dt.timedelta(seconds=LEASE + 1))
+    assert leftover is not None and leftover.identifier == "sync"
+    assert (leftover.status, leftover.serial, leftover.tbs) == ("RESERVED", "1", b"t")
+    # Leased now: nobody else takes it until the lease runs out; the FAILED job, never.
+    assert _claim(engine, "b", T0 + dt.timedelta(seconds=LEASE + 2)) is None
+    again = _claim(engine, "b", T0 + dt.timedelta(seconds=3 * LEASE))
+    assert again is not None and again.identifier == "sync"  # the FAILED job is never taken
+
+
+def test_leases_are_renewed_and_given_back(engine: Engine) -> None:
+    _, (first, second) = _setup_jobs(engine, 2)
+    job = _claim(engine, "a")
+    assert job is not None and job.identifier == first
+    with engine.begin() as conn:
+        # Renewed while the job runs: still held after the first lease would have run out.
+        assert repo.renew_leases(conn, "a", T0 + dt.timedelta(seconds=3 * LEASE)) == 1
+    taken = _claim(engine, "b", T0 + dt.timedelta(seconds=2 * LEASE))
+    assert taken is not None and taken.identifier == second  # not the renewed one
+    with engine.begin() as conn:
+        # A worker that stops cleanly gives its leases back: claimable at once.
+        assert repo.release_leases(conn, "a", T0 + dt.timedelta(seconds=1)) == 1
+        assert repo.release_leases(conn, "a", T0 + dt.timedelta(seconds=1)) == 0
+    back = _claim(engine, "c", T0 + dt.timedelta(seconds=2))
+    assert back is not None and back.identifier == first

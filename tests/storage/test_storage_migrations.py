@@ -69,6 +69,57 @@ def test_migrations_are_located_without_cwd(tmp_path: Path, monkeypatch) -> None
     assert db.current_revision(db.create_engine_for(f"sqlite:///{tmp_path / 'x.db'}"))
 
 
+def test_crl_history_migration_keeps_the_current_crl_and_hashes_the_rest(db_url: str) -> None:
+    import datetime as dt
+    import hashlib
+
+    from alembic import command
+    from sqlalchemy import insert, select, update
+    from storage_factories import ca_row, reserved_cert
+
+    from service.storage import repo
+    from service.storage.schema import ca as ca_t
+    from service.storage.schema import certificate as cert_t
+    from service.storage.schema import crl as crl_t
+
+    engine = db.create_engine_for(db_url)
+    try:
+        # A database as the previous revision left it: every CRL ever issued, in full.
+        with engine.begin() as conn:
+            cfg = db.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "d4b6e8f0a2c1")
+        ca, t0 = ca_row(), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        with engine.begin() as conn:
+            conn.execute(insert(ca_t).values(
+                {k: v for k, v in repo._values(ca).items() if k != "revocation_count"}))
+            leaf = reserved_cert(ca, "a1")
+            repo.reserve_certificate(conn, leaf)
+            conn.execute(update(cert_t).where(cert_t.c.identifier == leaf.identifier)
+                         .values(status="REVOKED", revoked_at=t0))
+            for n in (1, 2, 3):
+                conn.execute(insert(crl_t).values(
+                    ca_identifier=ca.identifier, crl_number=n, owner=ca.owner,
+                    this_update=t0 + dt.timedelta(hours=n),
+                    next_update=t0 + dt.timedelta(days=n), der=b"crl%d" % n, created_at=t0))
+        db.migrate(engine)
+        with engine.connect() as conn:
+            kept = conn.execute(select(crl_t.c.crl_number).where(
+                crl_t.c.ca_identifier == ca.identifier)).scalars().all()
+            history = repo.list_crl_history(conn, ca.identifier)
+            current = repo.get_ca(conn, ca.owner, ca.identifier)
+            due = repo.list_crl_due(conn, t0)
+        assert kept == [3]
+        assert [(h.crl_number, h.this_update, h.sha256) for h in history] == [
+            (n, t0 + dt.timedelta(hours=n), hashlib.sha256(b"crl%d" % n).digest())
+            for n in (1, 2, 3)]
+        # Revocations are counted from the start; the kept CRL counted none, so it is due.
+        assert current is not None and current.revocation_count == 1
+        assert due == (ca.identifier,)
+    finally:
+        engine.dispose()
+
+
 def test_drift_check_would_notice_a_change(engine: Engine) -> None:
     from sqlalchemy import Column, Integer, MetaData
 

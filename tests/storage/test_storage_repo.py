@@ -409,8 +409,8 @@ def test_crl_store_latest_and_due(engine: Engine) -> None:
 
 
 def test_crl_due_when_it_may_miss_a_revocation(engine: Engine) -> None:
-    # A revocation at or after the CRL's thisUpdate may be missing from it (its own re-issue
-    # failed or never ran): the CRL is due now, not only near its nextUpdate.
+    # A revocation the CRL did not count (committed after it read its entries; its own
+    # re-issue failed or never ran) makes the CRL due now, whatever the clocks say.
     ca = _add_ca(engine)
     earlier, later = reserved_cert(ca, "b1"), reserved_cert(ca, "b2")
     second = dt.timedelta(seconds=1)
@@ -421,17 +421,20 @@ def test_crl_due_when_it_may_miss_a_revocation(engine: Engine) -> None:
             repo.mark_issued(conn, r.identifier, b"\x30\x00")
         assert repo.revoke_certificate(conn, "default", earlier.identifier, 1, now=T0)
         repo.insert_crl(conn, CrlRow(ca.identifier, 1, ca.owner, T0 + second,
-                                     T0 + dt.timedelta(days=7), b"crl1", T0 + second))
+                                     T0 + dt.timedelta(days=7), b"crl1", T0 + second,
+                                     revocation_count=1))
     with engine.connect() as conn:
         assert repo.list_crl_due(conn, soon) == ()
     with engine.begin() as conn:
-        # Times are whole seconds: one in the CRL's own second counts as possibly missed.
-        assert repo.revoke_certificate(conn, "default", later.identifier, 1, now=T0 + second)
+        # Dated an hour before the CRL (a replica whose clock is behind): still counted.
+        assert repo.revoke_certificate(conn, "default", later.identifier, 1,
+                                       now=T0 - dt.timedelta(hours=1))
     with engine.connect() as conn:
         assert repo.list_crl_due(conn, soon) == (ca.identifier,)
     with engine.begin() as conn:
         repo.insert_crl(conn, CrlRow(ca.identifier, 2, ca.owner, T0 + 2 * second,
-                                     T0 + dt.timedelta(days=7), b"crl2", T0 + 2 * second))
+                                     T0 + dt.timedelta(days=7), b"crl2", T0 + 2 * second,
+                                     revocation_count=2))
     with engine.connect() as conn:
         assert repo.list_crl_due(conn, soon) == ()
 
