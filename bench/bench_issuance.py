@@ -424,6 +424,44 @@ pstats.Stats(pr).sort_stats("tottime").print_stats(25)
     subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - our own code
 
 
+def _compare_postgresql(args: Any, ctx: Any, csrs: dict[str, list[str]]) -> None:
+    """hsmca's issuance rate on SQLite and on PostgreSQL, measured back to back (python
+    client, same workers and concurrency), so the two are compared under the same load."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from pg_support import PostgresCluster, server_bin_dir
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        print("PostgreSQL: no server under /usr/lib/postgresql; skipped")
+        return
+    cluster = PostgresCluster(bin_dir)
+    cluster.start()
+    try:
+        print()
+        for alg in ALGORITHMS:
+            rates = {}
+            for name in ("SQLite", "PostgreSQL"):
+                state = Path(tempfile.mkdtemp(prefix="hsmca-bench-db-"))
+                url = cluster.create_database("bench") if name == "PostgreSQL" else ""
+                port = _free_port()
+                try:
+                    with _service(state, args.workers, port, pin=args.pin_workers,
+                                  overrides={"HSMCA_DATABASE_URL": url} if url else None):
+                        sub_id = _create_hierarchy(f"127.0.0.1:{port}", alg)
+                        runs = [_issue_rate(ctx, f"127.0.0.1:{port}", sub_id, csrs[alg],
+                                            args.concurrency, args.clients, args.seconds)[0]
+                                for _ in range(args.runs)]
+                        rates[name] = statistics.median(runs)
+                finally:
+                    shutil.rmtree(state, ignore_errors=True)
+            print(f"{alg}: SQLite {rates['SQLite']:.0f} certs/s, PostgreSQL "
+                  f"{rates['PostgreSQL']:.0f} certs/s (PostgreSQL / SQLite = "
+                  f"{rates['PostgreSQL'] / rates['SQLite']:.2f}x; python client, median of "
+                  f"{args.runs} runs of {args.seconds:.0f} s)")
+    finally:
+        cluster.destroy()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     from bench_token import measure_raw_rates
@@ -444,6 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="let worker processes float over every CPU (grpc.pin_workers = false)")
     p.add_argument("--no-cfssl", dest="cfssl", action="store_false",
                    help="skip the peer (cfssl with and without its certdb)")
+    p.add_argument("--postgresql", action="store_true",
+                   help="also issue against a private PostgreSQL cluster (python client) and "
+                        "print its rate next to SQLite's")
     args = p.parse_args(argv)
     if args.runs < 1 or args.seconds <= 0:
         p.error("--runs must be >= 1 and --seconds > 0")
@@ -552,6 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           "synchronous=FULL, the durable default; cfssl: the same CSRs, load generator and "
           "concurrency, HTTP/1.1. On a shared machine absolute figures are noisy; the ratios "
           "within one run are what counts)")
+    if args.postgresql:
+        _compare_postgresql(args, ctx, csrs)
     if args.profile:
         for alg in ALGORITHMS:
             profile_domain(alg, 1000)
