@@ -166,3 +166,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "postgresql" in callspec.params.values():
             reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
             item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[Any]:
+    """A PostgreSQL cluster of one test only: stopping or restarting it disturbs no other."""
+    from pg_support import PostgresCluster, server_bin_dir
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.fail("no PostgreSQL server under /usr/lib/postgresql (`make test` installs "
+                    "Debian's postgresql)")
+    cluster = PostgresCluster(bin_dir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()

@@ -71,6 +71,7 @@ def test_database_gauges(tmp_path: Path) -> None:
     ca.update(identifier="c" * 36, owner="o", kind="ROOT", common_name="x", subject_der=b"0",
               algorithm="ECC_256", key_token="hsm", key_id="00", public_key_info=b"0",
               serial="1", not_before=now, not_after=now, enable_crl=True, last_crl_number=2,
+              revocation_count=0,
               status="ISSUE", tags={}, created_at=now, updated_at=now)
     with engine.begin() as conn:
         conn.execute(insert(ca_t), [ca])

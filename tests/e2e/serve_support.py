@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -111,3 +112,59 @@ class ServeProcess:
         """SIGKILL the supervisor and every worker at once."""
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
+
+
+# --- what several end-to-end tests do against a running server ----------------------------
+
+
+def server_csr(cn: str) -> str:
+    """A PEM CSR for a P-256 key with ``cn`` as CN and DNS SAN."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).add_extension(
+        x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False).sign(
+        key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def create_ecc_hierarchy(target: str, name: str, *, enable_crl: int = 0) -> tuple[str, str]:
+    """An ECC_256 root and sub CA over plaintext gRPC: (root identifier, sub identifier)."""
+    from service.gen.hsmca.v1 import private_ca_pb2 as pb
+    from service.gen.hsmca.v1 import private_ca_pb2_grpc
+
+    crl = {"enable_crl": 1, "crl_day": 1} if enable_crl else {}
+    with grpc.insecure_channel(target) as ch:
+        stub = private_ca_pb2_grpc.PrivateCaStub(ch)
+        root = stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
+            common_name=f"{name} root", organization="hsmca", country_code="CN",
+            algorithm="ECC_256", years=5, **crl), timeout=30)
+        sub = stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
+            parent_identifier=root.identifier, common_name=f"{name} sub",
+            organization="hsmca", country_code="CN", algorithm="ECC_256", years=2, **crl),
+            timeout=30)
+        return str(root.identifier), str(sub.identifier)
+
+
+def issue_server_certificate(target: str, parent: str, csr: str, immediately: int = 1) -> Any:
+    """CreateServerCertificateWithCsr on a new channel (the kernel spreads new connections
+    over the workers)."""
+    from service.gen.hsmca.v1 import private_ca_pb2 as pb
+    from service.gen.hsmca.v1 import private_ca_pb2_grpc
+
+    with grpc.insecure_channel(target) as ch:
+        return private_ca_pb2_grpc.PrivateCaStub(ch).CreateServerCertificateWithCsr(
+            pb.CreateServerCertificateWithCsrRequest(
+                parent_identifier=parent, csr=csr, days=5, immediately=immediately),
+            timeout=20)
+
+
+def health_status(target: str, service: str = "hsmca.v1.PrivateCa") -> int:
+    """The health status one (new) connection reports for ``service``."""
+    with grpc.insecure_channel(target) as ch:
+        return int(health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5).status)

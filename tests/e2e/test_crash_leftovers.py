@@ -17,10 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from serve_support import ServeProcess, init_state
+from serve_support import ServeProcess, create_ecc_hierarchy, init_state, server_csr
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
@@ -28,26 +25,11 @@ from service.gen.hsmca.v1 import private_ca_pb2_grpc
 pytestmark = pytest.mark.slow
 
 
-def _csr(cn: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False).sign(
-        key, hashes.SHA256())
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
+_csr = server_csr
 
 
 def _hierarchy(target: str) -> tuple[str, str]:
-    with grpc.insecure_channel(target) as ch:
-        stub = private_ca_pb2_grpc.PrivateCaStub(ch)
-        root = stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
-            common_name="leftover root", organization="hsmca", country_code="CN",
-            algorithm="ECC_256", years=5, enable_crl=1, crl_day=2), timeout=30)
-        sub = stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
-            parent_identifier=root.identifier, common_name="leftover sub",
-            organization="hsmca", country_code="CN", algorithm="ECC_256", years=2,
-            enable_crl=1, crl_day=1), timeout=30)
-        return root.identifier, sub.identifier
+    return create_ecc_hierarchy(target, "leftover", enable_crl=1)
 
 
 def _crash_after_reserve(srv: ServeProcess, die: Path, sub: str, cn: str) -> tuple[str, str]:

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 import sqlalchemy
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pg_support import PostgresCluster, server_bin_dir
-from serve_support import ServeProcess, init_state
+from grpc_health.v1 import health_pb2
+from serve_support import (
+    ServeProcess,
+    create_ecc_hierarchy,
+    health_status,
+    init_state,
+    issue_server_certificate,
+    server_csr,
+)
 
-from service.gen.hsmca.v1 import private_ca_pb2 as pb
-from service.gen.hsmca.v1 import private_ca_pb2_grpc
 from service.rpc.client import error_info
 
 pytestmark = pytest.mark.slow
@@ -36,48 +36,18 @@ DOWN_SECONDS = 2.5
 RECOVERY_BOUND_SECONDS = 15.0
 
 
-def _csr(cn: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False).sign(
-        key, hashes.SHA256())
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
+CSR = server_csr("outage.example")
 
 
-CSR = _csr("outage.example")
+def _issue(target: str, parent: str, immediately: int = 1) -> Any:
+    return issue_server_certificate(target, parent, CSR, immediately)
 
 
-def _issue(target: str, parent: str, immediately: int = 1
-           ) -> pb.CreateServerCertificateWithCsrResponse:
-    with grpc.insecure_channel(target) as ch:
-        return private_ca_pb2_grpc.PrivateCaStub(ch).CreateServerCertificateWithCsr(
-            pb.CreateServerCertificateWithCsrRequest(
-                parent_identifier=parent, csr=CSR, days=5, immediately=immediately),
-            timeout=20)
+_health = health_status
 
 
-def _health(target: str) -> int:
-    with grpc.insecure_channel(target) as ch:
-        return int(health_pb2_grpc.HealthStub(ch).Check(
-            health_pb2.HealthCheckRequest(service="hsmca.v1.PrivateCa"), timeout=5).status)
-
-
-@pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    """A cluster of this test only: restarting it disturbs no other test."""
-    bin_dir = server_bin_dir()
-    if bin_dir is None:
-        pytest.fail("no PostgreSQL server installed (`make test` installs Debian's postgresql)")
-    pg = PostgresCluster(bin_dir)
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.destroy()
-
-
-def test_postgresql_restart_under_load(cluster: PostgresCluster, tmp_path: Path) -> None:
+def test_postgresql_restart_under_load(private_postgres: Any, tmp_path: Path) -> None:
+    cluster = private_postgres  # of this test only: restarting it disturbs no other test
     url = cluster.create_database("outage")
     state = init_state(tmp_path / "state")
     # A job whose worker met the outage while deferring it waits for its lease to run out.
@@ -87,16 +57,7 @@ def test_postgresql_restart_under_load(cluster: PostgresCluster, tmp_path: Path)
     jobs: list[str] = []
     stop = threading.Event()
     try:
-        with grpc.insecure_channel(srv.target) as ch:
-            stub = private_ca_pb2_grpc.PrivateCaStub(ch)
-            root = stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
-                common_name="outage root", organization="hsmca", country_code="CN",
-                algorithm="ECC_256", years=5), timeout=30)
-            sub = stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
-                parent_identifier=root.identifier, common_name="outage sub",
-                organization="hsmca", country_code="CN", algorithm="ECC_256", years=2),
-                timeout=30)
-        issuer = sub.identifier
+        _, issuer = create_ecc_hierarchy(srv.target, "outage")
 
         def load() -> None:
             n = 0

@@ -12,18 +12,15 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 import sqlalchemy
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from pg_support import PostgresCluster, server_bin_dir
-from serve_support import ServeProcess, init_state
+from cryptography.hazmat.primitives import serialization
+from serve_support import ServeProcess, init_state, server_csr
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
@@ -31,29 +28,7 @@ from service.gen.hsmca.v1 import private_ca_pb2_grpc
 pytestmark = pytest.mark.slow
 
 
-def _csr(cn: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False).sign(
-        key, hashes.SHA256())
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
-CSRS = [_csr(f"replica{i}.example") for i in range(8)]
-
-
-@pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    bin_dir = server_bin_dir()
-    if bin_dir is None:
-        pytest.fail("no PostgreSQL server installed (`make test` installs Debian's postgresql)")
-    pg = PostgresCluster(bin_dir)
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.destroy()
+CSRS = [server_csr(f"replica{i}.example") for i in range(8)]
 
 
 class _Load:
@@ -111,8 +86,8 @@ def _number(crl: x509.CertificateRevocationList) -> int:
     return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
 
 
-def test_two_replicas_one_killed_mid_load(cluster: PostgresCluster, tmp_path: Path) -> None:
-    url = cluster.create_database("replicas")
+def test_two_replicas_one_killed_mid_load(private_postgres: Any, tmp_path: Path) -> None:
+    url = private_postgres.create_database("replicas")
     state = init_state(tmp_path / "state")  # one token directory for both replicas
     env = {"HSMCA_DATABASE_URL": url, "HSMCA_JOBS_POLL_SECONDS": "0.1",
            "HSMCA_JOBS_LEASE_SECONDS": "3"}

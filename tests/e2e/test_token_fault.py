@@ -16,15 +16,19 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serve_support import ServeProcess, init_state
+from grpc_health.v1 import health_pb2
+from serve_support import (
+    ServeProcess,
+    create_ecc_hierarchy,
+    health_status,
+    init_state,
+    issue_server_certificate,
+    server_csr,
+)
 
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 from service.gen.hsmca.v1 import private_ca_pb2_grpc
@@ -39,32 +43,14 @@ FAULT_SECONDS = 3.0
 RECOVERY_BOUND_SECONDS = 15.0
 
 
-def _csr(cn: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False).sign(
-        key, hashes.SHA256())
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
+CSR = server_csr("fault.example")
 
 
-CSR = _csr("fault.example")
+def _issue(target: str, parent: str, immediately: int = 1) -> Any:
+    return issue_server_certificate(target, parent, CSR, immediately)
 
 
-def _issue(target: str, parent: str, immediately: int = 1
-           ) -> pb.CreateServerCertificateWithCsrResponse:
-    # A new channel per call: the kernel spreads new connections over both workers.
-    with grpc.insecure_channel(target) as ch:
-        return private_ca_pb2_grpc.PrivateCaStub(ch).CreateServerCertificateWithCsr(
-            pb.CreateServerCertificateWithCsrRequest(
-                parent_identifier=parent, csr=CSR, days=5, immediately=immediately),
-            timeout=20)
-
-
-def _health(target: str) -> int:
-    with grpc.insecure_channel(target) as ch:
-        return int(health_pb2_grpc.HealthStub(ch).Check(
-            health_pb2.HealthCheckRequest(service="hsmca.v1.PrivateCa"), timeout=5).status)
+_health = health_status
 
 
 class _Load:
@@ -124,16 +110,7 @@ def test_token_fault_is_unavailable_then_recovered_without_restart(
     tokens = state / "softhsm" / "tokens"
     srv = ServeProcess(state, workers=2, prefix=prefix, HSMCA_JOBS_POLL_SECONDS="0.1")
     try:
-        with grpc.insecure_channel(srv.target) as ch:
-            stub = private_ca_pb2_grpc.PrivateCaStub(ch)
-            root = stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
-                common_name="fault root", organization="hsmca", country_code="CN",
-                algorithm="ECC_256", years=5), timeout=30)
-            sub = stub.CreateSubCACertificate(pb.CreateSubCACertificateRequest(
-                parent_identifier=root.identifier, common_name="fault sub",
-                organization="hsmca", country_code="CN", algorithm="ECC_256", years=2),
-                timeout=30)
-        issuer = sub.identifier
+        _, issuer = create_ecc_hierarchy(srv.target, "fault")
         for _ in range(4):
             _issue(srv.target, issuer)  # warm: key handles cached in both workers
 
