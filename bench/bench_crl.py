@@ -231,8 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"max {max(visible) * 1000:.0f} ms")
                 print(f"CRL: {len(der)} bytes, {entries} entries")
 
-                base, _ = _issue_rate(ctx, target, sub, csrs, args.concurrency,
-                                      args.clients, args.seconds)
+                base, results = _issue_rate(ctx, target, sub, csrs, args.concurrency,
+                                            args.clients, args.seconds)
+                for r in results:
+                    if r.first_error:
+                        print(f"issuance error: {r.first_error} ({r.errors} errors)")
+                if not base:
+                    raise SystemExit("no certificate was issued in the first run")
                 stop = threading.Event()
                 revoked_during: list[float] = []
 
