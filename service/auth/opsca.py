@@ -179,7 +179,7 @@ class OpsCa:
             not_before=not_before, not_after=not_after, subject_alt_names=sans))
         der = assemble_certificate(tbs, self.issuer.signature_algorithm_der,
                                    self.signer.sign(tbs))
-        verify_certificate(der, self.issuer.public_key_info)  # DESIGN invariant 3
+        verify_certificate(der, self.issuer.public_key_info)  # invariant 3, docs/architecture.md
         return der
 
     def issue_server(self, names: tuple[str, ...], spki: bytes, *, now: dt.datetime,
