@@ -9,6 +9,9 @@ is refused synchronously with nothing stored. A background :class:`JobWorker` th
 every worker process runs claimed jobs through the same cycle (with the row's identifier
 and ``repo.reserve_claimed`` at step 6). Exactly once, across processes and kill -9:
 - the lease is a compare-and-set UPDATE, so one claimer wins; an expired lease is reclaimed;
+  a worker renews the lease of the job in its hands only, so a job it put down after an
+  outage (deferred with a backoff, or not even that while the database was away) is free
+  again once its deferral is made or its lease runs out;
 - a job that died after step 6 (RESERVED) is re-signed from its stored TBS, so the serial
   reserved first is the only one it ever gets, and ``mark_issued`` (from RESERVED only)
   records at most one certificate.
@@ -155,6 +158,14 @@ class JobQueue:
         self._store = store
         self._clock = clock
         self.lease_seconds = lease_seconds
+        self._mutex = threading.Lock()
+        # worker -> the job it runs now: the one lease its renewer extends. A job that met
+        # an outage leaves the worker's hands with its lease, so the lease must run out (or
+        # be given back), not be renewed for as long as the worker lives.
+        self._in_hand: dict[str, str] = {}
+        # Deferrals the database refused (it was away): job -> (worker, claimable from),
+        # made by the worker's next claim, once the database is back.
+        self._owed: dict[str, tuple[str, dt.datetime]] = {}
 
     def submit(self, owner: str, state: CaState, plan: LeafPlan, req: Request,
                now: dt.datetime) -> Submitted:
@@ -218,9 +229,27 @@ class JobQueue:
                 repo.mark_failed(conn, lease.identifier, _reason(error))
 
     def claim(self, worker_id: str) -> CertificateRow | None:
-        """Lease one claimable job (committed at once so other processes see the lease)."""
+        """Lease one claimable job (committed at once so other processes see the lease).
+
+        The job is in ``worker_id``'s hands (its lease renewed) until :meth:`put_down`.
+        """
+        with self._mutex:
+            owed = {k: v for k, v in self._owed.items() if v[0] == worker_id}
         with self._store.write() as conn:
-            return repo.claim_pending(conn, worker_id, self.lease_seconds, self._clock())
+            for identifier, (_, until) in owed.items():
+                repo.defer_job(conn, identifier, worker_id, until)
+            row = repo.claim_pending(conn, worker_id, self.lease_seconds, self._clock())
+        with self._mutex:
+            for identifier in owed:
+                self._owed.pop(identifier, None)
+            if row is not None:
+                self._in_hand[worker_id] = row.identifier
+        return row
+
+    def put_down(self, worker_id: str) -> None:
+        """The job ``worker_id`` claimed is finished, failed or deferred: stop renewing it."""
+        with self._mutex:
+            self._in_hand.pop(worker_id, None)
 
     def finish_failed(self, row: CertificateRow, error: BaseException, worker_id: str) -> None:
         """A claimed job could not be issued: FAILED, or retried later after an outage."""
@@ -242,27 +271,41 @@ class JobQueue:
                 repo.mark_failed(conn, row.identifier, _reason(error))
 
     def renew(self, worker_id: str) -> int:
-        """Extend the leases ``worker_id`` holds by a lease from now (the job in hand)."""
+        """Extend the lease of the job in ``worker_id``'s hands by a lease from now."""
+        with self._mutex:
+            identifier = self._in_hand.get(worker_id)
+        if identifier is None:
+            return 0
         with self._store.write() as conn:
-            return repo.renew_leases(conn, worker_id,
-                                     self._clock() + dt.timedelta(seconds=self.lease_seconds))
+            return int(repo.renew_lease(
+                conn, identifier, worker_id,
+                self._clock() + dt.timedelta(seconds=self.lease_seconds)))
 
     def release(self, worker_id: str) -> int:
         """Give back every lease ``worker_id`` holds: another worker may take them now."""
         with self._store.write() as conn:
-            return repo.release_leases(conn, worker_id, self._clock())
+            released = repo.release_leases(conn, worker_id, self._clock())
+        with self._mutex:
+            for identifier in [k for k, v in self._owed.items() if v[0] == worker_id]:
+                del self._owed[identifier]
+        return released
 
     def _retry_later(self, row: CertificateRow, worker_id: str, e: Unavailable) -> None:
         delay = retry_delay(row.attempts)
         _log.warning("job %s: %s; retrying in %.1fs", row.identifier, e.message, delay)
+        until = self._clock() + dt.timedelta(seconds=delay)
         try:
             with self._store.write() as conn:
-                repo.defer_job(conn, row.identifier, worker_id,
-                               self._clock() + dt.timedelta(seconds=delay))
+                repo.defer_job(conn, row.identifier, worker_id, until)
         except Exception as again:
-            # The database is away too: the lease runs out and the job is claimed again.
-            _log.warning("job %s: could not defer (%s); its lease will run out",
+            # The database is away too. The job keeps this worker's lease, which is no
+            # longer renewed (it is out of the worker's hands): the worker's next claim
+            # makes the deferral once the database is back; if the worker dies first, the
+            # lease runs out and any worker claims the job.
+            _log.warning("job %s: could not defer (%s); deferred at the next claim",
                          row.identifier, type(again).__name__)
+            with self._mutex:
+                self._owed[row.identifier] = (worker_id, until)
 
     def _by_custom_identifier(self, owner: str, custom: str) -> CertificateRow | None:
         with self._store.read() as conn:

@@ -172,6 +172,8 @@ class PrivateCaService:
                                  lease=JobLease(row.identifier, worker_id))
         except Exception as e:
             self.jobs.finish_failed(row, e, worker_id)
+        finally:
+            self.jobs.put_down(worker_id)
         return True
 
     # --- CA hierarchy --------------------------------------------------------------------

@@ -673,17 +673,23 @@ def defer_job(
     return result.rowcount == 1
 
 
-def renew_leases(conn: Connection, worker_id: str, until: dt.datetime) -> int:
-    """Extend the leases ``worker_id`` holds to ``until`` (the job in hand); how many."""
+def renew_lease(
+    conn: Connection, identifier: str, worker_id: str, until: dt.datetime
+) -> bool:
+    """Extend the lease ``worker_id`` holds on one job (the job in hand) to ``until``.
+
+    True if the job is still unfinished and leased by ``worker_id``.
+    """
     result = conn.execute(
         update(cert_t)
         .where(
+            cert_t.c.identifier == identifier,
             cert_t.c.lease_owner == worker_id,
             cert_t.c.status.in_([CertificateStatus.PENDING, CertificateStatus.RESERVED]),
         )
         .values(lease_expires_at=until)
     )
-    return int(result.rowcount)
+    return result.rowcount == 1
 
 
 def release_leases(conn: Connection, worker_id: str, now: dt.datetime) -> int:
@@ -1190,7 +1196,7 @@ __all__ = [
     "mark_issued",
     "next_crl_number",
     "release_leases",
-    "renew_leases",
+    "renew_lease",
     "reserve_certificate",
     "reserve_claimed",
     "revoke_certificate",

@@ -200,7 +200,10 @@ def test_leases_are_renewed_and_given_back(engine: Engine) -> None:
     assert job is not None and job.identifier == first
     with engine.begin() as conn:
         # Renewed while the job runs: still held after the first lease would have run out.
-        assert repo.renew_leases(conn, "a", T0 + dt.timedelta(seconds=3 * LEASE)) == 1
+        assert repo.renew_lease(conn, first, "a", T0 + dt.timedelta(seconds=3 * LEASE))
+        # Only by its holder, and only one job: the other is not "a"'s.
+        assert not repo.renew_lease(conn, first, "b", T0 + dt.timedelta(seconds=3 * LEASE))
+        assert not repo.renew_lease(conn, second, "a", T0 + dt.timedelta(seconds=3 * LEASE))
     taken = _claim(engine, "b", T0 + dt.timedelta(seconds=2 * LEASE))
     assert taken is not None and taken.identifier == second  # not the renewed one
     with engine.begin() as conn:

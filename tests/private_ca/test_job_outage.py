@@ -1,0 +1,170 @@
+"""An asynchronous job that meets a database outage after its reservation is issued once.
+
+The fault is real: SQLite's write lock held by another connection past the service's busy
+budget, or the PostgreSQL cluster of this test stopped. It starts while the job's token
+signature is in flight (the test holds the token's lock, so the job waits in step 7 with its
+reservation committed), so recording the certificate fails, and so does giving the lease
+back with a backoff. Wanted: once the database is back the job is ISSUED, with the serial it
+reserved, within a few leases; it never stays RESERVED.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pca_support import make_csr, new_key
+from pg_support import BACKENDS
+from sqlalchemy import select
+
+from service.private_ca.issuance import IssuanceEvent, NoObserver
+from service.private_ca.jobs import JobWorker
+from service.private_ca.requests import (
+    CreateRootCa,
+    CreateServerCertificate,
+    CreateSubCa,
+    IssueCommon,
+    SubjectFields,
+    ValidityPeriod,
+)
+from service.private_ca.service import PrivateCaService
+from service.storage.db import create_engine_for, migrate
+from service.storage.schema import certificate as cert_t
+
+OWNER = "tenant-outage"
+# Longer than the outage: the lease the job held when it met the outage is still valid when
+# the database is back (as with a short restart under a lease of seconds).
+LEASE_SECONDS = 3.0
+# Once the database is back: at most a lease running out, the backoff and the job thread's
+# polling, with room for a loaded machine.
+ISSUED_WITHIN_SECONDS = 15.0
+
+
+class _Failures(NoObserver):
+    """Counts the issuance calls that failed (the job's, when the record meets the outage)."""
+
+    def __init__(self) -> None:
+        self.failed_event = threading.Event()
+
+    def failed(self, event: IssuanceEvent, error: BaseException) -> None:
+        self.failed_event.set()
+
+
+class _Outage:
+    """Starts and ends a real outage of one database."""
+
+    def __init__(self, begin: Callable[[], None], end: Callable[[], None]) -> None:
+        self.begin, self.end = begin, end
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, _Outage]]:
+    """A migrated database of this test only, and how to take it away and give it back."""
+    if request.param == "sqlite":
+        path = tmp_path / "jobs.sqlite"
+        url = f"sqlite:///{path}"
+        migrate(url)
+        holder: list[sqlite3.Connection] = []
+
+        def lock() -> None:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+            holder.append(conn)
+
+        def unlock() -> None:
+            conn = holder.pop()
+            conn.rollback()
+            conn.close()
+
+        yield url, _Outage(lock, unlock)
+        while holder:
+            unlock()
+        return
+    cluster: Any = request.getfixturevalue("private_postgres")
+    url = cluster.create_database("jobs")
+    migrate(url)
+    yield url, _Outage(lambda: cluster.stop("fast"), cluster.start)
+
+
+def _hierarchy(service: PrivateCaService) -> str:
+    root = service.create_root_ca(OWNER, CreateRootCa(
+        SubjectFields(common_name="outage root", organization="hsmca", country="CN"),
+        algorithm="ECC_256", years=10))
+    sub = service.create_sub_ca(OWNER, CreateSubCa(
+        root.identifier, SubjectFields(common_name="outage sub", organization="hsmca",
+                                       country="CN"), algorithm="ECC_256", years=5))
+    return sub.identifier
+
+
+def _request(parent: str, immediately: int) -> CreateServerCertificate:
+    return CreateServerCertificate(
+        common=IssueCommon(parent, immediately=immediately),
+        subject=SubjectFields(common_name="job.example"), validity=ValidityPeriod(days=30),
+        csr=make_csr(new_key("ECC_256"), "job.example", ["job.example"]))
+
+
+def _row(service: PrivateCaService, identifier: str) -> Any:
+    with service.store.read() as conn:
+        return conn.execute(select(cert_t.c.status, cert_t.c.serial, cert_t.c.lease_owner)
+                            .where(cert_t.c.identifier == identifier)).one()
+
+
+def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_job_that_meets_a_database_outage_after_its_reservation_is_issued_once(
+    database: tuple[str, _Outage], hsm_token: Any, software_token: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, outage = database
+    caplog.set_level(logging.INFO, logger="hsmca")
+    # A short busy budget: SQLite's write lock held by another process is an outage soon.
+    engine = create_engine_for(url, busy_timeout_ms=200)
+    failures = _Failures()
+    service = PrivateCaService(engine, hsm_token, software_token,
+                               public_base_url="http://127.0.0.1:8080", min_rsa_bits=2048,
+                               observer=failures, job_lease_seconds=LEASE_SECONDS)
+    worker = JobWorker(service, poll_seconds=0.05, lease_seconds=LEASE_SECONDS)
+    outage_on = False
+    try:
+        parent = _hierarchy(service)
+        service.create_server_certificate(OWNER, _request(parent, 1))  # CA state cached
+        worker.start()
+        with hsm_token._lock:  # the job waits in step 7, its reservation committed
+            job = service.create_server_certificate(OWNER, _request(parent, 0)).identifier
+            _wait(lambda: _row(service, job).status == "RESERVED", 30, "the reservation")
+            reserved_serial = _row(service, job).serial
+            outage.begin()
+            outage_on = True
+        # The signature is made; recording it fails, and so does deferring the job.
+        _wait(failures.failed_event.is_set, 30, "the job to meet the outage")
+        _wait(lambda: any("could not defer" in r.getMessage() for r in caplog.records), 30,
+              "the deferral to fail")
+        outage.end()
+        outage_on = False
+        back = time.monotonic()
+        _wait(lambda: _row(service, job).status != "RESERVED", ISSUED_WITHIN_SECONDS,
+              "the job to leave RESERVED once the database was back")
+        row = _row(service, job)
+        assert (row.status, row.serial, row.lease_owner) == ("ISSUED", reserved_serial, None)
+        print(f"issued {time.monotonic() - back:.2f}s after the database was back")
+        with service.store.read() as conn:
+            same_serial = conn.execute(select(cert_t.c.identifier)
+                                       .where(cert_t.c.serial == reserved_serial)).all()
+        assert len(same_serial) == 1
+    finally:
+        if outage_on:
+            outage.end()
+        worker.stop(10)
+        service.store.close()
+        engine.dispose()
