@@ -333,11 +333,11 @@ class PrivateCaService:
             if ca.parent_identifier is not None:
                 parent = repo.get_ca(conn, owner, ca.parent_identifier)
                 chain = pem_encode(parent.certificate) if parent and parent.certificate else ""
-            issued = repo.list_certificates(
-                conn, owner, issuer_identifier=ca.identifier,
+            issued = repo.count_issued(
+                conn, owner, ca.identifier,
                 kinds=(CertificateKind.SERVER, CertificateKind.CLIENT, CertificateKind.CUSTOM,
                        CertificateKind.SUBCA),
-                status=(CertificateStatus.ISSUED, CertificateStatus.REVOKED), limit=1).total
+                status=(CertificateStatus.ISSUED, CertificateStatus.REVOKED))
         subject_dn = cx509.load_der_x509_certificate(cert).subject.rfc4514_string()
         return CaInfo(
             identifier=ca.identifier, parent_identifier=ca.parent_identifier or "",

@@ -288,6 +288,11 @@ certificate = Table(
           "issuer_identifier"),
     Index(None, "status", "lease_expires_at"),
     Index(None, "owner", "serial"),
+    # A CA's issued-certificate count (DescribeCACertificate's cert_issued_count): every
+    # column of repo.count_issued's filter, so the count reads this CA's index entries only,
+    # never the rows with their TBS and certificate (migration a8e2f4c6b0d3).
+    Index("ix_certificate_issued_count", "issuer_identifier", "owner", "deleted_at", "kind",
+          "status"),
 )
 
 # Tags as rows too, so "tags match" filters are portable SQL (EXISTS), not JSON operators.

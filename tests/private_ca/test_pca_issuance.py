@@ -99,6 +99,14 @@ def test_describe_ca_and_list(pca: Pca, ca: Hierarchy) -> None:
     one = pca.stub.DescribeCACertificateList(
         pb.DescribeCACertificateListRequest(identifier=ca.root_id))
     assert [c.identifier for c in one.certificate_list] == [ca.root_id]
+    # cert_issued_count: the root counts its sub CA; one more server certificate, one more.
+    assert root.cert_issued_count >= 1
+    pca.stub.CreateServerCertificateWithCsr(pb.CreateServerCertificateWithCsrRequest(
+        csr=make_csr(new_key(ca.algorithm), SERVER_NAME), parent_identifier=ca.sub_id,
+        days=30, immediately=1))
+    after = pca.stub.DescribeCACertificate(
+        pb.DescribeCACertificateRequest(identifier=ca.sub_id)).certificate
+    assert after.cert_issued_count == c.cert_issued_count + 1
 
 
 def test_server_certificate_from_csr_with_dns_and_ip_sans(pca: Pca, ca: Hierarchy) -> None:
