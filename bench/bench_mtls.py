@@ -99,8 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     csrs = bi._make_csrs("ECC_256")
     rates: dict[str, list[float]] = {"plaintext": [], "mTLS": []}
     cpu: dict[str, list[float]] = {"plaintext": [], "mTLS": []}
-    # The workers' CPU per certificate: a figure the machine's other load distorts less
-    # than a rate (both instances' workers are counted; the idle one costs ~nothing).
+    # The workers' CPU per certificate over the load window: a figure the machine's other
+    # load distorts less than a rate (both instances' workers are counted; the idle one
+    # costs ~nothing).
     per_cert: dict[str, list[float]] = {"plaintext": [], "mTLS": []}
     errors: dict[str, int] = {"plaintext": 0, "mTLS": 0}
     try:
@@ -122,13 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for run in range(args.runs):
                 for mode, port, client_tls in (("plaintext", plain_port, None),
                                                ("mTLS", mtls_port, tls)):
-                    service0 = bi.workers_cpu_seconds()
                     rate, results = bi._issue_rate(
                         ctx, f"127.0.0.1:{port}", sub_id, csrs, args.concurrency,
                         args.clients, args.seconds, client_tls)
                     issued = sum(r.ok for r in results)
                     per_cert[mode].append(
-                        (bi.workers_cpu_seconds() - service0) / max(1, issued) * 1000)
+                        sum(r.service_cpu_seconds for r in results) / max(1, issued) * 1000)
                     rates[mode].append(rate)
                     elapsed = max(r.seconds for r in results)
                     cpu[mode].append(sum(r.cpu_seconds for r in results) / elapsed)
