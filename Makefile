@@ -78,6 +78,7 @@ fuzz: deps
 bench: deps bench-deps
 	$(BIN)/python bench/bench_token.py
 	$(BIN)/python bench/bench_issuance.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_drift.py
 
 # CRLs at scale (a few minutes): 100k certificates, 20k revoked; BENCH_ARGS=--postgresql
 # runs it on a private PostgreSQL cluster.
