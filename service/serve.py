@@ -82,10 +82,10 @@ def _worker_main(config: Config, index: int, reuse_port: bool, ready: Any,
         # the calling thread's affinity; threads already running would not.
         os.sched_setaffinity(0, {cpu})
     from service.app import open_app
+    from service.log_output import log_to_stderr
 
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s worker-{index} %(levelname)s %(name)s: %(message)s"
-    )
+    # One line per call: written in blocks, not one system call each (service/log_output.py).
+    output = log_to_stderr(f"%(asctime)s worker-{index} %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -105,6 +105,7 @@ def _worker_main(config: Config, index: int, reuse_port: bool, ready: Any,
         running.stop(config.grpc.grace_seconds)
     finally:
         app.close()
+        output.close()  # the buffered lines, before the process exits
 
 
 class Supervisor:
