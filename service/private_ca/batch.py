@@ -196,6 +196,11 @@ class Batcher:
                     finished.append(item)
                 else:
                     reserved.append(item)
+            # Step 10 for everyone this commit finished, before the token work below: their
+            # answers are not held back by this round's signatures, and their next requests
+            # are queued for the next round.
+            self._wake(finished, mine)
+            finished = []
             if reserved and _EXIT_AFTER_RESERVE:
                 _exit_if_asked()
             # Step 7 for the whole round, then step 8 for each: the token takes one call at a
@@ -234,10 +239,14 @@ class Batcher:
                     finished.append(item)
             raise
         finally:
-            self.jobs += len(finished)
-            for item in finished:
-                if item is not mine:
-                    item.wake()
+            self._wake(finished, mine)
+
+    def _wake(self, finished: list[_Item], mine: _Item) -> None:
+        """Wake the callers of ``finished`` (the leader's own request returns by itself)."""
+        self.jobs += len(finished)
+        for item in finished:
+            if item is not mine:
+                item.wake()
 
     @staticmethod
     def _fail(item: _Item, error: BaseException, *, release: bool = True) -> None:
