@@ -161,6 +161,7 @@ class CertificateRow:
     resource_group_id: str | None = None
     enable_crl: bool = False
     deleted_at: dt.datetime | None = None
+    revocation_seq: int | None = None  # the issuer's revocation_count this revocation made
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +171,7 @@ class RevokedEntry:
     serial: str
     revoked_at: dt.datetime
     revocation_reason: int | None
+    revocation_seq: int | None = None  # see schema: certificate.revocation_seq
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +199,18 @@ class CrlRow:
     der: bytes
     created_at: dt.datetime
     revocation_count: int = 0  # the CA's revocations this CRL lists at least
+
+
+@dataclasses.dataclass(frozen=True)
+class CrlHead:
+    """A stored CRL without its DER: what a publisher or a cache needs to know of it."""
+
+    ca_identifier: str
+    crl_number: int
+    this_update: dt.datetime
+    next_update: dt.datetime
+    created_at: dt.datetime
+    revocation_count: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -787,11 +801,19 @@ def revoke_certificate(
 
 def _count_revocation(conn: Connection, identifier: str) -> None:
     # In the revoking transaction: a CRL that read a lower count may miss this revocation.
+    # The revocation is numbered with the count it made; the count's row stays locked until
+    # the commit, so the numbers of one CA follow the commit order (list_revoked_since).
     conn.execute(
         update(ca_t)
         .where(ca_t.c.identifier == select(cert_t.c.issuer_identifier)
                .where(cert_t.c.identifier == identifier).scalar_subquery())
         .values(revocation_count=ca_t.c.revocation_count + 1)
+    )
+    conn.execute(
+        update(cert_t)
+        .where(cert_t.c.identifier == identifier)
+        .values(revocation_seq=select(ca_t.c.revocation_count)
+                .where(ca_t.c.identifier == cert_t.c.issuer_identifier).scalar_subquery())
     )
 
 
@@ -914,15 +936,34 @@ def count_issued(
     return sum(n for kind, state, n in counts if kind in wanted_kinds and state in wanted_status)
 
 
+_REVOKED_COLUMNS = (cert_t.c.serial, cert_t.c.revoked_at, cert_t.c.revocation_reason,
+                    cert_t.c.revocation_seq)
+
+
 def list_revoked(conn: Connection, ca_identifier: str) -> tuple[RevokedEntry, ...]:
     """Every revoked serial of one CA (deleted ones included), for its CRL."""
     rows = conn.execute(
-        select(cert_t.c.serial, cert_t.c.revoked_at, cert_t.c.revocation_reason)
+        select(*_REVOKED_COLUMNS)
         .where(cert_t.c.issuer_identifier == ca_identifier,
                cert_t.c.status == CertificateStatus.REVOKED)
         .order_by(cert_t.c.revoked_at, cert_t.c.serial)
     )
-    return tuple(RevokedEntry(r.serial, r.revoked_at, r.revocation_reason) for r in rows)
+    return tuple(RevokedEntry(*r) for r in rows)
+
+
+def list_revoked_since(conn: Connection, ca_identifier: str,
+                       after_seq: int) -> tuple[RevokedEntry, ...]:
+    """The CA's revocations numbered after ``after_seq``, in order (index
+    ix_certificate_revocation; a revocation is final, so these are all that changed)."""
+    rows = conn.execute(
+        select(*_REVOKED_COLUMNS)
+        .where(cert_t.c.issuer_identifier == ca_identifier,
+               cert_t.c.revocation_seq.is_not(None),
+               cert_t.c.revocation_seq > after_seq,
+               cert_t.c.status == CertificateStatus.REVOKED)
+        .order_by(cert_t.c.revocation_seq)
+    )
+    return tuple(RevokedEntry(*r) for r in rows)
 
 
 def _claimable(now: dt.datetime, leftover_before: dt.datetime) -> ColumnElement[bool]:
@@ -1038,6 +1079,18 @@ def list_crl_history(conn: Connection, ca_identifier: str) -> tuple[CrlHistoryRo
         .order_by(crl_history_t.c.crl_number)
     )
     return tuple(CrlHistoryRow(**r._mapping) for r in rows)
+
+
+def get_latest_crl_head(conn: Connection, ca_identifier: str) -> CrlHead | None:
+    """The CA's current CRL without its DER (which may be a megabyte)."""
+    row = conn.execute(
+        select(crl_t.c.crl_number, crl_t.c.this_update, crl_t.c.next_update,
+               crl_t.c.created_at, crl_t.c.revocation_count)
+        .where(crl_t.c.ca_identifier == ca_identifier)
+        .order_by(crl_t.c.crl_number.desc())
+        .limit(1)
+    ).first()
+    return CrlHead(ca_identifier, *row) if row else None
 
 
 def get_latest_crl(conn: Connection, ca_identifier: str) -> CrlRow | None:
@@ -1188,6 +1241,7 @@ def delete_kms_certificate(conn: Connection, owner: str, certificate_id: str) ->
 __all__ = [
     "CaRow",
     "CertificateRow",
+    "CrlHead",
     "CrlHistoryRow",
     "CrlRow",
     "JsonObject",
@@ -1207,6 +1261,7 @@ __all__ = [
     "get_certificate_by_custom_identifier",
     "get_kms_certificate",
     "get_latest_crl",
+    "get_latest_crl_head",
     "insert_ca",
     "insert_crl",
     "insert_kms_certificate",
@@ -1218,6 +1273,7 @@ __all__ = [
     "list_crl_history",
     "list_kms_certificates",
     "list_revoked",
+    "list_revoked_since",
     "mark_ca_issued",
     "mark_failed",
     "mark_issued",

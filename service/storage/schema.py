@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -270,6 +271,9 @@ certificate = Table(
     Column("lease_expires_at", UtcDateTime(), nullable=True),
     Column("revoked_at", UtcDateTime(), nullable=True),
     Column("revocation_reason", Integer, nullable=True),
+    # The issuer's revocation_count this revocation made (1, 2, ...): committed revocations
+    # in order, so a CRL publisher reads only those after the last it listed.
+    Column("revocation_seq", BigInteger, nullable=True),
     Column("tags", JSON, nullable=False),
     Column("resource_group_id", String(128), nullable=True),
     Column("enable_crl", Boolean, nullable=False),
@@ -293,6 +297,10 @@ certificate = Table(
     # never the rows with their TBS and certificate (migration a8e2f4c6b0d3).
     Index("ix_certificate_issued_count", "issuer_identifier", "owner", "deleted_at", "kind",
           "status"),
+    # Partial: issuance writes rows without a revocation_seq, which stay out of it.
+    Index("ix_certificate_revocation", "issuer_identifier", "revocation_seq",
+          sqlite_where=text("revocation_seq IS NOT NULL"),
+          postgresql_where=text("revocation_seq IS NOT NULL")),
 )
 
 # Tags as rows too, so "tags match" filters are portable SQL (EXISTS), not JSON operators.

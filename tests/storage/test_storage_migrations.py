@@ -94,7 +94,8 @@ def test_crl_history_migration_keeps_the_current_crl_and_hashes_the_rest(db_url:
             conn.execute(insert(ca_t).values(
                 {k: v for k, v in repo._values(ca).items() if k != "revocation_count"}))
             leaf = reserved_cert(ca, "a1")
-            repo.reserve_certificate(conn, leaf)
+            conn.execute(insert(cert_t).values(
+                {k: v for k, v in repo._cert_values(leaf).items() if k != "revocation_seq"}))
             conn.execute(update(cert_t).where(cert_t.c.identifier == leaf.identifier)
                          .values(status="REVOKED", revoked_at=t0))
             for n in (1, 2, 3):
@@ -116,6 +117,52 @@ def test_crl_history_migration_keeps_the_current_crl_and_hashes_the_rest(db_url:
         # Revocations are counted from the start; the kept CRL counted none, so it is due.
         assert current is not None and current.revocation_count == 1
         assert due == (ca.identifier,)
+    finally:
+        engine.dispose()
+
+
+def test_revocation_seq_migration_numbers_each_cas_revocations_in_order(db_url: str) -> None:
+    import datetime as dt
+
+    from alembic import command
+    from sqlalchemy import insert, select
+    from storage_factories import ca_row, reserved_cert
+
+    from service.storage import repo
+    from service.storage.schema import ca as ca_t
+    from service.storage.schema import certificate as cert_t
+
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.begin() as conn:
+            cfg = db.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "a8e2f4c6b0d3")
+        t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        cas = [ca_row(), ca_row()]
+        # Per CA: (serial, revoked hours after t0 or None when still issued).
+        leaves = {cas[0].identifier: [("a1", 3), ("a2", 1), ("a3", None), ("a4", 2)],
+                  cas[1].identifier: [("b1", 5)]}
+        with engine.begin() as conn:
+            for ca in cas:
+                conn.execute(insert(ca_t).values(repo._values(ca)))
+                for serial, hours in leaves[ca.identifier]:
+                    values = repo._cert_values(reserved_cert(ca, serial))
+                    del values["revocation_seq"]
+                    if hours is not None:
+                        values.update(status="REVOKED", revoked_at=t0 + dt.timedelta(hours=hours),
+                                      revocation_reason=1)
+                    conn.execute(insert(cert_t).values(values))
+        db.migrate(engine)
+        with engine.connect() as conn:
+            numbered = conn.execute(select(cert_t.c.serial, cert_t.c.revocation_seq)
+                                    .order_by(cert_t.c.serial)).all()
+            counts = [repo.get_ca_any_owner(conn, ca.identifier) for ca in cas]
+            since = repo.list_revoked_since(conn, cas[0].identifier, 1)
+        # Numbered in the order of revoked_at, per CA; the issued one is not numbered.
+        assert numbered == [("a1", 3), ("a2", 1), ("a3", None), ("a4", 2), ("b1", 1)]
+        assert [c.revocation_count if c else None for c in counts] == [3, 1]
+        assert [(e.serial, e.revocation_seq) for e in since] == [("a4", 2), ("a1", 3)]
     finally:
         engine.dispose()
 

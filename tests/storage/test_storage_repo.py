@@ -221,6 +221,33 @@ def test_revoke_delete_and_crl_entries(engine: Engine) -> None:
     assert [r.identifier for r in listed.items] == [rows[0].identifier]
 
 
+def test_revocations_are_numbered_per_ca_in_commit_order(engine: Engine) -> None:
+    cas = [_add_ca(engine), _add_ca(engine)]
+    rows = [reserved_cert(cas[i % 2], s) for i, s in enumerate(("a1", "a2", "a3", "a4", "a5"))]
+    with engine.begin() as conn:
+        for r in rows:
+            repo.reserve_certificate(conn, r)
+        for r in rows[:4]:
+            repo.mark_issued(conn, r.identifier, b"\x30\x00")
+    # Later revocations dated earlier (another replica's clock): numbered as committed.
+    for i, r in enumerate((rows[2], rows[0], rows[1], rows[3])):
+        with engine.begin() as conn:
+            assert repo.revoke_certificate(conn, "default", r.identifier, 1,
+                                           now=T0 - dt.timedelta(hours=i))
+    with engine.begin() as conn:  # a leftover reservation revoked counts as well
+        assert repo.revoke_reserved(conn, rows[4].identifier, "gone", now=T0)
+    with engine.connect() as conn:
+        since = {ca.identifier: [(e.serial, e.revocation_seq) for e in
+                                 repo.list_revoked_since(conn, ca.identifier, 0)]
+                 for ca in cas}
+        later = repo.list_revoked_since(conn, cas[0].identifier, 1)
+        counts = [repo.get_ca_any_owner(conn, ca.identifier) for ca in cas]
+    assert since == {cas[0].identifier: [("a3", 1), ("a1", 2), ("a5", 3)],
+                     cas[1].identifier: [("a2", 1), ("a4", 2)]}
+    assert [e.serial for e in later] == ["a1", "a5"]
+    assert [c.revocation_count if c else None for c in counts] == [3, 2]
+
+
 def test_certificates_by_serial_one_per_issuer(engine: Engine) -> None:
     # Serials are unique per issuer only: each CA may have its own certificate "5e".
     cas = [_add_ca(engine) for _ in range(3)]
