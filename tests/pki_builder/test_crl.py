@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from random import Random
 
 import pkib_reference as ref
 import pytest
@@ -10,12 +11,15 @@ from asn1crypto import crl as acrl
 from asn1crypto import x509 as ax509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given
+from hypothesis import strategies as st
 from pki_checkers import crl_pem, errors, openssl, openssl_verify, pem, pkilint_crl
 from pkib_support import NOW, Hierarchy, ec_signer, name, sign_and_check
 
 from service.errors import Internal, InvalidArgument
 from service.pki.builder import SIGNATURE_ALGORITHM_IDENTIFIERS, IssuanceRequest, build_tbs
 from service.pki.crl import (
+    CrlEntries,
     ReasonCode,
     RevokedCertificate,
     assemble_crl,
@@ -39,6 +43,31 @@ def _server(h: Hierarchy, cn: str) -> bytes:
     return sign_and_check(h.sub_issuer, h.sub_signer, build_tbs(h.sub_issuer, req))
 
 
+def _reference_tbs(h: Hierarchy, crl_number: int, this_update: datetime,
+                   next_update: datetime, entries: list[tuple[int, datetime, int]]) -> bytes:
+    """The sub CA's TBSCertList built from asn1crypto objects (the reference)."""
+    rev = []
+    for serial, when, reason in sorted(entries):
+        entry = {"user_certificate": serial, "revocation_date": ref.time(when)}
+        if reason:
+            entry["crl_entry_extensions"] = [
+                {"extn_id": "crl_reason", "critical": False,
+                 "extn_value": acrl.CRLReason(reason)}]
+        rev.append(entry)
+    return acrl.TbsCertList({
+        "version": "v2",
+        "signature": ref.signature_algorithm(h.sub_signer.algorithm),
+        "issuer": ax509.Name.load(h.sub_issuer.subject_der),
+        "this_update": ref.time(this_update), "next_update": ref.time(next_update),
+        # RFC 5280 5.1.2.6: absent when nothing is revoked.
+        **({"revoked_certificates": rev} if rev else {}),
+        "crl_extensions": [
+            {"extn_id": "authority_key_identifier", "critical": False,
+             "extn_value": {"key_identifier": h.sub_issuer.key_identifier}},
+            {"extn_id": "crl_number", "critical": False, "extn_value": crl_number}],
+    }).dump(force=True)
+
+
 def _sign_crl(h: Hierarchy, tbs: bytes) -> bytes:
     crl = assemble_crl(tbs, SIGNATURE_ALGORITHM_IDENTIFIERS[h.sub_signer.algorithm],
                        h.sub_signer.sign(tbs))
@@ -55,27 +84,7 @@ def test_crl_revokes(hierarchy: Hierarchy) -> None:
     tbs = build_tbs_crl(hierarchy.sub_issuer, 7, NOW, NOW + timedelta(days=7), entries)
     crl_der = _sign_crl(hierarchy, tbs)
 
-    # Reference: the same TBSCertList from asn1crypto objects.
-    rev = []
-    for serial, when, reason in sorted(entries):
-        entry = {"user_certificate": serial, "revocation_date": ref.time(when)}
-        if reason:
-            entry["crl_entry_extensions"] = [
-                {"extn_id": "crl_reason", "critical": False,
-                 "extn_value": acrl.CRLReason(reason)}]
-        rev.append(entry)
-    expected = acrl.TbsCertList({
-        "version": "v2",
-        "signature": ref.signature_algorithm(hierarchy.sub_signer.algorithm),
-        "issuer": ax509.Name.load(hierarchy.sub_issuer.subject_der),
-        "this_update": ref.time(NOW), "next_update": ref.time(NOW + timedelta(days=7)),
-        "revoked_certificates": rev,
-        "crl_extensions": [
-            {"extn_id": "authority_key_identifier", "critical": False,
-             "extn_value": {"key_identifier": hierarchy.sub_issuer.key_identifier}},
-            {"extn_id": "crl_number", "critical": False, "extn_value": 7}],
-    }).dump(force=True)
-    assert tbs == expected
+    assert tbs == _reference_tbs(hierarchy, 7, NOW, NOW + timedelta(days=7), entries)
 
     crl = cx509.load_der_x509_crl(crl_der)
     assert crl.is_signature_valid(
@@ -130,3 +139,42 @@ def test_duplicate_serial_on_crl(ec_hierarchy: Hierarchy) -> None:
     with pytest.raises(Internal):
         build_tbs_crl(ec_hierarchy.sub_issuer, 2, NOW, NOW + timedelta(days=1),
                       [(5, NOW, 1), (5, NOW, 0)])
+
+
+_REASONS = [r for r in ReasonCode if r is not ReasonCode.REMOVE_FROM_CRL]
+_ENTRY = st.tuples(
+    st.integers(1, (1 << 159) - 1),
+    # Both sides of RFC 5280's switch from UTCTime to GeneralizedTime in 2050.
+    st.datetimes(datetime(1990, 1, 1), datetime(2099, 12, 31)).map(
+        lambda d: d.replace(microsecond=0, tzinfo=UTC)),
+    st.sampled_from([int(r) for r in _REASONS]))
+
+
+@given(entries=st.lists(_ENTRY, max_size=300, unique_by=lambda e: e[0]),
+       cuts=st.lists(st.integers(0, 300), max_size=6), order=st.randoms())
+def test_crl_entries_added_in_batches_encode_as_the_reference(
+        ec_hierarchy: Hierarchy, entries: list[tuple[int, datetime, int]], cuts: list[int],
+        order: Random) -> None:
+    """The incremental path (a publisher adds each revocation once) against asn1crypto."""
+    shuffled = list(entries)
+    order.shuffle(shuffled)
+    bounds = sorted({0, len(shuffled), *(c for c in cuts if c < len(shuffled))})
+    incremental = CrlEntries()
+    for start, end in zip(bounds, bounds[1:], strict=False):  # small and bulk batches
+        incremental.add(RevokedCertificate(s, w, ReasonCode(r))
+                        for s, w, r in shuffled[start:end])
+    assert len(incremental) == len(entries)
+    assert incremental.latest_revocation_date == max((w for _, w, _ in entries), default=None)
+    this_update = datetime(2100, 1, 1, tzinfo=UTC)
+    tbs = build_tbs_crl(ec_hierarchy.sub_issuer, 9, this_update,
+                        this_update + timedelta(days=1), incremental)
+    assert tbs == _reference_tbs(ec_hierarchy, 9, this_update,
+                                 this_update + timedelta(days=1), entries)
+    if entries:  # a serial already listed is refused, and leaves the entries as they were
+        serial, when, _ = entries[0]
+        with pytest.raises(Internal):  # a new serial, then a listed one
+            incremental.add([RevokedCertificate(1 << 159, when), RevokedCertificate(serial, when)])
+        with pytest.raises(Internal):
+            incremental.add([RevokedCertificate(serial, when)] * 100)
+        assert build_tbs_crl(ec_hierarchy.sub_issuer, 9, this_update,
+                             this_update + timedelta(days=1), incremental) == tbs

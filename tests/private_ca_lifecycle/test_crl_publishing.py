@@ -103,13 +103,12 @@ def test_concurrent_revocations_share_one_reissue(lc: Any, h: Hierarchy,
 def test_this_update_never_goes_backwards_nor_before_a_listed_revocation(
         lc: Any, h: Hierarchy, monkeypatch: pytest.MonkeyPatch) -> None:
     assert lc.crls is not None
-    leaf = _leaves(lc, h, 1)[0]
-    _revoke(lc, leaf.identifier)
-    # Another replica, its clock an hour ahead, dated this revocation.
+    leaves = _leaves(lc, h, 2)
+    _revoke(lc, leaves[0].identifier)  # this process has a CRL and its entries
+    # Another replica, its clock an hour ahead, revoked and dated the other one.
     ahead = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1)
     with lc.engine.begin() as conn:
-        conn.execute(update(cert_t).where(cert_t.c.identifier == leaf.identifier)
-                     .values(revoked_at=ahead))
+        assert repo.revoke_certificate(conn, OWNER, leaves[1].identifier, 1, now=ahead)
     first = lc.crls.publish(h.sub_id)
     assert first.this_update >= ahead
     # A clock that went back a day issues the next CRL: its thisUpdate does not go back.
@@ -135,3 +134,80 @@ def test_a_crl_that_missed_a_revocation_is_due_whatever_the_clocks(lc: Any, h: H
                                        now=current.this_update - dt.timedelta(hours=2))
         due = repo.list_crl_due(conn, dt.datetime.now(dt.UTC))
     assert h.sub_id in due
+
+
+def _serials(row: repo.CrlRow | None) -> set[int]:
+    assert row is not None
+    return {r.serial_number for r in x509.load_der_x509_crl(row.der)}
+
+
+def test_each_process_reads_only_the_revocations_since_its_last_crl(
+        lc: Any, h: Hierarchy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.private_ca.crls import CrlPublisher
+
+    assert lc.crls is not None
+    other = CrlPublisher(lc.service)  # another worker process, with its own entries
+    leaves = _leaves(lc, h, 4)
+    serials = [int(leaf.serial_number, 16) for leaf in leaves]
+    _revoke(lc, leaves[0].identifier)
+    assert serials[0] in _serials(other.publish(h.sub_id))  # it reads them all, once
+    full_reads: list[str] = []
+    real = repo.list_revoked
+    monkeypatch.setattr(repo, "list_revoked",
+                        lambda conn, ca: full_reads.append(ca) or real(conn, ca))
+    with lc.engine.begin() as conn:  # the other process's revocation
+        assert repo.revoke_certificate(conn, OWNER, leaves[1].identifier, 4)
+    assert _serials(other.publish(h.sub_id)) >= set(serials[:2])
+    _revoke(lc, leaves[2].identifier)  # this one reads the other's revocation and its own
+    assert _serials(lc.crls.latest(h.sub_id)) >= set(serials[:3])
+    _revoke(lc, leaves[3].identifier)
+    assert _serials(other.publish(h.sub_id)) >= set(serials)
+    assert h.sub_id not in full_reads
+
+
+def test_a_revoked_row_outside_the_numbering_is_listed_once_every_entry_is_read_again(
+        lc: Any, h: Hierarchy, caplog: pytest.LogCaptureFixture) -> None:
+    import datetime as dt
+
+    from service.private_ca.crls import CrlPublisher
+
+    leaves = _leaves(lc, h, 2)
+    serials = [int(leaf.serial_number, 16) for leaf in leaves]
+    each_time = CrlPublisher(lc.service, read_all_every=dt.timedelta(0))
+    each_time.publish(h.sub_id)
+    # Revoked by something other than repo's revocations: no number, not counted.
+    with lc.engine.begin() as conn:
+        conn.execute(update(cert_t).where(cert_t.c.identifier == leaves[0].identifier)
+                     .values(status="REVOKED", revoked_at=dt.datetime.now(dt.UTC)))
+    _revoke(lc, leaves[1].identifier)
+    assert _serials(each_time.publish(h.sub_id)) >= set(serials)
+    assert "without a revocation_seq" in caplog.text
+
+
+def test_a_publisher_that_lost_the_number_to_a_crl_listing_as_much_returns_that_one(
+        lc: Any, h: Hierarchy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.private_ca import crls as crls_module
+    from service.private_ca.crls import CrlPublisher
+
+    assert lc.crls is not None
+    leaf = _leaves(lc, h, 1)[0]
+    _revoke(lc, leaf.identifier)
+    other = CrlPublisher(lc.service)
+    caller = threading.current_thread()
+    real = crls_module.verify_crl
+    winners: list[repo.CrlRow] = []
+    interleaved = threading.Event()
+
+    def verify_crl(der: bytes, spki: bytes) -> None:
+        # Another process stores its CRL between this one's read and its store.
+        if threading.current_thread() is caller and not interleaved.is_set():
+            interleaved.set()
+            winners.append(other.publish(h.sub_id))
+        real(der, spki)
+
+    monkeypatch.setattr(crls_module, "verify_crl", verify_crl)
+    before = len(_history(lc, h.sub_id))
+    row = lc.crls.publish(h.sub_id)
+    assert winners and row.crl_number == winners[0].crl_number and row.der == winners[0].der
+    assert int(leaf.serial_number, 16) in _serials(row)
+    assert len(_history(lc, h.sub_id)) == before + 1  # the winner's only
