@@ -1,22 +1,26 @@
 """CRLs at scale: revocation latency, CRL size and issuance while revocations run.
 
     python bench/bench_crl.py [--issued N] [--revoked R] [--seconds S] [--workers W]
-                              [--concurrency C] [--revokers T] [--postgresql | --database-url URL]
+                              [--concurrency C] [--revokers T] [--rounds ROUNDS] [--warmup U]
+                              [--postgresql | --database-url URL]
 
 Starts the real service (as bench_issuance.py does: N worker processes, temporary SoftHSM
 state, SQLite unless told otherwise), creates an ECC_256 root -> sub CA with CRLs, and seeds
 the sub CA with N issued certificates of which R revoked straight into the database (rows as
-issuance leaves them, with random serials; signing 100k certificates through the token would
-take the benchmark's whole budget and measure something else). Then it measures, in the same
-run:
+issuance and revocation leave them, with random serials; signing 100k certificates through
+the token would take the benchmark's whole budget and measure something else). Then it
+measures, in the same run:
 
 - one revocation: the latency of CreateRevokeClientCertificate (median and p90 of 30, one at
   a time), and how long until the CRL served over HTTP lists the serial;
 - the CRL: size in bytes and entries;
 - issuance (CreateServerCertificateWithCsr, python client) for S seconds without
-  revocations, then for S seconds while T threads revoke certificates one after another; the
-  ratio of the two (target: >= 0.8);
-- the database: its size, and the CRLs it holds.
+  revocations, then for S seconds while T threads revoke seeded certificates one after
+  another, alternating ROUNDS times; the ratio of the medians (target: >= 0.8), with the
+  revocations' rate and latency;
+- the database: its size, and the CRLs it holds;
+- the Python work of one re-issue's TBSCertList at R and 5R entries, encoding every entry
+  against adding one to entries kept encoded (what the publisher does).
 """
 
 from __future__ import annotations
@@ -67,16 +71,22 @@ def _hierarchy(target: str) -> str:
     return str(sub.identifier)
 
 
-def seed(url: str, ca_identifier: str, issued: int, revoked: int) -> float:
-    """Insert ``issued`` ISSUED rows under the CA, ``revoked`` of them REVOKED; seconds."""
-    from sqlalchemy import insert
+def seed(url: str, ca_identifier: str, issued: int, revoked: int,
+         keep: int = 0) -> tuple[float, list[str]]:
+    """Insert ``issued`` ISSUED rows under the CA, ``revoked`` of them REVOKED, as the
+    service's revocations leave them (numbered, counted); seconds taken, and the identifiers
+    of the last ``keep`` rows still ISSUED."""
+    from sqlalchemy import insert, update
 
     from service.storage.db import create_engine_for
+    from service.storage.schema import ca as ca_t
     from service.storage.schema import certificate as cert_t
 
+    numbered = "revocation_seq" in cert_t.c  # (older schemas: an A/B run against them)
     engine = create_engine_for(url)
     started = time.monotonic()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    kept: list[str] = []
     try:
         for start in range(0, issued, SEED_CHUNK):
             rows = []
@@ -97,12 +107,18 @@ def seed(url: str, ca_identifier: str, issued: int, revoked: int) -> float:
                     "revoked_at": created if is_revoked else None,
                     "revocation_reason": 1 if is_revoked and i % 2 else None,
                     "created_at": created, "updated_at": created,
+                    **({"revocation_seq": i + 1 if is_revoked else None} if numbered else {}),
                 })
+                if i >= issued - keep:
+                    kept.append(rows[-1]["identifier"])
             with engine.begin() as conn:
                 conn.execute(insert(cert_t), rows)
+        with engine.begin() as conn:
+            conn.execute(update(ca_t).where(ca_t.c.identifier == ca_identifier)
+                         .values(revocation_count=ca_t.c.revocation_count + revoked))
     finally:
         engine.dispose()
-    return time.monotonic() - started
+    return time.monotonic() - started, kept
 
 
 def _issue_one(stub: Any, sub: str, csr: str) -> str:
@@ -135,6 +151,40 @@ def _serial_of(stub: Any, identifier: str) -> int:
     st = stub.DescribeClientCertificateStatus(pb.DescribeClientCertificateStatusRequest(
         identifier=identifier), timeout=10).certificate_status[0]
     return int(st.serial_number, 16)
+
+
+def reissue_work(sizes: Sequence[int], repeat: int = 5) -> list[tuple[int, float, float]]:
+    """Per CRL size: the Python work of one re-issue after one more revocation (the
+    TBSCertList; signing is one token call whatever the size), in ms, encoding every entry
+    again (before) and adding the new entry to entries kept encoded (CrlEntries, now)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    sys.path.insert(0, str(REPO / "tests" / "pki_builder"))  # a CA with a software key
+    from pkib_support import build_hierarchy, ec_signer
+
+    from service.pki.crl import CrlEntries, RevokedCertificate, build_tbs_crl
+    from service.pki.signer import SignatureAlgorithm
+
+    signer = ec_signer(ec.SECP256R1(), SignatureAlgorithm.SHA256_ECDSA)
+    issuer = build_hierarchy("crl bench", signer, signer).sub_issuer
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    out = []
+    for size in sizes:
+        revoked = [RevokedCertificate(int.from_bytes(secrets.token_bytes(16)) >> 1 or 1, now)
+                   for _ in range(size + repeat)]
+        full, incremental = [], []
+        kept = CrlEntries(revoked[:size])
+        for i in range(repeat):
+            t0 = time.perf_counter()
+            build_tbs_crl(issuer, 2, now, now + dt.timedelta(days=1), revoked[:size + i + 1])
+            t1 = time.perf_counter()
+            kept.add([revoked[size + i]])
+            build_tbs_crl(issuer, 2, now, now + dt.timedelta(days=1), kept)
+            t2 = time.perf_counter()
+            full.append(t1 - t0)
+            incremental.append(t2 - t1)
+        out.append((size, statistics.median(full) * 1000, statistics.median(incremental) * 1000))
+    return out
 
 
 def _database_facts(url: str) -> tuple[int, int, int]:
@@ -176,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16, help="issuance calls in flight")
     p.add_argument("--clients", type=int, default=2, help="issuance client processes")
     p.add_argument("--revokers", type=int, default=2, help="revoking threads during the run")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="runs without and with revocations, alternating (medians)")
+    p.add_argument("--warmup", type=float, default=4.0,
+                   help="seconds the issuance clients get to start and connect")
     p.add_argument("--database-url", default="", help="SQLAlchemy URL (default: SQLite)")
     p.add_argument("--postgresql", action="store_true",
                    help="run on a private PostgreSQL cluster started for the benchmark")
@@ -202,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "HSMCA_DATABASE_URL": url, "HSMCA_HTTP_LISTEN": f"127.0.0.1:{http_port}"}):
                 target = f"127.0.0.1:{port}"
                 sub = _hierarchy(target)
-                seconds = seed(url, sub, args.issued, args.revoked)
+                seconds, revocable = seed(url, sub, args.issued, args.revoked,
+                                          keep=min(args.issued - args.revoked, 20_000))
                 print(f"database: {url.split('://')[0]}; seeded {args.issued} certificates, "
                       f"{args.revoked} revoked, in {seconds:.1f}s")
                 csrs = _make_csrs("ECC_256")
@@ -231,42 +286,77 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"max {max(visible) * 1000:.0f} ms")
                 print(f"CRL: {len(der)} bytes, {entries} entries")
 
-                base, results = _issue_rate(ctx, target, sub, csrs, args.concurrency,
-                                            args.clients, args.seconds)
-                for r in results:
-                    if r.first_error:
-                        print(f"issuance error: {r.first_error} ({r.errors} errors)")
-                if not base:
-                    raise SystemExit("no certificate was issued in the first run")
-                stop = threading.Event()
-                revoked_during: list[float] = []
+                def issue_rate() -> float:
+                    rate, results = _issue_rate(ctx, target, sub, csrs, args.concurrency,
+                                                args.clients, args.seconds,
+                                                warmup=args.warmup)
+                    for r in results:
+                        if r.first_error:
+                            print(f"issuance error: {r.first_error} ({r.errors} errors)")
+                        if r.seconds < 0.9 * args.seconds:
+                            print(f"a client ran {r.seconds:.1f}s of {args.seconds:.0f}s: it "
+                                  "was not ready when the run started (raise --warmup)")
+                    return rate
 
-                def revoker() -> None:
-                    own = _stub(target)
-                    while not stop.is_set() and pool:
-                        try:
-                            identifier = pool.pop()
-                        except IndexError:
-                            return
-                        revoked_during.append(_revoke(own, identifier))
+                def loaded_rate() -> tuple[float, list[float], float]:
+                    """Issuance while the revokers run: (rate, their latencies, seconds)."""
+                    stop = threading.Event()
+                    revoked: list[tuple[float, float]] = []  # (ended at, seconds)
 
-                threads = [threading.Thread(target=revoker, daemon=True)
-                           for _ in range(args.revokers)]
-                for t in threads:
-                    t.start()
-                loaded, _ = _issue_rate(ctx, target, sub, csrs, args.concurrency,
-                                        args.clients, args.seconds)
-                stop.set()
-                for t in threads:
-                    t.join(120)
+                    def revoker() -> None:
+                        # Seeded certificates: enough for every run.
+                        own = _stub(target)
+                        while not stop.is_set():
+                            try:
+                                identifier = revocable.pop()
+                            except IndexError:
+                                return
+                            took = _revoke(own, identifier)
+                            revoked.append((time.monotonic(), took))
+
+                    threads = [threading.Thread(target=revoker, daemon=True)
+                               for _ in range(args.revokers)]
+                    for t in threads:
+                        t.start()
+                    run_from = time.monotonic() + args.warmup
+                    rate = issue_rate()
+                    run_to = time.monotonic()
+                    stop.set()
+                    for t in threads:
+                        t.join(120)
+                    return rate, [took for ended, took in revoked
+                                  if run_from <= ended <= run_to], run_to - run_from
+
+                # Runs without and with revocations alternate (a shared machine's load
+                # drifts); the ratio is that of the medians.
+                bases, loads, during, spent = [], [], [], 0.0
+                for _ in range(args.rounds):
+                    bases.append(issue_rate())
+                    if not bases[-1]:
+                        raise SystemExit("no certificate was issued in a run")
+                    rate, took, seconds = loaded_rate()
+                    loads.append(rate)
+                    during += took
+                    spent += seconds
+                base, loaded = statistics.median(bases), statistics.median(loads)
+                during.sort()
                 print(f"issuance: {base:.0f} certs/s without revocations, {loaded:.0f} certs/s "
-                      f"while {args.revokers} threads revoked ({len(revoked_during)} "
-                      f"revocations, median {statistics.median(revoked_during) * 1000:.0f} ms)"
-                      f"; ratio {loaded / base:.2f} (target >= 0.8)" if revoked_during else
-                      f"issuance: {base:.0f} certs/s; no revocation ran during the second run")
+                      f"while {args.revokers} threads revoked ({len(during)} revocations, "
+                      f"{len(during) / spent:.1f}/s, median "
+                      f"{statistics.median(during) * 1000:.0f} ms, max "
+                      f"{during[-1] * 1000:.0f} ms); ratio {loaded / base:.2f} (target >= 0.8; "
+                      f"medians of {args.rounds} alternating runs of {args.seconds:.0f} s: "
+                      f"{', '.join(f'{b:.0f}' for b in bases)} / "
+                      f"{', '.join(f'{r:.0f}' for r in loads)})"
+                      if during else
+                      f"issuance: {base:.0f} certs/s; no revocation ran during the runs")
                 size, crl_rows, crl_bytes = _database_facts(url)
                 print(f"database: {size / 1e6:.1f} MB; {crl_rows} CRL rows holding "
                       f"{crl_bytes / 1e6:.2f} MB")
+        for entries, full, kept in reissue_work([args.revoked, 5 * args.revoked]):
+            print(f"TBSCertList of a re-issue at {entries} entries: {full:.1f} ms encoding "
+                  f"every entry, {kept:.1f} ms adding one to the entries kept encoded "
+                  f"({full / kept:.0f}x)")
     finally:
         if cluster is not None:
             cluster.destroy()

@@ -217,18 +217,19 @@ def _client_run(target: str, sub_id: str, csrs: list[str], calls: int, start_at:
 
 
 def _issue_rate(ctx: Any, target: str, sub_id: str, csrs: list[str], concurrency: int,
-                clients: int, seconds: float,
-                tls: ClientTls | None = None) -> tuple[float, list[ClientResult]]:
+                clients: int, seconds: float, tls: ClientTls | None = None,
+                warmup: float = 2.0) -> tuple[float, list[ClientResult]]:
     """Issue for ``seconds`` with P client processes: (certs/s, the clients' results).
 
-    The service workers' CPU time is sampled when the clients' clock starts and when it
-    stops, so it covers the load alone (not the clients' start-up and connecting); it is
-    reported as the first result's ``service_cpu_seconds`` (the others' is 0, so a sum over
-    the results is the window's).
+    The clients start together ``warmup`` seconds from now (every client process spawned
+    and connected). The service workers' CPU time is sampled when the clients' clock starts
+    and when it stops, so it covers the load alone (not the clients' start-up and
+    connecting); it is reported as the first result's ``service_cpu_seconds`` (the others'
+    is 0, so a sum over the results is the window's).
     """
     calls = [concurrency // clients + (1 if i < concurrency % clients else 0)
              for i in range(clients)]
-    start_at = time.time() + 2.0  # every client connected and waiting
+    start_at = time.time() + warmup
     with ctx.Pool(clients) as pool:
         pending = pool.starmap_async(
             _client, [(target, sub_id, csrs, n, start_at, seconds, tls) for n in calls])
