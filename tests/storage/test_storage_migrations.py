@@ -69,11 +69,19 @@ def test_migrations_are_located_without_cwd(tmp_path: Path, monkeypatch) -> None
     assert db.current_revision(db.create_engine_for(f"sqlite:///{tmp_path / 'x.db'}"))
 
 
+def _downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    with engine.begin() as conn:
+        cfg = db.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
 def test_crl_history_migration_keeps_the_current_crl_and_hashes_the_rest(db_url: str) -> None:
     import datetime as dt
     import hashlib
 
-    from alembic import command
     from sqlalchemy import insert, select, update
     from storage_factories import ca_row, reserved_cert
 
@@ -85,10 +93,7 @@ def test_crl_history_migration_keeps_the_current_crl_and_hashes_the_rest(db_url:
     engine = db.create_engine_for(db_url)
     try:
         # A database as the previous revision left it: every CRL ever issued, in full.
-        with engine.begin() as conn:
-            cfg = db.alembic_config()
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "d4b6e8f0a2c1")
+        _downgrade(engine, "d4b6e8f0a2c1")
         ca, t0 = ca_row(), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         with engine.begin() as conn:
             conn.execute(insert(ca_t).values(
@@ -124,7 +129,6 @@ def test_crl_history_migration_keeps_the_current_crl_and_hashes_the_rest(db_url:
 def test_revocation_seq_migration_numbers_each_cas_revocations_in_order(db_url: str) -> None:
     import datetime as dt
 
-    from alembic import command
     from sqlalchemy import insert, select
     from storage_factories import ca_row, reserved_cert
 
@@ -134,10 +138,7 @@ def test_revocation_seq_migration_numbers_each_cas_revocations_in_order(db_url: 
 
     engine = db.create_engine_for(db_url)
     try:
-        with engine.begin() as conn:
-            cfg = db.alembic_config()
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "a8e2f4c6b0d3")
+        _downgrade(engine, "a8e2f4c6b0d3")
         t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         cas = [ca_row(), ca_row()]
         # Per CA: (serial, revoked hours after t0 or None when still issued).
