@@ -3,6 +3,9 @@
 Why a lock around every call: python-pkcs11 calls ``C_Initialize(NULL)``, so SoftHSM runs
 without internal locking; two threads in the token at once crashed the process and once
 corrupted the token (docs/architecture.md, "PKCS#11 facts"). We scale with processes instead.
+The lock belongs to the module, not to a Token: two Tokens of one module in a process (two
+roles, or a second Token opened beside the first) share SoftHSM's unlocked state, so a thread
+in one of them keeps every other thread out of the whole module.
 
 Why the session is never closed per request: ``Session.close()`` calls ``C_Logout``, which
 logs out every session of the process. A session lives as long as the process; when the
@@ -113,6 +116,16 @@ OPEN_ATTEMPTS = 5
 # re-initialisation runs while no other thread is inside the module (see _reinitialize).
 _OPENING = threading.Lock()
 _OPEN_TOKENS: weakref.WeakSet[Token] = weakref.WeakSet()
+# One re-entrant lock per loaded PKCS#11 module (by its file's real path), shared by every
+# Token of that module in this process: see "Why a lock around every call" above.
+_MODULE_LOCKS: dict[str, threading.RLock] = {}
+_MODULE_LOCKS_GUARD = threading.Lock()
+
+
+def module_lock(module: str) -> threading.RLock:
+    """The lock every call into ``module`` holds in this process."""
+    with _MODULE_LOCKS_GUARD:
+        return _MODULE_LOCKS.setdefault(os.path.realpath(module), threading.RLock())
 
 
 def _pause(attempt: int) -> None:
@@ -147,7 +160,7 @@ class Token:
 
     def __init__(self, config: TokenConfig) -> None:
         self.config = config
-        self._lock = threading.RLock()
+        self._lock = module_lock(config.module)
         self._pid = os.getpid()
         self._lib = load_library(config.module)
         self._session: Any = None
@@ -223,13 +236,9 @@ class Token:
                 self._reinitialize()
 
     def _reinitialize(self) -> None:
-        """C_Finalize + C_Initialize, with every other open Token of the module held."""
-        others = sorted(
-            (t for t in list(_OPEN_TOKENS) if t._lib is self._lib and t is not self), key=id
-        )
-        with contextlib.ExitStack() as held:
-            for token in others:
-                held.enter_context(token._lock)  # none of them is inside the module now
+        """C_Finalize + C_Initialize, holding the module's lock (no other Token is inside)."""
+        others = [t for t in list(_OPEN_TOKENS) if t._lib is self._lib and t is not self]
+        with self._lock:
             try:
                 self._lib.reinitialize()
             finally:
@@ -284,16 +293,12 @@ class Token:
     def _recover(self, cause: BaseException | None) -> None:
         """Reopen, or else re-initialise the module and open; raise TokenUnavailable if not.
 
-        Called without holding this Token's lock: it takes the process-wide opening lock and
-        then the lock of every Token of the module in one order, so that two Tokens
+        Called without holding the module's lock: it takes the process-wide opening lock and
+        then the module's lock, in the order Token() takes them, so that two Tokens
         recovering at once cannot deadlock and no other thread is in the module during a
         re-initialisation.
         """
-        with _OPENING, contextlib.ExitStack() as held:
-            for token in sorted(
-                {t for t in list(_OPEN_TOKENS) if t._lib is self._lib} | {self}, key=id
-            ):
-                held.enter_context(token._lock)
+        with _OPENING, self._lock:
             if self._pin_refused is not None:
                 raise TokenUnavailable(
                     f"token {self.label!r}: login refused, not retried: {self._pin_refused}"

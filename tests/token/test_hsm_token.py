@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -16,7 +17,6 @@ from typing import Any
 import pytest
 from hsm_helpers import new_key_id, verify
 from hsm_workers import sign_for
-from pkcs11.exceptions import GeneralError
 
 from hsm.config import TokenConfig, TokenRole
 from hsm.errors import TokenConfigError, TokenUnavailable
@@ -213,11 +213,63 @@ def test_threads_sharing_one_token_are_serialised(
         verify(key.public_key_info, SignMechanism.ECDSA_SHA256, message, signature)
 
 
+_TWO_TOKENS_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, threading
+    from hsm.config import TokenConfig, TokenRole
+    from hsm.signing import SignMechanism, sign
+    from hsm.token import Token
+
+    module, pin, ec_id, rsa_id = sys.argv[1], sys.argv[2], *map(bytes.fromhex, sys.argv[3:5])
+    # Two Tokens of one module in one process, as the service's roles are.
+    tokens = [Token(TokenConfig(TokenRole.HSM, module, "hsmca-hsm", pin)) for _ in range(2)]
+    jobs = [(ec_id, SignMechanism.ECDSA_SHA256), (rsa_id, SignMechanism.RSA_PKCS1_SHA256)]
+    signed, errors = [], []
+
+    def work(n):
+        token, (key_id, mechanism) = tokens[n % 2], jobs[(n // 2) % 2]
+        try:
+            for i in range(120):
+                message = f"{n}-{i}".encode()
+                signature = sign(token, key_id, mechanism, message)
+                signed.append((mechanism.value, message.hex(), signature.hex()))
+        except BaseException as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"errors": errors, "signed": signed}))
+    """
+)
+
+
+def test_two_tokens_of_one_module_never_enter_it_at_once(
+    user_pin: str, keys: dict[KeySpec, GeneratedKey]
+) -> None:
+    # SoftHSM runs without its own locking: threads using two Tokens of the module at once
+    # would be inside it together (a crash, or a GeneralError, without the module's lock).
+    # In a child process, so that a crash fails this test rather than the whole run.
+    ec, rsa = keys[KeySpec.EC_P256], keys[KeySpec.RSA_2048]
+    done = subprocess.run(
+        [sys.executable, "-c", _TWO_TOKENS_SCRIPT, MODULE, user_pin, ec.key_id.hex(),
+         rsa.key_id.hex()],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["errors"] == []
+    assert len(result["signed"]) == 8 * 120
+    public = {SignMechanism.ECDSA_SHA256: ec.public_key_info,
+              SignMechanism.RSA_PKCS1_SHA256: rsa.public_key_info}
+    for mechanism_name, message, signature in result["signed"]:
+        mechanism = SignMechanism(mechanism_name)
+        verify(public[mechanism], mechanism, bytes.fromhex(message), bytes.fromhex(signature))
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False, raises=GeneralError,
-    reason="intermittent: the fresh Token's first key lookup after the two signing processes "
-           "can get a raw GeneralError while the token still answers C_GetTokenInfo")
 def test_two_processes_sign_concurrently(
     softhsm_state: Path, user_pin: str, keys: dict[KeySpec, GeneratedKey]
 ) -> None:
