@@ -68,8 +68,17 @@ def random_uuid4() -> uuid.UUID:
 
 
 def new_identifier() -> str:
-    """A resource identifier (a random UUID, RFC 9562 version 4, in its string form)."""
-    return str(random_uuid4())
+    """A resource identifier (a random UUID, RFC 9562 version 4, in its string form).
+
+    The string of :func:`random_uuid4`, formatted directly (~1.1 against ~2.3 us through
+    ``uuid.UUID``): every issuance call makes two, its request id and its certificate's
+    identifier.
+    """
+    b = bytearray(random_bytes(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4 (RFC 9562 5.4)
+    b[8] = (b[8] & 0x3F) | 0x80  # variant 10
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 #: CKA_ID length of the keys the services generate.

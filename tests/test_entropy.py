@@ -37,6 +37,15 @@ def test_uuid4_has_version_and_variant() -> None:
     assert len({entropy.random_uuid4() for _ in range(1000)}) == 1000
 
 
+def test_identifiers_are_uuid4_strings_in_canonical_form() -> None:
+    ids = [entropy.new_identifier() for _ in range(1000)]
+    for i in ids:
+        u = uuid.UUID(i)
+        assert str(u) == i
+        assert u.version == 4 and u.variant == uuid.RFC_4122
+    assert len(set(ids)) == 1000
+
+
 def test_serials_are_positive_16_octet_values_from_the_pool() -> None:
     serials = {new_serial() for _ in range(2000)}
     assert len(serials) == 2000

@@ -41,8 +41,8 @@ import re
 import threading
 import time
 import tomllib
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -462,14 +462,24 @@ def current_grant() -> Grant | None:
     return _grant.get()
 
 
-@contextmanager
-def granted(grant: Grant | None) -> Iterator[None]:
+class _Granted:
+    """The context manager of :func:`granted` (a class: see principal.acting_as)."""
+
+    __slots__ = ("_grant_value", "_token")
+
+    def __init__(self, grant: Grant | None) -> None:
+        self._grant_value = grant
+
+    def __enter__(self) -> None:
+        self._token = _grant.set(self._grant_value)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _grant.reset(self._token)
+
+
+def granted(grant: Grant | None) -> AbstractContextManager[None]:
     """Run the enclosed block under ``grant`` (the interceptor wraps each call in this)."""
-    token = _grant.set(grant)
-    try:
-        yield
-    finally:
-        _grant.reset(token)
+    return _Granted(grant)
 
 
 def check_issuance(facts: IssuanceFacts) -> None:

@@ -8,8 +8,7 @@ it through :func:`current_principal` and never look at transport metadata themse
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 __all__ = ["LOCAL_ADMIN_ID", "Principal", "acting_as", "current_principal", "current_tenant"]
@@ -56,11 +55,24 @@ def current_tenant() -> str:
     return principal.tenant
 
 
-@contextmanager
-def acting_as(principal: Principal) -> Iterator[Principal]:
+class _ActingAs:
+    """The context manager of :func:`acting_as`: a class, not a generator, because every
+    call enters one (half the cost of ``contextlib.contextmanager``'s, ~0.5 against ~1.2
+    us)."""
+
+    __slots__ = ("_principal", "_token")
+
+    def __init__(self, principal: Principal) -> None:
+        self._principal = principal
+
+    def __enter__(self) -> Principal:
+        self._token = _current.set(self._principal)
+        return self._principal
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
+
+
+def acting_as(principal: Principal) -> AbstractContextManager[Principal]:
     """Run the enclosed block as ``principal`` (the interceptor wraps each call in this)."""
-    token = _current.set(principal)
-    try:
-        yield principal
-    finally:
-        _current.reset(token)
+    return _ActingAs(principal)

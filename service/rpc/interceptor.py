@@ -27,7 +27,7 @@ from service import audit, metrics
 from service.auth.perimeter import Perimeter
 from service.auth.policy import granted
 from service.auth.principal import acting_as
-from service.entropy import random_uuid4
+from service.entropy import new_identifier
 from service.errors import (
     HsmcaError,
     InvalidArgument,
@@ -209,6 +209,9 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, perimeter: Perimeter) -> None:
         self._perimeter = perimeter
+        # Method -> (the service's handler, ours around it). gRPC asks for the handler on
+        # every call; the service's stays the same object, so ours is built once per method.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def intercept_service(
         self,
@@ -220,21 +223,26 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         inner: UnaryHandler = handler.unary_unary
 
         def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
             return self._call(method, inner, request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             unary_unary,
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def _call(
         self, method: str, inner: UnaryHandler, request: Any, context: grpc.ServicerContext
     ) -> Any:
-        request_id = str(random_uuid4())
+        request_id = new_identifier()  # a random UUID's string
         token = _request_id.set(request_id)
         started = time.monotonic()
         code = grpc.StatusCode.UNKNOWN
