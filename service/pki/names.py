@@ -197,12 +197,18 @@ def _public_suffixes() -> PublicSuffixList:
     return PublicSuffixList(only_icann=True)
 
 
+def may_be_ip_address(value: str) -> bool:
+    """False when ``value`` cannot be an IP address: no ':' (IPv6) and not only digits and
+    dots (IPv4). A cheap test before normalize_ip_address, whose refusal is an exception."""
+    return ":" in value or _IPV4_CHARS.match(value) is not None
+
+
 def normalize_ip_address(value: str, *, reason: str = REASON_SAN) -> str:
     """Validate an IPv4/IPv6 address (no prefix, no zone) and return its canonical text."""
     if type(value) is str and ":" not in value:
         if _CANONICAL_IPV4.match(value):
             return value  # what ipaddress would return for it, without its parse
-        if not _IPV4_CHARS.match(value):
+        if not may_be_ip_address(value):
             # Neither IPv6 (needs ':') nor IPv4 (digits and dots): skip ipaddress's parses.
             raise _fail(reason, f"{quote(value)} is not an IPv4 or IPv6 address")
     try:

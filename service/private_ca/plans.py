@@ -21,6 +21,7 @@ from service.pki.names import (
     SanType,
     SubjectAltName,
     build_name,
+    may_be_ip_address,
     normalize_dns_name,
     normalize_ip_address,
     parse_client_sans,
@@ -262,10 +263,12 @@ def leaf_subject_der(s: SubjectFields, ca: CaRow, cn: str | None) -> bytes:
 
 
 def _cn_as_san(cn: str) -> SubjectAltName | None:
-    try:
-        return SubjectAltName(SanType.IP_ADDRESS, normalize_ip_address(cn))
-    except InvalidArgument:
-        pass
+    # The usual CN is a DNS name: test for an address without raising a refusal for it.
+    if may_be_ip_address(cn):
+        try:
+            return SubjectAltName(SanType.IP_ADDRESS, normalize_ip_address(cn))
+        except InvalidArgument:
+            pass
     try:
         return SubjectAltName(SanType.DNS_NAME, normalize_dns_name(cn))
     except InvalidArgument:
