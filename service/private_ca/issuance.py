@@ -328,7 +328,12 @@ def _audited(reservation: Reservation, event: IssuanceEvent) -> Reservation:
         reason = getattr(error, "reason", "") or type(error).__name__
         return _both(mark_failed(error), log.op(log.failure(entry, f"{reason}: {error}")))
 
-    return dataclasses.replace(reservation, record=recorded, mark_failed=failed)
+    # Built directly: dataclasses.replace costs ~3x as much, on every certificate.
+    return Reservation(row=row, signer=reservation.signer,
+                       issuer_public_key_info=reservation.issuer_public_key_info,
+                       signature_algorithm_der=reservation.signature_algorithm_der,
+                       reserve=reservation.reserve, record=recorded, mark_failed=failed,
+                       release=reservation.release)
 
 
 def _both(first: Operation, second: Operation) -> Operation:
@@ -383,7 +388,8 @@ class IssuanceCycle:
         # 1. Load the issuing CA and check it may issue.
         state = self.issuing_ca(owner, req.common)
         # 2. Validate the request against it: nothing stored, no key made yet.
-        plan = self.planner.plan(req, state, self.now())
+        now = self.now()
+        plan = self.planner.plan(req, state, now)
         event = IssuanceEvent(owner, state.ca.identifier, plan.kind, time.monotonic(),
                               key_id=state.ca.key_id,
                               names=tuple((s.type.value, s.value) for s in plan.sans),
@@ -420,7 +426,8 @@ class IssuanceCycle:
                 # 5. Our own RFC 5280 checks, before the token is asked (invariant 4).
                 lint_tbs(tbs, issuer)
                 row = _leaf_row(identifier, owner, state.ca.identifier, plan, serial, tbs,
-                                placement if key_id is not None else None, key_id, self.now())
+                                placement if key_id is not None else None, key_id,
+                                now if lease is None else self.now())
             except BaseException:
                 release()
                 raise
