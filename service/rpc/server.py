@@ -8,10 +8,7 @@ kernel spreads connections between them.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import weakref
-from _thread import allocate_lock
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any
@@ -50,114 +47,6 @@ _health_by_server: weakref.WeakKeyDictionary[Any, health.HealthServicer] = (
 )
 
 
-class _CallDone:
-    """What :meth:`_CallPool.submit` returns: the one part of a Future gRPC's server uses,
-    ``add_done_callback`` (it counts the calls in flight with it)."""
-
-    __slots__ = ("_callbacks", "_done", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = allocate_lock()
-        self._callbacks: list[Callable[[Any], object]] = []
-        self._done = False
-
-    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        """Call ``fn(self)`` when the work is done (now, if it is)."""
-        with self._lock:
-            if not self._done:
-                self._callbacks.append(fn)
-                return
-        fn(self)
-
-    def finish(self) -> None:
-        with self._lock:
-            self._done = True
-            callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            try:
-                fn(self)
-            except Exception:
-                _log.exception("a gRPC call's completion callback failed")
-
-
-class _CallPool(futures.ThreadPoolExecutor):
-    """The threads gRPC's server runs each call's handler in: ``max_workers`` threads taking
-    work from one queue, with no Future per call.
-
-    gRPC hands every call to ``submit`` and only adds a done callback to what it returns.
-    ThreadPoolExecutor's Future (a Condition, taken three times per call) and its idle-thread
-    semaphore cost ~6.5 us of CPU per call; this ~2.6 us (docs/benchmarks.md). A ThreadPool-
-    Executor by type, because grpc.server asks for one; none of its own machinery is used.
-    """
-
-    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
-        super().__init__(max_workers=1)  # starts no thread until its own submit, never used
-        self._calls: queue.SimpleQueue[tuple[_CallDone, Callable[..., Any], tuple[Any, ...]]
-                                       | None] = queue.SimpleQueue()
-        self._max_workers_of_pool = max_workers
-        self._prefix = thread_name_prefix
-        self._workers: list[threading.Thread] = []
-        self._idle = 0  # threads done with their call and not yet taken by a submit
-        self._count_lock = allocate_lock()  # for _idle, which the threads change
-        self._start_lock = allocate_lock()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Queue ``fn(*args)`` for a pool thread; return its completion (see _CallDone)."""
-        if kwargs:
-            raise TypeError("the call pool takes positional arguments only")
-        done = _CallDone()
-        self._calls.put((done, fn, args))
-        # As ThreadPoolExecutor: each call takes an idle thread, or starts one (up to
-        # max_workers; beyond, calls wait in the queue).
-        with self._count_lock:
-            idle = self._idle > 0
-            if idle:
-                self._idle -= 1
-        if not idle:
-            with self._start_lock:
-                if len(self._workers) < self._max_workers_of_pool:
-                    thread = threading.Thread(target=self._work, daemon=True,
-                                              name=f"{self._prefix}_{len(self._workers)}")
-                    self._workers.append(thread)
-                    thread.start()
-        return done
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Let the threads finish the queued calls and end (and wait for them)."""
-        with self._start_lock:
-            self._max_workers_of_pool = 0  # no thread starts after this
-            workers = list(self._workers)
-        for _ in workers:
-            self._calls.put(None)
-        if wait:
-            for thread in workers:
-                thread.join()
-        super().shutdown(wait=wait, cancel_futures=cancel_futures)
-
-    def _work(self) -> None:
-        take = self._calls.get
-        count = self._count_lock
-        while True:
-            call = take()
-            if call is None:
-                return
-            done, fn, args = call
-            try:
-                fn(*args)
-            except BaseException:
-                # gRPC's call functions handle their own errors; a Future would have kept
-                # this one where nobody looks.
-                _log.exception("a gRPC call function raised")
-            finally:
-                with count:
-                    self._idle += 1  # taken by the next submit
-                done.finish()
-
-
-# Call pools by server, so graceful_stop can end their threads once the server has stopped.
-_pool_by_server: weakref.WeakKeyDictionary[Any, _CallPool] = weakref.WeakKeyDictionary()
-
-
 def service_names(servicer: object) -> list[str]:
     """Return the full hsmca.v1 service names a servicer implements (via its generated bases)."""
     names = [
@@ -185,9 +74,8 @@ def build_server(
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be >= 1, got {max_workers}")
-    pool = _CallPool(max_workers, thread_name_prefix="grpc")
     server = grpc.server(
-        pool,
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=[HsmcaServerInterceptor(perimeter)],
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
@@ -211,7 +99,6 @@ def build_server(
     for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _health_by_server[server] = health_servicer
-    _pool_by_server[server] = pool
 
     reflection.enable_server_reflection(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -248,6 +135,3 @@ def graceful_stop(server: grpc.Server, grace_seconds: float) -> None:
     done = server.stop(grace_seconds)
     # stop() cancels whatever is still running at the deadline; wait for that to finish too.
     done.wait(grace_seconds + 5.0)
-    pool = _pool_by_server.pop(server, None)
-    if pool is not None:
-        pool.shutdown(wait=False)
