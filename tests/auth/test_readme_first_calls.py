@@ -20,6 +20,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.log_output import FLUSH_INTERVAL_SECONDS
 from service.rpc.channel import client_channel
 from tests.e2e.serve_support import REPO, free_port
 
@@ -70,6 +71,11 @@ def test_make_serve_and_the_readme_first_calls(tmp_path: Path) -> None:
                             start_new_session=True)
     try:
         _wait_for_mtls(work, f"127.0.0.1:{port}", proc, log)
+        # A worker writes its INFO lines in blocks (service/log_output.py): its "gRPC server
+        # ... (mTLS)" line may reach the log a flush interval after the server answers.
+        until = time.monotonic() + 10 * FLUSH_INTERVAL_SECONDS
+        while "mTLS" not in log.read_text() and time.monotonic() < until:
+            time.sleep(FLUSH_INTERVAL_SECONDS / 4)
         served = log.read_text()
         assert "mTLS" in served and "PLAINTEXT" not in served
         # Plaintext is refused by an mTLS server.
