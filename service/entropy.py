@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 
-__all__ = ["BLOCK_BYTES", "new_identifier", "new_key_id", "random_bytes", "random_uuid4"]
+__all__ = ["BLOCK_BYTES", "new_identifier", "new_key_id", "random_bytes"]
 
 #: Bytes read from the OS per refill.
 BLOCK_BYTES = 4096
@@ -62,15 +61,10 @@ def random_bytes(n: int) -> bytes:
     return _pool.take(n)
 
 
-def random_uuid4() -> uuid.UUID:
-    """A random (version 4) UUID, as ``uuid.uuid4`` makes, from :func:`random_bytes`."""
-    return uuid.UUID(bytes=random_bytes(16), version=4)
-
-
 def new_identifier() -> str:
     """A resource identifier (a random UUID, RFC 9562 version 4, in its string form).
 
-    The string of :func:`random_uuid4`, formatted directly (~1.1 against ~2.3 us through
+    From :func:`random_bytes`, formatted directly (~1.1 against ~2.3 us through
     ``uuid.UUID``): every issuance call makes two, its request id and its certificate's
     identifier.
     """

@@ -31,12 +31,6 @@ def test_a_request_larger_than_the_rest_of_the_block_reads_a_fresh_block() -> No
         pool.take(-1)
 
 
-def test_uuid4_has_version_and_variant() -> None:
-    u = entropy.random_uuid4()
-    assert u.version == 4 and u.variant == uuid.RFC_4122
-    assert len({entropy.random_uuid4() for _ in range(1000)}) == 1000
-
-
 def test_identifiers_are_uuid4_strings_in_canonical_form() -> None:
     ids = [entropy.new_identifier() for _ in range(1000)]
     for i in ids:
