@@ -2,9 +2,11 @@
 
     python bench/bench_ab.py OLD_CHECKOUT NEW_CHECKOUT [--algorithm ECC_256|RSA_2048]
                              [--runs R] [--seconds S] [--workers N] [--concurrency C]
+                             [--python-old PY] [--python-new PY]
 
 Starts the real service from each checkout (a directory with this repository's layout,
-e.g. ``git worktree add /tmp/old main``; both run with this interpreter and its packages),
+e.g. ``git worktree add /tmp/old main``; both run with this interpreter and its packages,
+or with the interpreter --python-old / --python-new names, e.g. another ``.venv``'s),
 each on its own SoftHSM state and SQLite database, both up at once. Then R pairs of h2load
 runs, A then B, then B then A, ... (so a shared machine's drifting load hits both alike),
 each run S seconds of CreateServerCertificateWithCsr with C calls in flight, checked as
@@ -99,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="length of one run")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--concurrency", type=int, default=16, help="calls in flight")
+    p.add_argument("--python-old", type=Path, default=Path(sys.executable),
+                   help="interpreter that serves checkout A (default: this one)")
+    p.add_argument("--python-new", type=Path, default=Path(sys.executable),
+                   help="interpreter that serves checkout B (default: this one)")
     p.add_argument("--serve", nargs=3, metavar=("CHECKOUT", "INFO", "STOP"),
                    help=argparse.SUPPRESS)  # internal: the serving process
     args = p.parse_args(argv)
@@ -117,9 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="hsmca-bench-ab-run-"))
     servers: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for name, checkout in (("A", args.old), ("B", args.new)):
+        for name, checkout, python in (("A", args.old, args.python_old),
+                                       ("B", args.new, args.python_new)):
             servers[name] = subprocess.Popen(  # noqa: S603 - this script, fixed arguments
-                [sys.executable, __file__, "--serve", str(checkout.resolve()),
+                [str(python), __file__, "--serve", str(checkout.resolve()),
                  str(work / f"{name}.json"), str(work / "stop"),
                  "--algorithm", args.algorithm, "--workers", str(args.workers)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
