@@ -121,19 +121,20 @@ class _TokenOperation:
     """The context manager of :func:`token_operation`: a class, not a generator, because
     every certificate's signature runs in one."""
 
-    __slots__ = ("_duration", "_error", "_ok", "_started")
+    __slots__ = ("_mechanism", "_operation", "_started")
 
     def __init__(self, operation: str, mechanism: str) -> None:
-        self._duration: Any = _child(TOKEN_DURATION, operation, mechanism)
-        self._ok: Any = _child(TOKEN_OPERATIONS, operation, mechanism, "ok")
-        self._error: Any = _child(TOKEN_OPERATIONS, operation, mechanism, "error")
+        self._operation = operation
+        self._mechanism = mechanism
 
     def __enter__(self) -> None:
         self._started = time.perf_counter()
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        self._duration.observe(time.perf_counter() - self._started)
-        (self._ok if exc_type is None else self._error).inc()
+        _child(TOKEN_DURATION, self._operation, self._mechanism).observe(
+            time.perf_counter() - self._started)
+        _child(TOKEN_OPERATIONS, self._operation, self._mechanism,
+               "ok" if exc_type is None else "error").inc()
 
 
 _NOT_COUNTED = contextlib.nullcontext()
