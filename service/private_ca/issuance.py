@@ -328,12 +328,7 @@ def _audited(reservation: Reservation, event: IssuanceEvent) -> Reservation:
         reason = getattr(error, "reason", "") or type(error).__name__
         return _both(mark_failed(error), log.op(log.failure(entry, f"{reason}: {error}")))
 
-    # Built directly: dataclasses.replace costs ~3x as much, on every certificate.
-    return Reservation(row=row, signer=reservation.signer,
-                       issuer_public_key_info=reservation.issuer_public_key_info,
-                       signature_algorithm_der=reservation.signature_algorithm_der,
-                       reserve=reservation.reserve, record=recorded, mark_failed=failed,
-                       release=reservation.release)
+    return dataclasses.replace(reservation, record=recorded, mark_failed=failed)
 
 
 def _both(first: Operation, second: Operation) -> Operation:
