@@ -30,6 +30,10 @@ the service:
 The workers run as ``make serve`` runs them: each pinned to its own CPU (``grpc.pin_workers``,
 service/serve.py); --no-pin-workers lets them float, for comparison.
 
+It ends with a line of facts about the machine that explain why the ratios differ between
+machines of one size: how long a small write and its fdatasync take where the databases
+are, what a system call costs, and how fast this interpreter runs a plain loop.
+
 --profile also runs the domain issuance path in this process under cProfile (no gRPC) and
 prints where the time goes.
 """
@@ -478,6 +482,56 @@ def _compare_postgresql(args: Any, ctx: Any, csrs: dict[str, list[str]]) -> None
         cluster.destroy()
 
 
+@dataclass(frozen=True)
+class MachineFacts:
+    """What makes ratios differ between machines of the same size (docs/benchmarks.md)."""
+
+    sync_ms: float  # a 4 KiB write and fdatasync where the databases are, wall clock
+    syscall_us: float  # one trivial system call (getppid)
+    python_us: float  # a loop of 1000 dict stores in this interpreter
+
+    def line(self) -> str:
+        """One line for the report."""
+        return (f"machine: a 4 KiB write + fdatasync {self.sync_ms:.2f} ms, a system call "
+                f"{self.syscall_us:.2f} us, 1000 Python dict stores {self.python_us:.0f} us "
+                "(medians; the certdb ratios follow the first, since cfssl commits every "
+                "certificate on its own; hsmca's CPU per certificate the other two)")
+
+
+def measure_machine(directory: Path, *, syncs: int = 200, calls: int = 100_000,
+                    loops: int = 200) -> MachineFacts:
+    """Measure :class:`MachineFacts` in ``directory`` (the file it syncs is removed)."""
+    path = directory / "sync-probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        block = b"\0" * 4096
+        sync_times = []
+        for i in range(syncs):
+            started = time.perf_counter()
+            os.pwrite(fd, block, (i % 64) * 4096)
+            os.fdatasync(fd)
+            sync_times.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    call_times = []
+    for _ in range(max(1, calls // 1000)):
+        started = time.perf_counter()
+        for _ in range(1000):
+            os.getppid()
+        call_times.append((time.perf_counter() - started) / 1000)
+    loop_times = []
+    for _ in range(loops):
+        d: dict[int, int] = {}
+        started = time.perf_counter()
+        for i in range(1000):
+            d[i] = i
+        loop_times.append(time.perf_counter() - started)
+    return MachineFacts(sync_ms=statistics.median(sync_times) * 1e3,
+                        syscall_us=statistics.median(call_times) * 1e6,
+                        python_us=statistics.median(loop_times) * 1e6)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     from bench_token import measure_raw_rates
@@ -514,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cfssl and not with_peer:
         print("cfssl (make bench-deps) or h2load is missing: no peer figures", flush=True)
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-issuance-"))
+    machine = measure_machine(state)
     port = _free_port()
     target = f"127.0.0.1:{port}"
     rates: dict[str, tuple[float, list[float], list[ClientResult]]] = {}
@@ -609,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           "synchronous=FULL, the durable default; cfssl: the same CSRs, load generator and "
           "concurrency, HTTP/1.1. On a shared machine absolute figures are noisy; the ratios "
           "within one run are what counts)")
+    print(machine.line())
     if args.postgresql:
         _compare_postgresql(args, ctx, csrs)
     if args.profile:
