@@ -65,10 +65,10 @@ def test_failed_calls_reports_only_failed_issuance_calls_after_the_offset(
 def test_machine_facts_are_measured_and_leave_the_directory_as_it_was(tmp_path: Path) -> None:
     facts = bench_issuance.measure_machine(tmp_path, syncs=5, calls=1000, loops=5)
     assert list(tmp_path.iterdir()) == []
-    # Plausible magnitudes on any machine: a sync costs more than a system call, and a loop
-    # of 1000 stores more than one call.
-    assert 0 < facts.syscall_us < facts.sync_ms * 1000
-    assert facts.syscall_us < facts.python_us < 1e6
+    # Plausible magnitudes on any machine (a sync may cost next to nothing on tmpfs), and a
+    # loop of 1000 stores takes longer than one system call.
+    assert facts.sync_ms > 0
+    assert 0 < facts.syscall_us < facts.python_us < 1e6
     line = facts.line()
     assert line.startswith("machine: ")
     assert f"{facts.sync_ms:.2f} ms" in line and f"{facts.python_us:.0f} us" in line
