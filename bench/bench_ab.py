@@ -5,7 +5,7 @@
                              [--python-old PY] [--python-new PY]
 
 Starts the real service from each checkout (a directory with this repository's layout,
-e.g. ``git worktree add /tmp/old main``; both run with this interpreter and its packages,
+e.g. ``git worktree add --detach /tmp/old main``; both run with this interpreter and its packages,
 or with the interpreter --python-old / --python-new names, e.g. another ``.venv``'s),
 each on its own SoftHSM state and SQLite database, both up at once. Then R pairs of h2load
 runs, A then B, then B then A, ... (so a shared machine's drifting load hits both alike),
@@ -48,12 +48,29 @@ class Served:
     pids: list[int]
 
 
+def checkout_problem(checkout: Path) -> str | None:
+    """Why ``checkout`` cannot be served, or None.
+
+    A directory without the service would not fail by itself: the serving process would
+    import whatever ``service`` and ``bench_issuance`` its interpreter finds first (this
+    script's own), and the A/B would quietly compare a checkout with itself.
+    """
+    for part in ("service/__init__.py", "bench/bench_issuance.py"):
+        if not (checkout / part).is_file():
+            return f"{checkout} is not a checkout of this repository (no {part})"
+    return None
+
+
 def _serve(checkout: Path, algorithm: str, workers: int, info: Path, stop: Path) -> None:
     """Serving process: the service from ``checkout`` until ``stop`` exists."""
     sys.path[:0] = [str(checkout), str(checkout / "bench")]
     import multiprocessing as mp
 
     import bench_issuance as bi
+
+    served_from = Path(bi.__file__).resolve().parent.parent
+    if served_from != checkout:
+        raise SystemExit(f"bench_issuance imported from {served_from}, not {checkout}")
 
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-ab-"))
     port = bi._free_port()
@@ -114,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.old is None or args.new is None:
         p.error("name two checkouts")
+    for checkout in (args.old, args.new):
+        if (problem := checkout_problem(checkout)) is not None:
+            p.error(problem)
     if shutil.which("h2load") is None:
         p.error("h2load is missing (make bench-deps)")
 

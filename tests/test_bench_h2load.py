@@ -1,4 +1,5 @@
-"""The benchmark's h2load glue: the request framing, the report parsing, the failure scan.
+"""The benchmark's h2load glue: the request framing, the report parsing, the failure scan,
+and what the A/B accepts as a checkout.
 
 h2load cannot see gRPC statuses, so these pieces decide whether a benchmark run counts; the
 run itself (make bench) is not part of the suite.
@@ -14,6 +15,7 @@ import pytest
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import bench_ab  # noqa: E402
 import bench_issuance  # noqa: E402
 
 # Copied from an h2load 1.52 run against `hsmca serve`.
@@ -72,3 +74,17 @@ def test_machine_facts_are_measured_and_leave_the_directory_as_it_was(tmp_path: 
     line = facts.line()
     assert line.startswith("machine: ")
     assert f"{facts.sync_ms:.2f} ms" in line and f"{facts.python_us:.0f} us" in line
+
+
+def test_ab_refuses_a_directory_that_is_not_a_checkout(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Served anyway, it would import this repository's code and compare it with itself.
+    repo = Path(__file__).resolve().parent.parent
+    assert bench_ab.checkout_problem(repo) is None
+    (tmp_path / "service").mkdir()
+    (tmp_path / "service" / "__init__.py").write_text("")
+    assert "bench/bench_issuance.py" in (bench_ab.checkout_problem(tmp_path) or "")
+    with pytest.raises(SystemExit) as exit_:
+        bench_ab.main([str(repo), str(tmp_path / "missing")])
+    assert exit_.value.code == 2
+    assert "no service/__init__.py" in capsys.readouterr().err
