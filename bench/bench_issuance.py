@@ -495,8 +495,8 @@ class MachineFacts:
         return (f"machine: a 4 KiB write + fdatasync {self.sync_ms:.2f} ms, a system call "
                 f"{self.syscall_us:.2f} us, 1000 Python dict stores {self.python_us:.0f} us "
                 "(medians; the certdb ratios follow the first, since cfssl commits every "
-                "certificate on its own; hsmca's CPU per certificate depends on the other two "
-                "and on the machine's native crypto)")
+                "certificate on its own; hsmca's CPU per certificate has followed the system "
+                "call more than the loop, see docs/benchmarks.md)")
 
 
 def measure_machine(directory: Path, *, syncs: int = 200, calls: int = 100_000,
