@@ -37,7 +37,7 @@ for p in (REPO, REPO / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from bench_issuance import parse_h2load  # noqa: E402
+from bench_issuance import _free_port, parse_h2load  # noqa: E402
 
 CERTDB_SCHEMA = """
 CREATE TABLE certificates (
@@ -75,13 +75,6 @@ SIGNING_CONFIG = {
 def available() -> bool:
     """True if cfssl and h2load are installed (``make bench-deps``)."""
     return shutil.which("cfssl") is not None and shutil.which("h2load") is not None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _write_ca(directory: Path, algorithm: str) -> tuple[Path, Path]:
