@@ -10,7 +10,7 @@ or with the interpreter --python-old / --python-new names, e.g. another ``.venv`
 each on its own SoftHSM state and SQLite database, both up at once. Then R pairs of h2load
 runs, A then B, then B then A, ... (so a shared machine's drifting load hits both alike),
 each run S seconds of CreateServerCertificateWithCsr with C calls in flight, checked as
-bench/bench_issuance.py checks its runs. Per run it prints certs/s, the workers' CPU time per
+bench/harness.py checks its runs. Per run it prints certs/s, the workers' CPU time per
 certificate (from /proc; much less disturbed by other load than a rate) and their voluntary
 context switches per certificate; then the medians and the B/A ratios.
 
@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 BENCH = Path(__file__).resolve().parent
 
@@ -52,8 +53,8 @@ def checkout_problem(checkout: Path) -> str | None:
     """Why ``checkout`` cannot be served, or None.
 
     A directory without the service would not fail by itself: the serving process would
-    import whatever ``service`` and ``bench_issuance`` its interpreter finds first (this
-    script's own), and the A/B would quietly compare a checkout with itself.
+    import whatever ``service`` its interpreter finds first (this script's own), and the
+    A/B would quietly compare a checkout with itself.
     """
     for part in ("service/__init__.py", "bench/bench_issuance.py"):
         if not (checkout / part).is_file():
@@ -61,18 +62,28 @@ def checkout_problem(checkout: Path) -> str | None:
     return None
 
 
+def harness_for(checkout: Path) -> ModuleType:
+    """Put ``checkout`` first on this process's path; the bench harness that serves it.
+
+    The checkout's own bench/harness.py, or for a checkout older than that file this one's,
+    which only appends its repository to the path: ``service`` still comes from the checkout.
+    """
+    sys.path[:0] = [str(checkout), str(checkout / "bench")]
+    import harness
+
+    return harness
+
+
 def _serve(checkout: Path, algorithm: str, workers: int, info: Path, stop: Path) -> None:
     """Serving process: the service from ``checkout`` until ``stop`` exists."""
-    sys.path[:0] = [str(checkout), str(checkout / "bench")]
     import multiprocessing as mp
 
-    import bench_issuance as bi
-
+    harness = harness_for(checkout)
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-ab-"))
-    port = bi._free_port()
+    port = harness.free_port()
     try:
-        with bi._service(state, workers, port):
-            sub_id = bi._create_hierarchy(f"127.0.0.1:{port}", algorithm)
+        with harness.serving(state, workers, port):
+            sub_id = harness.create_hierarchy(f"127.0.0.1:{port}", algorithm)
             info.write_text(json.dumps({"target": f"127.0.0.1:{port}", "sub_id": sub_id,
                                         "state": str(state),
                                         "pids": [c.pid for c in mp.active_children()]}))
@@ -134,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("h2load is missing (make bench-deps)")
 
     sys.path[:0] = [str(BENCH.parent), str(BENCH)]
-    import bench_issuance as bi
+    import harness
 
     work = Path(tempfile.mkdtemp(prefix="hsmca-bench-ab-run-"))
     servers: dict[str, subprocess.Popen[bytes]] = {}
@@ -158,15 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.algorithm}: A = {args.old}, B = {args.new}; {args.runs} pairs of "
               f"{args.seconds:g} s runs, {args.concurrency} in flight, {args.workers} workers "
               "each", flush=True)
-        csrs = bi._make_csrs(args.algorithm)[:4]
+        csrs = harness.make_csrs(args.algorithm)[:4]
         for s in served.values():  # warm up
-            bi._h2load_rate(s.state, s.target, s.sub_id, csrs[0], args.concurrency, 2.0)
+            harness.h2load_rate(s.state, s.target, s.sub_id, csrs[0], args.concurrency, 2.0)
         results: dict[str, list[tuple[float, float, float]]] = {"A": [], "B": []}
         for i in range(args.runs):
             for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
                 s = served[name]
                 cpu0, cs0 = _cpu_seconds(s.pids), _voluntary_switches(s.pids)
-                rate, runs = bi._h2load_rate(s.state, s.target, s.sub_id, csrs[i % len(csrs)],
+                rate, runs = harness.h2load_rate(s.state, s.target, s.sub_id, csrs[i % len(csrs)],
                                              args.concurrency, args.seconds)
                 ok = max(1, runs[0].ok)
                 cpu = (_cpu_seconds(s.pids) - cpu0) / ok * 1e3

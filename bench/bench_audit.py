@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["SOFTHSM2_CONF"] = str(state / "softhsm2.conf")
     pin = (state / "user.pin").read_text().strip()
 
-    from bench_issuance import _make_csrs
+    from harness import make_csrs
 
     from hsm.config import TokenConfig, TokenRole
     from hsm.token import Token
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 ALGORITHM, 10))
     sub = svc.create_sub_ca("o", CreateSubCa(root.identifier,
                                              SubjectFields("sub", country="CN"), ALGORITHM, 5))
-    csrs = _make_csrs(ALGORITHM)
+    csrs = make_csrs(ALGORITHM)
 
     def run(audit_on: bool) -> tuple[float, float, float]:
         audit.install(log if audit_on else None)

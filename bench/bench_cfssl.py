@@ -37,7 +37,7 @@ for p in (REPO, REPO / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from bench_issuance import _free_port, parse_h2load  # noqa: E402
+from harness import free_port, parse_h2load  # noqa: E402
 
 CERTDB_SCHEMA = """
 CREATE TABLE certificates (
@@ -115,7 +115,7 @@ def cfssl_server(algorithm: str, *, database: bool) -> Iterator[tuple[str, Path 
         cert, key = _write_ca(directory, algorithm)
         config = directory / "config.json"
         config.write_text(json.dumps(SIGNING_CONFIG))
-        port = _free_port()
+        port = free_port()
         args = ["cfssl", "serve", "-address", "127.0.0.1", "-port", str(port), "-ca", str(cert),
                 "-ca-key", str(key), "-config", str(config), "-loglevel", "5"]
         db_path = None
@@ -213,7 +213,7 @@ def measure(algorithms: Sequence[str], csrs: dict[str, list[str]], *, concurrenc
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure cfssl alone and print its rates."""
-    from bench_issuance import ALGORITHMS, _make_csrs
+    from harness import ALGORITHMS, make_csrs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0)
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not available():
         print("cfssl or h2load is not installed (make bench-deps)", file=sys.stderr)
         return 1
-    csrs = {alg: _make_csrs(alg)[:4] for alg in ALGORITHMS}
+    csrs = {alg: make_csrs(alg)[:4] for alg in ALGORITHMS}
     for (alg, database), (median, each, errors) in measure(
             list(ALGORITHMS), csrs, concurrency=args.concurrency, seconds=args.seconds,
             runs=args.runs).items():

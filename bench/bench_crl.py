@@ -4,7 +4,7 @@
                               [--concurrency C] [--revokers T] [--rounds ROUNDS] [--warmup U]
                               [--postgresql | --database-url URL]
 
-Starts the real service (as bench_issuance.py does: N worker processes, temporary SoftHSM
+Starts the real service (bench/harness.py: N worker processes, temporary SoftHSM
 state, SQLite unless told otherwise), creates an ECC_256 root -> sub CA with CRLs, and seeds
 the sub CA with N issued certificates of which R revoked straight into the database (rows as
 issuance and revocation leave them, with random serials; signing 100k certificates through
@@ -229,8 +229,8 @@ def _database_facts(url: str) -> tuple[int, int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its report."""
-    from bench_issuance import _free_port, _issue_rate, _make_csrs, _service
     from cryptography import x509
+    from harness import free_port, issue_rate, make_csrs, serving
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issued", type=int, default=100_000)
@@ -265,8 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="hsmca-bench-crl-") as tmp:
             state = Path(tmp)
             url = url or f"sqlite:///{state / 'hsmca.db'}"
-            port, http_port = _free_port(), _free_port()
-            with _service(state, args.workers, port, overrides={
+            port, http_port = free_port(), free_port()
+            with serving(state, args.workers, port, overrides={
                     "HSMCA_DATABASE_URL": url, "HSMCA_HTTP_LISTEN": f"127.0.0.1:{http_port}"}):
                 target = f"127.0.0.1:{port}"
                 sub = _hierarchy(target)
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           keep=min(args.issued - args.revoked, 20_000))
                 print(f"database: {url.split('://')[0]}; seeded {args.issued} certificates, "
                       f"{args.revoked} revoked, in {seconds:.1f}s")
-                csrs = _make_csrs("ECC_256")
+                csrs = make_csrs("ECC_256")
                 stub = _stub(target)
                 pool = [_issue_one(stub, sub, csrs[i % len(csrs)]) for i in range(400)]
 
@@ -307,8 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 cpu = {"base": 0.0, "base_issued": 0.0, "loaded": 0.0, "loaded_issued": 0.0}
 
-                def issue_rate(kind: str = "base") -> float:
-                    rate, results = _issue_rate(ctx, target, sub, csrs, args.concurrency,
+                def measure_rate(kind: str = "base") -> float:
+                    rate, results = issue_rate(ctx, target, sub, csrs, args.concurrency,
                                                 args.clients, args.seconds,
                                                 warmup=args.warmup)
                     for r in results:
@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for t in threads:
                         t.start()
                     run_from = time.monotonic() + args.warmup
-                    rate = issue_rate("loaded")
+                    rate = measure_rate("loaded")
                     run_to = time.monotonic()
                     stop.set()
                     for t in threads:
@@ -355,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # drifts); the ratio is that of the medians.
                 bases, loads, during, spent = [], [], [], 0.0
                 for _ in range(args.rounds):
-                    bases.append(issue_rate())
+                    bases.append(measure_rate())
                     if not bases[-1]:
                         raise SystemExit("no certificate was issued in a run")
                     rate, took, seconds = loaded_rate()

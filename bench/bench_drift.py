@@ -3,9 +3,9 @@
     python bench/bench_drift.py [--intervals K] [--seconds S] [--workers N]
                                 [--concurrency C] [--clients P] [--describes D]
 
-Starts the real service (as bench/bench_issuance.py does: N workers, SQLite, SoftHSM) and
+Starts the real service (bench/harness.py: N workers, SQLite, SoftHSM) and
 issues ECC_256 server certificates without a pause for K intervals of S seconds, with
-bench_issuance.py's Python client (C calls in flight, P processes). Per interval it prints
+bench/harness.py's Python client (C calls in flight, P processes). Per interval it prints
 the workers' CPU per certificate over the load window and, between intervals, the workers'
 CPU for one DescribeCACertificateList (D calls; it answers each CA's cert_issued_count, the
 count that once read every row a CA had issued), next to the number of certificates stored.
@@ -37,7 +37,7 @@ for p in (REPO, REPO / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-import bench_issuance as bi  # noqa: E402
+import harness  # noqa: E402
 
 #: Late over early CPU per certificate: issuance's cost must not grow with the database.
 TARGET_RATIO = 1.2
@@ -62,10 +62,10 @@ def _describe_cpu_ms(target: str, calls: int) -> float:
     with grpc.insecure_channel(target) as channel:
         stub = private_ca_pb2_grpc.PrivateCaStub(channel)
         stub.DescribeCACertificateList(pb.DescribeCACertificateListRequest(), timeout=60)
-        cpu0 = bi.workers_cpu_seconds()
+        cpu0 = harness.workers_cpu_seconds()
         for _ in range(calls):
             stub.DescribeCACertificateList(pb.DescribeCACertificateListRequest(), timeout=60)
-        return (bi.workers_cpu_seconds() - cpu0) / calls * 1000
+        return (harness.workers_cpu_seconds() - cpu0) / calls * 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,22 +82,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.intervals < 2 or args.seconds <= 0 or args.describes < 1:
         p.error("--intervals must be >= 2, --seconds > 0 and --describes >= 1")
     ctx = multiprocessing.get_context("spawn")
-    csrs = bi._make_csrs("ECC_256")
+    csrs = harness.make_csrs("ECC_256")
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-drift-"))
-    port = bi._free_port()
+    port = harness.free_port()
     target = f"127.0.0.1:{port}"
     rows: list[tuple[int, float, float, float]] = []  # (certificates, ms/cert, describe ms, /s)
     errors = 0
     try:
-        with bi._service(state, args.workers, port):
-            sub_id = bi._create_hierarchy(target, "ECC_256")
+        with harness.serving(state, args.workers, port):
+            sub_id = harness.create_hierarchy(target, "ECC_256")
             print(f"issuing ECC_256 server certificates: {args.intervals} intervals of "
                   f"{args.seconds:.0f} s back to back, concurrency {args.concurrency}, "
                   f"{args.clients} client processes, {args.workers} workers", flush=True)
             print(f"{'interval':>8} {'certs/s':>8} {'CPU/cert':>11} {'stored':>8} "
                   f"{'CPU/describe':>13}", flush=True)
             for i in range(args.intervals):
-                rate, results = bi._issue_rate(ctx, target, sub_id, csrs, args.concurrency,
+                rate, results = harness.issue_rate(ctx, target, sub_id, csrs, args.concurrency,
                                                args.clients, args.seconds)
                 issued = sum(r.ok for r in results)
                 errors += sum(r.errors for r in results)

@@ -2,7 +2,7 @@
 
     python bench/bench_metrics.py [--seconds S] [--pairs N] [--workers W] [--concurrency C]
 
-Runs the real service (bench/bench_issuance.py's set-up: W worker processes, SQLite, a
+Runs the real service (bench/harness.py's set-up: W worker processes, SQLite, a
 temporary SoftHSM state) N times in each mode, alternating off/on so that drift of a busy
 machine hits both alike, and issues ECC_256 server certificates with h2load for S seconds
 per run. Prints certs/s per run, the medians and the ratio on/off: the budget is a slowdown
@@ -30,24 +30,24 @@ ALGORITHM = "ECC_256"
 
 def _run(metrics_on: bool, workers: int, concurrency: int, seconds: float,
          csrs: list[str]) -> tuple[float, float]:
-    from bench_issuance import (
-        _create_hierarchy,
-        _free_port,
-        _h2load_rate,
-        _service,
+    from harness import (
+        create_hierarchy,
+        free_port,
+        h2load_rate,
+        serving,
         workers_cpu_seconds,
     )
 
     os.environ["HSMCA_METRICS"] = "1" if metrics_on else "0"
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-metrics-"))
-    port = _free_port()
+    port = free_port()
     try:
-        with _service(state, workers, port):
+        with serving(state, workers, port):
             target = f"127.0.0.1:{port}"
-            sub_id = _create_hierarchy(target, ALGORITHM)
-            _h2load_rate(state, target, sub_id, csrs[0], concurrency, 1.0)  # warm-up
+            sub_id = create_hierarchy(target, ALGORITHM)
+            h2load_rate(state, target, sub_id, csrs[0], concurrency, 1.0)  # warm-up
             cpu = workers_cpu_seconds()
-            rate, results = _h2load_rate(state, target, sub_id, csrs[1], concurrency, seconds)
+            rate, results = h2load_rate(state, target, sub_id, csrs[1], concurrency, seconds)
             cpu = workers_cpu_seconds() - cpu
             if any(r.errors for r in results):
                 raise RuntimeError(f"errors during the run: {results}")
@@ -60,7 +60,7 @@ def _run(metrics_on: bool, workers: int, concurrency: int, seconds: float,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the A/B and print the table."""
-    from bench_issuance import _make_csrs
+    from harness import make_csrs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0)
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not shutil.which("h2load"):
         print("bench_metrics: h2load is missing (Debian nghttp2-client; make bench installs it)")
         return 2
-    csrs = _make_csrs(ALGORITHM)
+    csrs = make_csrs(ALGORITHM)
     off: list[float] = []
     on: list[float] = []
     cpu: dict[bool, list[float]] = {True: [], False: []}

@@ -12,7 +12,7 @@ immediately = 1) with C calls in flight; the runs alternate between the two (pla
 mTLS, plaintext, ...) so that drift on a shared machine hits both alike. Prints the median
 certs/s of each, the ratio and the load generator's CPU.
 
-The load generator is bench/bench_issuance.py's Python client (P processes of grpc.aio
+The load generator is bench/harness.py's Python client (P processes of grpc.aio
 callers over a pool of connections, every status checked): h2load, the service's usual
 generator, cannot present a client certificate. The Python client costs CPU on the same two
 cores as the service, and more with TLS (it encrypts too); that cost is reported and is part
@@ -38,7 +38,7 @@ for p in (REPO, REPO / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-import bench_issuance as bi  # noqa: E402
+import harness  # noqa: E402
 
 #: The perimeter's budget: mTLS + authorization + rate limiting cost at most 15%.
 TARGET_RATIO = 0.85
@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     ctx = multiprocessing.get_context("spawn")
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-mtls-"))
-    plain_port, mtls_port = bi._free_port(), bi._free_port()
-    csrs = bi._make_csrs("ECC_256")
+    plain_port, mtls_port = harness.free_port(), harness.free_port()
+    csrs = harness.make_csrs("ECC_256")
     rates: dict[str, list[float]] = {"plaintext": [], "mTLS": []}
     cpu: dict[str, list[float]] = {"plaintext": [], "mTLS": []}
     # The workers' CPU per certificate over the load window: a figure the machine's other
@@ -106,24 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: dict[str, int] = {"plaintext": 0, "mTLS": 0}
     try:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(bi._service(state, args.workers, plain_port))
+            stack.enter_context(harness.serving(state, args.workers, plain_port))
             # Mutual TLS on a second port over the same token and database.
-            mtls_config = stack.enter_context(bi._service(
+            mtls_config = stack.enter_context(harness.serving(
                 state, args.workers, mtls_port, before_start=_bootstrap,
                 overrides={"HSMCA_GRPC_INSECURE": "false",
-                           "HSMCA_HTTP_LISTEN": f"127.0.0.1:{bi._free_port()}"}))
+                           "HSMCA_HTTP_LISTEN": f"127.0.0.1:{harness.free_port()}"}))
             tls_dir = mtls_config.tls.dir
-            tls = bi.ClientTls(ca=(tls_dir / "ca.pem").read_bytes(),
+            tls = harness.ClientTls(ca=(tls_dir / "ca.pem").read_bytes(),
                                key=(tls_dir / "bench.key").read_bytes(),
                                cert=(tls_dir / "bench.pem").read_bytes())
-            sub_id = bi._create_hierarchy(f"127.0.0.1:{plain_port}", "ECC_256")
+            sub_id = harness.create_hierarchy(f"127.0.0.1:{plain_port}", "ECC_256")
             print(f"issuing ECC_256 server certificates: {args.runs} x {args.seconds:.0f} s "
                   f"per mode, alternating, concurrency {args.concurrency}, "
                   f"{args.clients} client processes, {args.workers} workers each", flush=True)
             for run in range(args.runs):
                 for mode, port, client_tls in (("plaintext", plain_port, None),
                                                ("mTLS", mtls_port, tls)):
-                    rate, results = bi._issue_rate(
+                    rate, results = harness.issue_rate(
                         ctx, f"127.0.0.1:{port}", sub_id, csrs, args.concurrency,
                         args.clients, args.seconds, client_tls)
                     issued = sum(r.ok for r in results)
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(cost {100 * (1 - ratio):.0f}%; target: cost <= 15%, {met})")
     print(f"service CPU per certificate, plaintext / mTLS = {cpu_ratio:.2f}x "
           f"(cost {100 * (1 - cpu_ratio):.0f}% of the service's own CPU)")
-    print(f"(median of {args.runs} alternating runs; client = bench_issuance.py's Python "
+    print(f"(median of {args.runs} alternating runs; client = bench/harness.py's Python "
           f"grpc.aio client, its CPU in cores on the same machine; cpu_count={os.cpu_count()})")
     return 0 if errors["plaintext"] == errors["mTLS"] == 0 else 1
 

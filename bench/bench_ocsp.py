@@ -3,7 +3,7 @@
     python bench/bench_ocsp.py [--requests R] [--workers W] [--certificates N]
                                [--concurrency C]
 
-Runs the real service (bench/bench_issuance.py's set-up: W worker processes sharing the
+Runs the real service (bench/harness.py's set-up: W worker processes sharing the
 HTTP port) with an ECC_256 root -> sub CA with CRLs (so OCSP) on, issues N server
 certificates, then:
 
@@ -92,7 +92,7 @@ def _post(url: str, body: bytes) -> float:
 
 
 def _h2load(urls: list[str], clients: int, requests: int) -> float:
-    from bench_issuance import parse_h2load
+    from harness import parse_h2load
 
     # A request count, not --duration: h2load's timed mode did not always stop here.
     out = subprocess.run(  # noqa: S603 - fixed arguments
@@ -106,7 +106,7 @@ def _h2load(urls: list[str], clients: int, requests: int) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the figures."""
-    from bench_issuance import _free_port, _make_csrs, _service
+    from harness import free_port, make_csrs, serving
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=10000, help="requests per h2load run")
@@ -117,11 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not shutil.which("h2load"):
         print("bench_ocsp: h2load is missing (Debian nghttp2-client; make bench installs it)")
         return 2
-    csrs = _make_csrs("ECC_256")[:args.certificates]
+    csrs = make_csrs("ECC_256")[:args.certificates]
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-ocsp-"))
-    port = _free_port()
+    port = free_port()
     try:
-        with _service(state, args.workers, port) as config:
+        with serving(state, args.workers, port) as config:
             target = f"127.0.0.1:{port}"
             http = f"http://{config.http.listen}"
             sub_id, sub_pem = _hierarchy(target)

@@ -7,6 +7,7 @@ run itself (make bench) is not part of the suite.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from service.gen.hsmca.v1 import private_ca_pb2 as pb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_ab  # noqa: E402
 import bench_issuance  # noqa: E402
+import harness  # noqa: E402
 
 # Copied from an h2load 1.52 run against `hsmca serve`.
 REPORT = """\
@@ -30,7 +32,7 @@ status codes: 7282 2xx, 0 3xx, 0 4xx, 0 5xx
 def test_grpc_frame_is_a_length_prefixed_uncompressed_message() -> None:
     message = pb.CreateServerCertificateWithCsrRequest(
         csr="x" * 300, parent_identifier="sub", days=30, immediately=1)
-    framed = bench_issuance.grpc_frame(message.SerializeToString())
+    framed = harness.grpc_frame(message.SerializeToString())
     assert framed[0] == 0  # not compressed
     length = int.from_bytes(framed[1:5], "big")
     assert length == len(framed) - 5
@@ -38,7 +40,7 @@ def test_grpc_frame_is_a_length_prefixed_uncompressed_message() -> None:
 
 
 def test_parse_h2load_reads_counts_and_duration() -> None:
-    counts = bench_issuance.parse_h2load(REPORT)
+    counts = harness.parse_h2load(REPORT)
     assert counts["done"] == 7282 and counts["started"] == 7298
     assert counts["failed"] == counts["errored"] == counts["timeout"] == 0
     assert counts["seconds"] == 5.0
@@ -46,12 +48,12 @@ def test_parse_h2load_reads_counts_and_duration() -> None:
 
 def test_parse_h2load_refuses_an_unexpected_report() -> None:
     with pytest.raises(RuntimeError, match="unexpected h2load output"):
-        bench_issuance.parse_h2load("finished in 5.00s, 0 req/s\n")
+        harness.parse_h2load("finished in 5.00s, 0 req/s\n")
 
 
 def test_failed_calls_reports_only_failed_issuance_calls_after_the_offset(
         tmp_path: Path) -> None:
-    method = bench_issuance.ISSUE_METHOD
+    method = harness.ISSUE_METHOD
     old = f"w INFO hsmca.rpc: rpc method={method} code=INTERNAL reason=x\n"
     log = tmp_path / "workers.log"
     log.write_text(old)
@@ -60,7 +62,7 @@ def test_failed_calls_reports_only_failed_issuance_calls_after_the_offset(
         f.write(f"w INFO hsmca.rpc: rpc method={method} code=OK reason=- duration_ms=1\n")
         f.write("w INFO hsmca.rpc: rpc method=/grpc.health.v1.Health/Check code=UNAVAILABLE\n")
         f.write(f"w INFO hsmca.rpc: rpc method={method} code=NOT_FOUND reason=NotFound.P\n")
-    failed = bench_issuance._failed_calls(log, offset)
+    failed = harness.failed_calls(log, offset)
     assert len(failed) == 1 and "code=NOT_FOUND" in failed[0]
 
 
@@ -88,3 +90,25 @@ def test_ab_refuses_a_directory_that_is_not_a_checkout(
         bench_ab.main([str(repo), str(tmp_path / "missing")])
     assert exit_.value.code == 2
     assert "no service/__init__.py" in capsys.readouterr().err
+
+
+def test_ab_serves_an_older_checkout_with_its_own_service(tmp_path: Path) -> None:
+    # A checkout from before bench/harness.py: this checkout's harness serves it, and the
+    # service it imports must be the checkout's, or the A/B compares this code with itself.
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    (tmp_path / "service").mkdir()
+    (tmp_path / "service" / "__init__.py").write_text("")
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench_issuance.py").write_text("")
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "import bench_ab; h = bench_ab.harness_for(Path(sys.argv[2])); import service; "
+            "print(h.__file__); print(service.__file__)")
+    out = subprocess.run([sys.executable, "-c", code, str(bench), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(bench / "harness.py"), str(tmp_path / "service" / "__init__.py")]
+    # A checkout with its own harness is served by it.
+    (tmp_path / "bench" / "harness.py").write_text("")
+    out = subprocess.run([sys.executable, "-c", code, str(bench), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(tmp_path / "bench" / "harness.py"),
+                   str(tmp_path / "service" / "__init__.py")]

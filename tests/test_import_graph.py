@@ -1,7 +1,10 @@
-"""The module graph of hsm/ and service/: no import cycles, no private names across modules.
+"""The module graph of hsm/, service/ and bench/: no import cycles, no private names across
+modules.
 
 Every import counts, also those under ``if TYPE_CHECKING:`` and inside functions: a cycle
-hidden there is still two modules that cannot be understood (or changed) one at a time.
+hidden there is still two modules that cannot be understood (or changed) one at a time. The
+bench/ scripts import each other by file name (bench/ is on their path), so each is a
+top-level module here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("hsm", "service")
+SCRIPTS = "bench"  # a directory of top-level modules
 
 
 def _modules() -> dict[str, Path]:
@@ -24,6 +28,8 @@ def _modules() -> dict[str, Path]:
             if parts[-1] == "__init__":
                 parts.pop()
             out[".".join(parts)] = path
+    for path in sorted((ROOT / SCRIPTS).glob("*.py")):
+        out[path.stem] = path
     return out
 
 
@@ -123,6 +129,14 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
+#: Private names a module may use anyway, each with its reason.
+PROBES = {
+    # Times the store's statements by wrapping the one function they all pass through; a
+    # measuring probe of the store's insides, not a caller of it.
+    ("bench_storage_round", "service.storage.prepared._on_cursor"),
+}
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_private_name_of_another_module_is_used(module: str) -> None:
     offences = [f"{module}:{line} imports {name} from {target}"
@@ -134,8 +148,10 @@ def test_no_private_name_of_another_module_is_used(module: str) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name in MODULES and alias.asname:
-                    aliases[alias.asname] = alias.name
+                # ``import a.b`` binds ``a``: only ``import a.b as m`` and ``import a`` name
+                # the module itself.
+                if alias.name in MODULES and (alias.asname or "." not in alias.name):
+                    aliases[alias.asname or alias.name] = alias.name
         elif isinstance(node, ast.ImportFrom) and node.module:
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
@@ -144,6 +160,7 @@ def test_no_private_name_of_another_module_is_used(module: str) -> None:
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id in aliases and _private(node.attr)):
-            offences.append(f"{module}:{node.lineno} uses {aliases[node.value.id]}."
-                            f"{node.attr}")
+            used = f"{aliases[node.value.id]}.{node.attr}"
+            if (module, used) not in PROBES:
+                offences.append(f"{module}:{node.lineno} uses {used}")
     assert offences == []
