@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 s = served[name]
                 cpu0, cs0 = _cpu_seconds(s.pids), _voluntary_switches(s.pids)
                 rate, runs = harness.h2load_rate(s.state, s.target, s.sub_id, csrs[i % len(csrs)],
-                                             args.concurrency, args.seconds)
+                                                 args.concurrency, args.seconds)
                 ok = max(1, runs[0].ok)
                 cpu = (_cpu_seconds(s.pids) - cpu0) / ok * 1e3
                 switches = (_voluntary_switches(s.pids) - cs0) / ok

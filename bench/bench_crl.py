@@ -309,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 def measure_rate(kind: str = "base") -> float:
                     rate, results = issue_rate(ctx, target, sub, csrs, args.concurrency,
-                                                args.clients, args.seconds,
-                                                warmup=args.warmup)
+                                               args.clients, args.seconds,
+                                               warmup=args.warmup)
                     for r in results:
                         if r.first_error:
                             print(f"issuance error: {r.first_error} ({r.errors} errors)")

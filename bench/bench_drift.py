@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{'CPU/describe':>13}", flush=True)
             for i in range(args.intervals):
                 rate, results = harness.issue_rate(ctx, target, sub_id, csrs, args.concurrency,
-                                               args.clients, args.seconds)
+                                                   args.clients, args.seconds)
                 issued = sum(r.ok for r in results)
                 errors += sum(r.errors for r in results)
                 per_cert = sum(r.service_cpu_seconds for r in results) / max(1, issued) * 1000

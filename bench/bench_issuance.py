@@ -152,10 +152,10 @@ def _compare_postgresql(args: Any, ctx: Any, csrs: dict[str, list[str]]) -> None
                 port = free_port()
                 try:
                     with serving(state, args.workers, port, pin=args.pin_workers,
-                                  overrides={"HSMCA_DATABASE_URL": url} if url else None):
+                                 overrides={"HSMCA_DATABASE_URL": url} if url else None):
                         sub_id = create_hierarchy(f"127.0.0.1:{port}", alg)
                         runs = [issue_rate(ctx, f"127.0.0.1:{port}", sub_id, csrs[alg],
-                                            args.concurrency, args.clients, args.seconds)[0]
+                                           args.concurrency, args.clients, args.seconds)[0]
                                 for _ in range(args.runs)]
                         rates[name] = statistics.median(runs)
                 finally:
@@ -285,10 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     csr = csrs[alg][i % len(csrs[alg])]
                     if args.client == "h2load":
                         runs.append(h2load_rate(state, target, sub_id, csr, args.concurrency,
-                                                 args.seconds))
+                                                args.seconds))
                     else:
                         runs.append(issue_rate(ctx, target, sub_id, csrs[alg],
-                                                args.concurrency, args.clients, args.seconds))
+                                               args.concurrency, args.clients, args.seconds))
                     for database, (url, db_path) in servers.items():
                         peer_runs[database].append(bench_cfssl.h2load_sign_rate(
                             url, db_path, csr, args.concurrency, args.seconds, state))

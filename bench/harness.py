@@ -191,8 +191,8 @@ def _client_run(target: str, sub_id: str, csrs: list[str], calls: int, start_at:
 
 
 def issue_rate(ctx: Any, target: str, sub_id: str, csrs: list[str], concurrency: int,
-                clients: int, seconds: float, tls: ClientTls | None = None,
-                warmup: float = 2.0) -> tuple[float, list[ClientResult]]:
+               clients: int, seconds: float, tls: ClientTls | None = None,
+               warmup: float = 2.0) -> tuple[float, list[ClientResult]]:
     """Issue for ``seconds`` with P client processes: (certs/s, the clients' results).
 
     The clients start together ``warmup`` seconds from now (every client process spawned
@@ -255,7 +255,7 @@ def failed_calls(log: Path, offset: int) -> list[str]:
 
 
 def h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: int,
-                 seconds: float) -> tuple[float, list[ClientResult]]:
+                seconds: float) -> tuple[float, list[ClientResult]]:
     """One run of h2load: its answered calls per second, checked against the service's record.
 
     h2load counts an HTTP/2 response with status 200 as succeeded, and gRPC reports errors
@@ -297,8 +297,8 @@ def h2load_rate(state: Path, target: str, sub_id: str, csr: str, concurrency: in
 
 @contextlib.contextmanager
 def serving(state: Path, workers: int, port: int, *, pin: bool = True,
-             overrides: dict[str, str] | None = None,
-             before_start: Any = None) -> Iterator[Any]:
+            overrides: dict[str, str] | None = None,
+            before_start: Any = None) -> Iterator[Any]:
     """The real service (Supervisor + workers) on a temp SoftHSM state and SQLite file.
 
     ``overrides`` replaces environment settings (bench/bench_mtls.py serves mTLS with
