@@ -9,9 +9,9 @@ sharing one port with SO_REUSEPORT) on a temporary SoftHSM state and SQLite data
 creates an RSA_2048 and an ECC_256 root -> sub CA over gRPC, then issues server
 certificates from pre-made CSRs (CreateServerCertificateWithCsr, immediately = 1) with C
 calls in flight for S seconds per algorithm. Prints certs/s next to the raw token signing
-rate measured in the same run (bench/bench_token.py) and next to the peer, cfssl without
-and with its SQLite certdb (bench/bench_cfssl.py), whose runs alternate with hsmca's; and
-the ratios with their targets. Method and history: docs/benchmarks.md.
+rate (bench/bench_token.py) and next to the peer, cfssl without and with its SQLite certdb
+(bench/bench_cfssl.py), all three taking turns (raw, hsmca, cfssl, cfssl + certdb, and
+again), and the ratios of the medians with their targets. Method and history: docs/benchmarks.md.
 
 The load comes from one of two clients, both on this machine and so sharing its cores with
 the service:
@@ -233,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    default="h2load" if shutil.which("h2load") else "python",
                    help="load generator (default: h2load when installed)")
     p.add_argument("--clients", type=int, default=2, help="client processes (python client)")
-    p.add_argument("--raw-seconds", type=float, default=2.0, help="raw token rate run length")
+    p.add_argument("--raw-seconds", type=float, default=1.0,
+                   help="length of one raw token signing run (3 before each issuance run)")
     p.add_argument("--profile", action="store_true", help="also cProfile the domain path")
     p.add_argument("--no-pin-workers", dest="pin_workers", action="store_false",
                    help="let worker processes float over every CPU (grpc.pin_workers = false)")
@@ -260,29 +261,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = f"127.0.0.1:{port}"
     rates: dict[str, tuple[float, list[float], list[ClientResult]]] = {}
     raw_by_alg: dict[str, dict[str, float]] = {}
+    raw_each: dict[str, list[float]] = {}  # the N-process rate of each round
     peer: dict[tuple[str, bool], tuple[float, list[float], int]] = {}
     try:
         with serving(state, args.workers, port, pin=args.pin_workers), \
                 contextlib.ExitStack() as stack:
             for alg, spec in ALGORITHMS.items():
-                # Per algorithm, close together in time: the raw token rate, then hsmca's
-                # runs alternating with cfssl's (a shared machine's load drifts).
-                print(f"{alg}: raw token signing rate (1 and {args.workers} processes) ...",
-                      flush=True)
-                raw_by_alg[alg] = measure_raw_rates([spec], args.workers,
-                                                    args.raw_seconds)["results"][spec]
+                # Per algorithm, the raw token rate, hsmca and cfssl take turns, so that
+                # each ratio compares figures taken within a minute or two: a shared (or
+                # virtual) machine's speed drifts within one make bench.
                 sub_id = create_hierarchy(target, alg)
                 servers = stack.enter_context(bench_cfssl.peers(alg)) if with_peer else {}
                 client = ("h2load" if args.client == "h2load" else
                           f"{args.clients} python client processes")
-                print(f"{alg}: {args.runs} runs of {args.seconds:.0f} s each of hsmca"
-                      f"{', cfssl and cfssl + certdb, alternating' if servers else ''} "
+                print(f"{alg}: {args.runs} rounds of the raw token signing rate (1 and "
+                      f"{args.workers} processes, median of 3 x {args.raw_seconds:g} s), then "
+                      f"{args.seconds:.0f} s of hsmca"
+                      f"{', cfssl and cfssl + certdb' if servers else ''} "
                       f"(concurrency {args.concurrency}, {client}, {args.workers} workers) ...",
                       flush=True)
+                raw_runs: list[dict[str, float]] = []
                 runs = []
                 peer_runs: dict[bool, list[tuple[float, int]]] = {False: [], True: []}
                 for i in range(args.runs):
                     csr = csrs[alg][i % len(csrs[alg])]
+                    raw_runs.append(measure_raw_rates([spec], args.workers,
+                                                      args.raw_seconds)["results"][spec])
                     if args.client == "h2load":
                         runs.append(h2load_rate(state, target, sub_id, csr, args.concurrency,
                                                 args.seconds))
@@ -297,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # The clients' figures of the median run (or of the last, for an even count).
                 chosen = min(runs, key=lambda r: abs(r[0] - median))
                 rates[alg] = (median, each, chosen[1])
+                raw_by_alg[alg] = {
+                    kind: statistics.median(r[kind] for r in raw_runs)
+                    for kind in ("single", "multi")}
+                raw_each[alg] = [r["multi"] for r in raw_runs]
                 for database, measured in peer_runs.items():
                     if measured:
                         peer[(alg, database)] = (statistics.median(r for r, _ in measured),
@@ -317,7 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = sum(x.errors for x in results)
         print(f"{alg:<9} {rate:>8.0f} {r['single']:>11.0f} {r['multi']:>11.0f} "
               f"{rate / r['multi']:>5.2f}x {cpu:>9.2f}c {errors:>6}")
-        print(f"  runs: {', '.join(f'{x:.0f}' for x in each)} certs/s")
+        print(f"  runs: {', '.join(f'{x:.0f}' for x in each)} certs/s; raw {args.workers}-process "
+              f"token rate before each: {', '.join(f'{x:.0f}' for x in raw_each[alg])}/s")
         service_cpu = sum(x.service_cpu_seconds for x in results)
         if service_cpu and results[0].ok:
             # CPU per certificate is much less sensitive to other load on the machine than
@@ -345,8 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 met = "met" if ratios[name] >= target else "NOT met"
                 print(f"  target: >= {target:g}x {what}: {ratios[name]:.2f}x, {met}")
     print(f"(certs/s = median of {args.runs} runs of {args.seconds:.0f} s; ratio = certs/s over "
-          f"the raw {args.workers}-process signing rate measured above; client: {args.client}, "
-          f"its CPU in cores; cpu_count={os.cpu_count()}; workers "
+          f"the raw {args.workers}-process signing rate, the median of those measured before "
+          f"each run; client: {args.client}, its CPU in cores; cpu_count={os.cpu_count()}; workers "
           f"{'pinned to one CPU each' if args.pin_workers else 'not pinned'}; SQLite "
           "synchronous=FULL, the durable default; cfssl: the same CSRs, load generator and "
           "concurrency, HTTP/1.1. On a shared machine absolute figures are noisy; the ratios "
