@@ -1,4 +1,5 @@
-"""The one randomness source for serial numbers, identifiers and key IDs.
+"""The one randomness source of service/: serial numbers, identifiers, key IDs, and the
+salts and IVs of key exports.
 
 CSPRNG bytes, read from the OS a block at a time.
 

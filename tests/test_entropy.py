@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,51 @@ def test_a_forked_child_does_not_reuse_the_parents_unread_bytes() -> None:
     os.waitpid(pid, 0)
     assert len(child) == 16
     assert child != entropy.random_bytes(16)  # the parent's next bytes
+
+
+#: Random values read elsewhere than service/entropy.py, each with its reason. Serials,
+#: identifiers, key IDs and the salts and IVs of exports all come from service.entropy.
+OTHER_RANDOMNESS = {
+    ("hsm/export.py", "os.urandom"): "the IV of a key export; hsm/ never imports service/",
+    ("hsm/conformance.py", "os.urandom"): "a probe key's CKA_ID; hsm/ never imports service/",
+    ("service/client/retry.py", "random.uniform"): "retry jitter: neither a secret nor an id",
+}
+_RANDOM_MODULES = {"secrets", "random"}
+_RANDOM_FUNCTIONS = {"os.urandom", "os.getrandom", "uuid.uuid1", "uuid.uuid4"}
+
+
+def _randomness_reads(path: Path) -> set[str]:
+    """``module.function`` for every randomness source ``path`` reads (or imports from)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            name = f"{node.value.id}.{node.attr}"
+            if node.value.id in _RANDOM_MODULES or name in _RANDOM_FUNCTIONS:
+                found.add(name)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                if node.module in _RANDOM_MODULES or name in _RANDOM_FUNCTIONS:
+                    found.add(name)
+    return found
+
+
+def test_randomness_is_read_only_through_service_entropy() -> None:
+    root = Path(__file__).resolve().parent.parent
+    reads = {(str(path.relative_to(root)), name)
+             for package in ("hsm", "service") for path in sorted((root / package).rglob("*.py"))
+             if path.relative_to(root).parts[:2] != ("service", "gen")
+             and path.name != "entropy.py"
+             for name in _randomness_reads(path)}
+    assert reads == set(OTHER_RANDOMNESS)
+
+
+def test_the_randomness_scan_sees_each_form(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("import os, secrets, uuid\nfrom random import choice\n"
+                      "a = os.urandom(4)\nb = secrets.token_hex(4)\nc = uuid.uuid4()\n"
+                      "d = os.getpid()\n")
+    assert _randomness_reads(source) == {"os.urandom", "secrets.token_hex", "uuid.uuid4",
+                                         "random.choice"}

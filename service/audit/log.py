@@ -38,7 +38,6 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -49,6 +48,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
 from service.audit.chain import GENESIS, AuditRecord, canonical_json, record_hash
 from service.audit.key import AUDIT_KEY_ALGORITHM, AUDIT_KEY_LABEL, AuditKey
 from service.auth.principal import current_principal
+from service.entropy import random_bytes
 from service.request_id import current_request_id
 from service.storage.group_commit import BATCH_SCRATCH, group_committer
 from service.storage.prepared import Prepared
@@ -131,7 +131,7 @@ class AuditEntry:
 def _writer_name() -> str:
     # Host, process and a random part: a restarted process (same pid) starts a new chain.
     host = socket.gethostname().split(".")[0][:32] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{host}-{os.getpid()}-{random_bytes(4).hex()}"
 
 
 def _utc_now() -> dt.datetime:

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
 from asn1crypto import algos, cms, keys, pkcs12, x509
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from cryptography.hazmat.primitives.ciphers.modes import CBC
+
+from service.entropy import random_bytes
 
 # PBKDF2 iterations for the key bag and the certificate SafeContents. OpenSSL 3.0 writes
 # 2048 (PKCS5_DEFAULT_ITER) and cryptography's BestAvailableEncryption 20000; 100000 is
@@ -125,7 +126,7 @@ def build_pkcs12(
         ]
     ).dump()
 
-    mac_salt = os.urandom(MAC_SALT_BYTES)
+    mac_salt = random_bytes(MAC_SALT_BYTES)
     mac_key = pkcs12_kdf(
         "sha256", bmp_password(passphrase), mac_salt, _KDF_ID_MAC, MAC_ITERATIONS, 32
     )
@@ -168,8 +169,8 @@ def _encrypt_private_key_info(
 
 def _pbes2_encrypt(plaintext: bytes, secret: bytes) -> tuple[algos.EncryptionAlgorithm, bytes]:
     """PBES2 (RFC 8018 6.2.1): PBKDF2-HMAC-SHA256 then AES-256-CBC, PKCS#7 padding."""
-    salt = os.urandom(PBES2_SALT_BYTES)
-    iv = os.urandom(AES_BLOCK_BYTES)
+    salt = random_bytes(PBES2_SALT_BYTES)
+    iv = random_bytes(AES_BLOCK_BYTES)
     key = hashlib.pbkdf2_hmac("sha256", secret, salt, PBES2_ITERATIONS, AES_256_KEY_BYTES)
     padder = padding.PKCS7(AES_BLOCK_BYTES * 8).padder()
     padded = padder.update(plaintext) + padder.finalize()
