@@ -191,6 +191,7 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterable[Any]:
         """Yield the job queue and per-CA CRL gauges."""
+        from service.storage.schema import CertificateStatus
         from service.storage.schema import certificate as cert_t
         from service.storage.schema import crl as crl_t
 
@@ -210,7 +211,7 @@ class DatabaseCollector(Collector):
         with self._engine.connect() as conn:
             count, oldest = conn.execute(
                 select(func.count(), func.min(cert_t.c.created_at))
-                .where(cert_t.c.status == "PENDING")).one()
+                .where(cert_t.c.status == CertificateStatus.PENDING)).one()
             latest = (select(crl_t.c.ca_identifier, func.max(crl_t.c.crl_number).label("n"))
                       .group_by(crl_t.c.ca_identifier).subquery())
             crls = conn.execute(

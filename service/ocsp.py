@@ -53,6 +53,7 @@ from service.pki.builder import read_tlv
 from service.pki.crl import ReasonCode
 from service.pki.verify import verify_signature
 from service.storage.repo import get_ca_any_owner, serial_hex
+from service.storage.schema import CertificateStatus
 from service.storage.schema import ca as ca_t
 from service.storage.schema import certificate as cert_t
 from service.storage.schema import ocsp_response as ocsp_t
@@ -268,9 +269,9 @@ class OcspResponder:
                                       cert_t.c.revocation_reason)
                                .where(cert_t.c.issuer_identifier == ca.identifier,
                                       cert_t.c.serial == serial_hex(serial))).first()
-        if row is None or row.status not in ("ISSUED", "REVOKED"):
+        if row is None or row.status not in (CertificateStatus.ISSUED, CertificateStatus.REVOKED):
             return _Status("unknown")
-        if row.status == "ISSUED":
+        if row.status == CertificateStatus.ISSUED:
             return _Status("good")
         revoked_at = (row.revoked_at or self._clock()).astimezone(dt.UTC).replace(microsecond=0)
         return _Status("revoked", revoked_at, row.revocation_reason or 0)

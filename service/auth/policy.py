@@ -48,6 +48,7 @@ from typing import Any
 
 from service.auth.principal import Principal
 from service.errors import PermissionDenied
+from service.storage.schema import CertificateKind
 
 __all__ = [
     "ActionClass",
@@ -501,12 +502,12 @@ class IssuanceAuthorizer:
 
     def authorize(self, event: Any) -> None:
         """Refuse with Forbidden.Policy unless a granting role allows the event's values."""
-        kind = str(event.kind)
-        if kind in ("SERVER", "CLIENT", "CUSTOM"):
+        kind = event.kind
+        if kind in (CertificateKind.SERVER, CertificateKind.CLIENT, CertificateKind.CUSTOM):
             assert event.not_before is not None and event.not_after is not None
             check_issuance(issuance_facts(event.ca_identifier, event.names, event.common_name,
                                           event.not_before, event.not_after))
-        elif kind == "SUBCA":
+        elif kind == CertificateKind.SUBCA:
             check_issuance(IssuanceFacts(ca_identifier=event.ca_identifier))
 
     def issued(self, event: Any, certificate: bytes) -> None:
