@@ -347,6 +347,7 @@ def _fetch(url: str, timeout: float) -> bytes:
 
 def _cmd_crl(args: argparse.Namespace) -> int:
     from service.errors import HsmcaError
+    from service.pki import pem
     from service.pki.verify import verify_crl
 
     with connect(args) as client:
@@ -382,7 +383,7 @@ def _cmd_crl(args: argparse.Namespace) -> int:
     if next_update is None or next_update <= now:
         raise CheckFailed(f"the CRL is stale: nextUpdate {next_update} has passed")
     if args.out:
-        data: bytes | str = asn1_pem.armor("X509 CRL", der) if args.pem else der
+        data: bytes | str = pem.encode(der, "X509 CRL") if args.pem else der
         write_output(args.out, data, secret=False)
     number = crl.crl_number_value.native if crl.crl_number_value else None
     summary = {"url": url, "issuer": crl.issuer.human_friendly, "verified": True,

@@ -302,6 +302,15 @@ def test_revoke_then_crl_lists_it_and_verifies(capsys: pytest.CaptureFixture[str
     assert issued["serial_number"] in [r["serial_number"] for r in crl["revoked"]]
     loaded = x509.load_der_x509_crl((tmp_path / "sub.crl").read_bytes())
     assert loaded.get_revoked_certificate_by_serial_number(int(issued["serial_number"], 16))
+    code, _, err = run(capsys, served, "pca", "crl", "--identifier", hierarchy["sub"],
+                       "--out", str(tmp_path / "sub.crl.pem"), "--pem")
+    assert code == 0, err
+    text = (tmp_path / "sub.crl.pem").read_text()
+    assert text.startswith("-----BEGIN X509 CRL-----\n")
+    assert text.endswith("-----END X509 CRL-----\n")
+    from_pem = x509.load_pem_x509_crl(text.encode())
+    assert from_pem.issuer == loaded.issuer
+    assert from_pem.get_revoked_certificate_by_serial_number(int(issued["serial_number"], 16))
 
 
 def test_a_crl_from_another_ca_fails_the_check_exit_4(capsys: pytest.CaptureFixture[str],
