@@ -10,6 +10,7 @@ import pytest
 
 from service import entropy
 from service.pki.serial import new_serial
+from tests.source_tree import python_files, relative
 
 
 def test_bytes_are_never_handed_out_twice_across_refills() -> None:
@@ -97,19 +98,20 @@ def _randomness_reads(path: Path) -> set[str]:
 
 
 def test_randomness_is_read_only_through_service_entropy() -> None:
-    root = Path(__file__).resolve().parent.parent
-    reads = {(str(path.relative_to(root)), name)
-             for package in ("hsm", "service") for path in sorted((root / package).rglob("*.py"))
-             if path.relative_to(root).parts[:2] != ("service", "gen")
-             and path.name != "entropy.py"
+    reads = {(relative(path), name)
+             for path in python_files("hsm", "service",
+                                      skip=("service/gen", "service/entropy.py"))
              for name in _randomness_reads(path)}
     assert reads == set(OTHER_RANDOMNESS)
 
 
-def test_the_randomness_scan_sees_each_form(tmp_path: Path) -> None:
-    source = tmp_path / "m.py"
-    source.write_text("import os, secrets, uuid\nfrom random import choice\n"
-                      "a = os.urandom(4)\nb = secrets.token_hex(4)\nc = uuid.uuid4()\n"
-                      "d = os.getpid()\n")
-    assert _randomness_reads(source) == {"os.urandom", "secrets.token_hex", "uuid.uuid4",
-                                         "random.choice"}
+@pytest.mark.parametrize(("code", "reads"), [
+    ("import os\na = os.urandom(4)", {"os.urandom"}),
+    ("import secrets\nb = secrets.token_hex(4)", {"secrets.token_hex"}),
+    ("import uuid\nc = uuid.uuid4()", {"uuid.uuid4"}),
+    ("from random import choice", {"random.choice"}),
+    ("import os, uuid\nd = os.getpid(), uuid.UUID(int=1)", set()),
+])
+def test_the_randomness_scan_sees_each_form(tmp_path: Path, code: str, reads: set[str]) -> None:
+    (tmp_path / "m.py").write_text(code + "\n")
+    assert _randomness_reads(tmp_path / "m.py") == reads

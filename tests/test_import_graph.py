@@ -15,20 +15,20 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.source_tree import python_files, relative
+
 PACKAGES = ("hsm", "service")
 SCRIPTS = "bench"  # a directory of top-level modules
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            out[".".join(parts)] = path
-    for path in sorted((ROOT / SCRIPTS).glob("*.py")):
+    for path in python_files(*PACKAGES):
+        parts = relative(path).removesuffix(".py").split("/")
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    for path in python_files(SCRIPTS):
         out[path.stem] = path
     return out
 

@@ -12,9 +12,9 @@ import enum
 from pathlib import Path
 
 from service.storage import schema
+from tests.source_tree import python_files, relative
 
-ROOT = Path(__file__).resolve().parents[2]
-SKIPPED = (("service", "migrations"), ("service", "gen"))
+SKIPPED = ("service/migrations", "service/gen", "service/storage/schema.py")
 
 
 def _enum_values() -> set[str]:
@@ -41,9 +41,7 @@ def _literal_comparisons(path: Path, values: set[str]) -> list[str]:
 def test_statuses_and_kinds_are_compared_as_enums() -> None:
     values = _enum_values()
     assert {"ISSUED", "RESERVED", "PENDING", "SERVER", "ISSUE"} <= values
-    offences = {str(p.relative_to(ROOT)): found
-                for p in sorted((ROOT / "service").rglob("*.py"))
-                if p.relative_to(ROOT).parts[:2] not in SKIPPED and p.name != "schema.py"
+    offences = {relative(p): found for p in python_files("service", skip=SKIPPED)
                 if (found := _literal_comparisons(p, values))}
     assert offences == {}
 

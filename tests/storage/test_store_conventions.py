@@ -10,7 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.source_tree import python_files, relative
+
 #: Calls that open, end or commit a transaction.
 TRANSACTION_CALLS = {"begin", "begin_nested", "commit", "rollback"}
 #: Connections taken from an engine outside the Store, each read-only, with its reason.
@@ -20,7 +21,7 @@ READ_ONLY_CONNECTIONS = {
     "service/audit/cli.py": "hsmca audit verify and list, run from a shell",
 }
 #: Where transactions are the business (the Store itself, and the migrations).
-OWNERS = (("service", "storage"), ("service", "migrations"), ("service", "gen"))
+OWNERS = ("service/storage", "service/migrations", "service/gen")
 
 
 def _calls(path: Path) -> set[str]:
@@ -37,18 +38,17 @@ def _calls(path: Path) -> set[str]:
 
 
 def _modules() -> list[Path]:
-    return [p for p in sorted((ROOT / "service").rglob("*.py"))
-            if p.relative_to(ROOT).parts[:2] not in OWNERS]
+    return python_files("service", skip=OWNERS)
 
 
 def test_no_transaction_is_opened_outside_the_store() -> None:
-    offences = {str(p.relative_to(ROOT)): sorted(_calls(p) & TRANSACTION_CALLS)
+    offences = {relative(p): sorted(_calls(p) & TRANSACTION_CALLS)
                 for p in _modules()}
     assert {path: calls for path, calls in offences.items() if calls} == {}
 
 
 def test_connections_outside_the_store_are_the_listed_read_only_ones() -> None:
-    connecting = {str(p.relative_to(ROOT)) for p in _modules() if "connect" in _calls(p)}
+    connecting = {relative(p) for p in _modules() if "connect" in _calls(p)}
     assert connecting == set(READ_ONLY_CONNECTIONS)
 
 
