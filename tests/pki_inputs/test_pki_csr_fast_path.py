@@ -6,6 +6,7 @@ anything it does not handle itself, so that path's checks and error messages dec
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Any
 
@@ -14,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.errors import InvalidArgument
 from service.pki import csr_fast
@@ -277,3 +280,69 @@ def test_hand_built_csr_is_accepted_or_refused_never_an_internal_error(case: str
     assert outcome[0] in ("accepted", "refused"), outcome
     if outcome[0] == "refused":
         assert outcome[1] == "InvalidParameter.Csr", outcome
+
+
+# --- generated CSRs: hypothesis draws the names, a real key signs them ------------------------
+
+# Printable text with some non-ASCII, and DNS-like strings that are sometimes valid names: the
+# fast path must hand back exactly what the reference path makes of either.
+_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FF), min_size=1,
+                max_size=24)
+_DNS_LIKE = st.from_regex(r"(\*\.)?([a-z0-9-]{1,10}\.){0,3}[a-z0-9-]{1,10}\.?", fullmatch=True)
+_ATTRIBUTES = [NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME,
+               NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.LOCALITY_NAME]
+
+
+@st.composite
+def _generated_csr(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["p256", "p384", "rsa2048"]))
+    subject = [x509.NameAttribute(oid, draw(_TEXT))
+               for oid in draw(st.lists(st.sampled_from(_ATTRIBUTES), max_size=4))]
+    if draw(st.booleans()):
+        subject.append(x509.NameAttribute(NameOID.COMMON_NAME, draw(_DNS_LIKE)))
+    sans: list[x509.GeneralName] = draw(st.lists(st.one_of(
+        _DNS_LIKE.map(x509.DNSName),
+        st.ip_addresses().map(x509.IPAddress),
+        st.from_regex(r"[a-z]{1,8}@[a-z]{1,8}\.example", fullmatch=True).map(x509.RFC822Name),
+    ), max_size=4))
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(subject))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans),
+                                        critical=draw(st.booleans()))
+    hash_alg = {"p384": hashes.SHA384()}.get(kind, hashes.SHA256())
+    return builder.sign(_key(kind), hash_alg).public_bytes(
+        serialization.Encoding.PEM).decode()
+
+
+@given(_generated_csr())
+def test_generated_csr_same_answer_as_reference(text: str) -> None:
+    fast = csr_fast.parse(decode_pem(text), 2048)
+    outcome = _outcome(text, fast=True)
+    assert outcome == _outcome(text, fast=False)
+    if fast is not None:
+        assert outcome == ("accepted", fast)
+
+
+# (position, flip or cut, how much); positions are taken modulo the length, which an ECDSA
+# signature's DER varies from one signing to the next.
+_MUTATIONS = st.lists(st.tuples(st.integers(0, 4095), st.booleans(), st.integers(1, 255)),
+                      min_size=1, max_size=3)
+
+
+@given(_generated_csr(), _MUTATIONS)
+def test_mutated_csr_same_answer_as_reference(text: str,
+                                              mutations: list[tuple[int, bool, int]]) -> None:
+    # Most mutations break the signature or the DER; both paths must refuse them alike.
+    der = bytearray(decode_pem(text))
+    for where, flip, amount in mutations:
+        pos = where % len(der)
+        if flip:
+            der[pos] ^= amount
+        else:
+            del der[pos:pos + 1 + amount % 8]
+        if not der:
+            return
+    mutated = "".join(["-----BEGIN CERTIFICATE REQUEST-----\n",
+                       base64.encodebytes(bytes(der)).decode(),
+                       "-----END CERTIFICATE REQUEST-----\n"])
+    assert _outcome(mutated, fast=True) == _outcome(mutated, fast=False)
