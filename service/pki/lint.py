@@ -13,6 +13,7 @@ from asn1crypto import x509
 from service.errors import Internal, InvalidArgument
 from service.pki import lint_fast
 from service.pki.builder import Issuer, key_identifier, key_type_of, read_tlv
+from service.pki.lint_fast import DECODE_ERRORS
 from service.pki.name_rules import EMAIL_ADDRESS_OID, attribute_value_problem
 from service.pki.names import normalize_email
 from service.pki.profiles import (
@@ -129,6 +130,15 @@ def lint_self_signed_tbs(tbs_der: bytes) -> None:
 
 
 def _lint(tbs_der: bytes, issuer: Issuer | None) -> None:
+    try:
+        _check(tbs_der, issuer)
+    except DECODE_ERRORS as e:
+        # asn1crypto decodes lazily, so malformed DER surfaces in whichever check first
+        # touches it: whatever it raises there is a lint failure, never another exception.
+        raise LintError((f"TBSCertificate does not decode: {e}",)) from e
+
+
+def _check(tbs_der: bytes, issuer: Issuer | None) -> None:
     findings: list[str] = []
     input_findings: list[str] = []
     try:
@@ -142,7 +152,7 @@ def _lint(tbs_der: bytes, issuer: Issuer | None) -> None:
         spki = tbs["subject_public_key_info"].dump()
         validity = tbs["validity"]
         ext_list = list(tbs["extensions"])
-    except (ValueError, TypeError) as e:
+    except DECODE_ERRORS as e:
         raise LintError((f"TBSCertificate does not parse: {e}",)) from e
 
     if version != "v3":
@@ -183,7 +193,7 @@ def _lint(tbs_der: bytes, issuer: Issuer | None) -> None:
         ext_by_name[ext["extn_id"].native] = ext
     try:
         _lint_extensions(ext_by_name, spki, subject_der, issuer, self_signed, findings)
-    except (ValueError, TypeError) as e:
+    except DECODE_ERRORS as e:
         findings.append(f"an extension does not decode: {e}")
     input_findings += _subject_email_findings(subject, ext_by_name.get("subject_alt_name"))
 

@@ -41,7 +41,7 @@ from service.pki.profiles import (
 )
 from service.pki.serial import MAX_SERIAL_OCTETS, serial_octets
 
-__all__ = ["is_clean"]
+__all__ = ["DECODE_ERRORS", "is_clean"]
 
 # X.690 tags
 _SEQUENCE = 0x30
@@ -81,13 +81,19 @@ def _oid_dotted(contents: bytes) -> str:
     return str(core.ObjectIdentifier.load(bytes([_OID, len(contents)]) + contents).dotted)
 
 
+#: What decoding malformed DER raises, here and in asn1crypto, which besides ValueError
+#: raises KeyError for an unknown public key algorithm and AttributeError for some values
+#: (``.native`` of an ObjectDescriptor inside an extension it does not know).
+DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+
+
 @functools.lru_cache(maxsize=1024)
 def _extension_decodes(extension_der: bytes) -> bool:
     """True iff asn1crypto fully decodes the extension value (per-CA parts repeat)."""
     try:
         ext = x509.Extension.load(extension_der, strict=True)
         _ = ext["extn_value"].parsed.native
-    except (ValueError, TypeError, KeyError, IndexError):
+    except DECODE_ERRORS:
         return False
     return True
 
@@ -182,7 +188,7 @@ def is_clean(tbs: bytes, issuer: Issuer) -> bool:
     """True only if the TBSCertificate passes every check of the reference lint."""
     try:
         return _clean(tbs, issuer)
-    except (ValueError, TypeError, IndexError, KeyError, InvalidArgument):
+    except (*DECODE_ERRORS, InvalidArgument):
         return False
 
 
@@ -317,7 +323,7 @@ def _decode_extension(ext: bytes) -> tuple[bytes, bool, Any] | None:
             value = _san_rfc822_names(ext, s, e)
         else:
             value = _extension_decodes(ext) or None
-    except (ValueError, TypeError, IndexError, KeyError, InvalidArgument):
+    except (*DECODE_ERRORS, InvalidArgument):
         return None
     return None if value is None else (oid, critical, value)
 

@@ -9,6 +9,7 @@ answers never leak from one extension or issuer to another.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -16,6 +17,8 @@ from datetime import timedelta
 import pytest
 from asn1crypto import x509 as ax509
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from pkib_support import NOW, Hierarchy, ec_signer, name, rsa_signer
 
 from service.errors import HsmcaError
@@ -272,3 +275,74 @@ def test_remembered_aki_is_per_issuer(ec_hierarchy: Hierarchy,
     assert lint_fast.is_clean(mixed, rsa_hierarchy.sub_issuer) is False
     with pytest.raises(LintError):
         lint_tbs(mixed, rsa_hierarchy.sub_issuer)
+
+
+# --- generated inputs (hypothesis) ------------------------------------------------------------
+
+_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FF), min_size=1, max_size=64)
+_DNS = st.from_regex(r"(\*\.)?([a-z0-9-]{1,12}\.){1,3}example\.test", fullmatch=True)
+_SAN_ENTRY = st.one_of(_DNS.map(lambda v: ax509.GeneralName("dns_name", v)),
+                       st.ip_addresses().map(
+                           lambda v: ax509.GeneralName("ip_address", str(v))))
+
+
+@st.composite
+def _generated_request(draw: st.DrawFn) -> IssuanceRequest:
+    profile = draw(st.sampled_from([ProfileKind.SERVER, ProfileKind.CLIENT, ProfileKind.CUSTOM]))
+    try:
+        subject = build_name(draw(_TEXT), draw(st.none() | _TEXT), draw(st.none() | _TEXT),
+                             draw(st.sampled_from([None, "CN", "DE", "US"])), None,
+                             draw(st.none() | _TEXT))
+    except HsmcaError:
+        assume(False)
+    sans = draw(st.lists(_SAN_ENTRY, max_size=4))
+    return _request(
+        profile=profile, subject=subject,
+        public_key_info=draw(st.sampled_from([_EC, _RSA])).public_key_info,
+        not_after=NOW + timedelta(days=draw(st.integers(1, 3650))),
+        subject_alt_names=ax509.GeneralNames(sans) if sans else None,
+        key_usage=KeyUsage(digital_signature=True) if profile == ProfileKind.CUSTOM else None)
+
+
+@given(_generated_request())
+def test_generated_requests_are_clean_both_ways(ec_hierarchy: Hierarchy,
+                                               request_: IssuanceRequest) -> None:
+    issuer = ec_hierarchy.sub_issuer
+    try:
+        tbs = build_tbs(issuer, request_)
+    except HsmcaError:
+        assume(False)  # a request the builder refuses never reaches the lint
+    lint_module._lint(tbs, issuer)
+    assert lint_fast.is_clean(tbs, issuer) is True
+
+
+# (position, flip or cut, how much), positions taken modulo the length.
+_MUTATIONS = st.lists(st.tuples(st.integers(0, 4095), st.booleans(), st.integers(1, 255)),
+                      min_size=1, max_size=3)
+
+
+@given(_generated_request(), _MUTATIONS)
+def test_a_mutated_tbs_is_clean_only_if_the_reference_passes_it(
+        ec_hierarchy: Hierarchy, request_: IssuanceRequest,
+        mutations: list[tuple[int, bool, int]]) -> None:
+    issuer = ec_hierarchy.sub_issuer
+    try:
+        tbs = bytearray(build_tbs(issuer, request_))
+    except HsmcaError:
+        assume(False)
+    for where, flip, amount in mutations:
+        pos = where % len(tbs)
+        if flip:
+            tbs[pos] ^= amount
+        else:
+            del tbs[pos:pos + 1 + amount % 8]
+        if not tbs:
+            return
+    mutated = bytes(tbs)
+    if lint_fast.is_clean(mutated, issuer):
+        lint_module._lint(mutated, issuer)  # raises if the reference refuses it
+    else:
+        # Refused with the lint's own errors, never another exception (which would end
+        # the request as an internal error).
+        with contextlib.suppress(HsmcaError):
+            lint_tbs(mutated, issuer)
