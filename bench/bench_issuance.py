@@ -221,7 +221,7 @@ def measure_machine(directory: Path, *, syncs: int = 200, calls: int = 100_000,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table."""
-    from bench_token import measure_raw_rates
+    from bench_token import measure_raw_rates, token_site
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0, help="length of one issuance run")
@@ -260,12 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = free_port()
     target = f"127.0.0.1:{port}"
     rates: dict[str, tuple[float, list[float], list[ClientResult]]] = {}
-    raw_by_alg: dict[str, dict[str, float]] = {}
-    raw_each: dict[str, list[float]] = {}  # the N-process rate of each round
+    raw_runs: dict[str, list[dict[str, float]]] = {}  # per algorithm, before each run
     peer: dict[tuple[str, bool], tuple[float, list[float], int]] = {}
     try:
         with serving(state, args.workers, port, pin=args.pin_workers), \
                 contextlib.ExitStack() as stack:
+            raw_site = stack.enter_context(token_site())  # one token for every raw run
             for alg, spec in ALGORITHMS.items():
                 # Per algorithm, the raw token rate, hsmca and cfssl take turns, so that
                 # each ratio compares figures taken within a minute or two: a shared (or
@@ -280,13 +280,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{', cfssl and cfssl + certdb' if servers else ''} "
                       f"(concurrency {args.concurrency}, {client}, {args.workers} workers) ...",
                       flush=True)
-                raw_runs: list[dict[str, float]] = []
+                raw_runs[alg] = []
                 runs = []
                 peer_runs: dict[bool, list[tuple[float, int]]] = {False: [], True: []}
                 for i in range(args.runs):
                     csr = csrs[alg][i % len(csrs[alg])]
-                    raw_runs.append(measure_raw_rates([spec], args.workers,
-                                                      args.raw_seconds)["results"][spec])
+                    raw_runs[alg].append(measure_raw_rates(
+                        [spec], args.workers, args.raw_seconds, site=raw_site)["results"][spec])
                     if args.client == "h2load":
                         runs.append(h2load_rate(state, target, sub_id, csr, args.concurrency,
                                                 args.seconds))
@@ -301,10 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # The clients' figures of the median run (or of the last, for an even count).
                 chosen = min(runs, key=lambda r: abs(r[0] - median))
                 rates[alg] = (median, each, chosen[1])
-                raw_by_alg[alg] = {
-                    kind: statistics.median(r[kind] for r in raw_runs)
-                    for kind in ("single", "multi")}
-                raw_each[alg] = [r["multi"] for r in raw_runs]
                 for database, measured in peer_runs.items():
                     if measured:
                         peer[(alg, database)] = (statistics.median(r for r, _ in measured),
@@ -320,13 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("-" * len(header))
     for alg in ALGORITHMS:
         rate, each, results = rates[alg]
-        r = raw_by_alg[alg]
+        r = {kind: statistics.median(x[kind] for x in raw_runs[alg])
+             for kind in ("single", "multi")}
         cpu = sum(x.cpu_seconds for x in results) / max(x.seconds for x in results)
         errors = sum(x.errors for x in results)
         print(f"{alg:<9} {rate:>8.0f} {r['single']:>11.0f} {r['multi']:>11.0f} "
               f"{rate / r['multi']:>5.2f}x {cpu:>9.2f}c {errors:>6}")
+        raw_each = ", ".join(f"{x['multi']:.0f}" for x in raw_runs[alg])
         print(f"  runs: {', '.join(f'{x:.0f}' for x in each)} certs/s; raw {args.workers}-process "
-              f"token rate before each: {', '.join(f'{x:.0f}' for x in raw_each[alg])}/s")
+              f"token rate before each: {raw_each}/s")
         service_cpu = sum(x.service_cpu_seconds for x in results)
         if service_cpu and results[0].ok:
             # CPU per certificate is much less sensitive to other load on the machine than

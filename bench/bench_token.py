@@ -12,6 +12,7 @@ SOFTHSM2_CONF is read once per process, when the module is initialised.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,15 +131,20 @@ def _rate(
     return sum(f.result() for f in futures) / seconds
 
 
-def _make_state() -> tuple[Path, TokenSite]:
+@contextlib.contextmanager
+def token_site() -> Iterator[TokenSite]:
+    """A SoftHSM state of its own holding the benchmark's token; removed on exit."""
     state = Path(tempfile.mkdtemp(prefix="hsmca-bench-softhsm-"))
-    subprocess.run(  # noqa: S603 - our own script, fixed arguments
-        [str(REPO / "softhsm" / "init-tokens.sh"), str(state)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    pin = (state / "user.pin").read_text().strip()
-    return state, TokenSite(str(state / "softhsm2.conf"), DEFAULT_MODULE, TOKEN_LABEL, pin)
+    try:
+        subprocess.run(  # noqa: S603 - our own script, fixed arguments
+            [str(REPO / "softhsm" / "init-tokens.sh"), str(state)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        pin = (state / "user.pin").read_text().strip()
+        yield TokenSite(str(state / "softhsm2.conf"), DEFAULT_MODULE, TOKEN_LABEL, pin)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def measure_raw_rates(
@@ -148,46 +154,46 @@ def measure_raw_rates(
     *,
     site: TokenSite | None = None,
 ) -> dict[str, Any]:
-    """Signatures/s per key type with 1 and ``processes`` workers (median of 3 runs)."""
-    ctx = multiprocessing.get_context("spawn")
-    state: Path | None = None
+    """Signatures/s per key type with 1 and ``processes`` workers (median of 3 runs).
+
+    On ``site``'s token (the keys are made for the call and destroyed after it), else on a
+    token state made for this call alone.
+    """
     if site is None:
-        state, site = _make_state()
+        with token_site() as own:
+            return measure_raw_rates(spec_names, processes, seconds, site=own)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as setup:
+        key_ids = setup.submit(_create_keys, site, list(spec_names)).result()
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as setup:
-            key_ids = setup.submit(_create_keys, site, list(spec_names)).result()
-        try:
-            results: dict[str, dict[str, Any]] = {}
-            counts = sorted({1, processes})
-            rates: dict[int, dict[str, float]] = {}
-            for n in counts:
-                barrier = ctx.Barrier(n)
-                with ProcessPoolExecutor(
-                    max_workers=n,
-                    mp_context=ctx,
-                    initializer=_init_worker,
-                    initargs=(site, barrier),
-                ) as pool:
-                    rates[n] = {
-                        spec: statistics.median(
-                            _rate(pool, n, key_ids[spec], spec, seconds) for _ in range(RUNS)
-                        )
-                        for spec in spec_names
-                    }
-            for spec in spec_names:
-                single, multi = rates[1][spec], rates[processes][spec]
-                results[spec] = {
-                    "mechanism": MECHANISMS[spec],
-                    "single": round(single, 1),
-                    "multi": round(multi, 1),
-                    "ratio": round(multi / single, 2) if single else 0.0,
+        results: dict[str, dict[str, Any]] = {}
+        counts = sorted({1, processes})
+        rates: dict[int, dict[str, float]] = {}
+        for n in counts:
+            barrier = ctx.Barrier(n)
+            with ProcessPoolExecutor(
+                max_workers=n,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(site, barrier),
+            ) as pool:
+                rates[n] = {
+                    spec: statistics.median(
+                        _rate(pool, n, key_ids[spec], spec, seconds) for _ in range(RUNS)
+                    )
+                    for spec in spec_names
                 }
-        finally:
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as cleanup:
-                cleanup.submit(_destroy_keys, site, list(key_ids.values())).result()
+        for spec in spec_names:
+            single, multi = rates[1][spec], rates[processes][spec]
+            results[spec] = {
+                "mechanism": MECHANISMS[spec],
+                "single": round(single, 1),
+                "multi": round(multi, 1),
+                "ratio": round(multi / single, 2) if single else 0.0,
+            }
     finally:
-        if state is not None:
-            shutil.rmtree(state, ignore_errors=True)
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as cleanup:
+            cleanup.submit(_destroy_keys, site, list(key_ids.values())).result()
     return {
         "unit": "signatures/s",
         "seconds_per_run": seconds,
