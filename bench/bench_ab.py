@@ -93,15 +93,6 @@ def _serve(checkout: Path, algorithm: str, workers: int, info: Path, stop: Path)
         shutil.rmtree(state, ignore_errors=True)
 
 
-def _cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _voluntary_switches(pids: Sequence[int]) -> int:
     total = 0
     for pid in pids:
@@ -176,11 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i in range(args.runs):
             for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
                 s = served[name]
-                cpu0, cs0 = _cpu_seconds(s.pids), _voluntary_switches(s.pids)
+                cpu0 = sum(map(harness.process_cpu_seconds, s.pids))
+                cs0 = _voluntary_switches(s.pids)
                 rate, runs = harness.h2load_rate(s.state, s.target, s.sub_id, csrs[i % len(csrs)],
                                                  args.concurrency, args.seconds)
                 ok = max(1, runs[0].ok)
-                cpu = (_cpu_seconds(s.pids) - cpu0) / ok * 1e3
+                cpu = (sum(map(harness.process_cpu_seconds, s.pids)) - cpu0) / ok * 1e3
                 switches = (_voluntary_switches(s.pids) - cs0) / ok
                 results[name].append((rate, cpu, switches))
                 error = (f"  errors {runs[0].errors}: {runs[0].first_error}"

@@ -9,7 +9,8 @@
   time over the run;
 - :func:`issue_rate`: the same with P Python client processes (grpc.aio), each call a
   different CSR and every status checked by the client;
-- :func:`make_csrs`, :func:`free_port`, :func:`workers_cpu_seconds`.
+- :func:`make_csrs`, :func:`free_port`, :func:`workers_cpu_seconds`,
+  :func:`process_cpu_seconds`.
 
 Used by bench/bench_issuance.py (``make bench``) and the other bench/ scripts; method and
 history: docs/benchmarks.md.
@@ -56,16 +57,22 @@ class ClientResult:
     service_cpu_seconds: float = 0.0  # the worker processes' CPU time in the run
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of process ``pid`` (OSError if it is gone)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def workers_cpu_seconds() -> float:
     """User + system CPU time so far of this process's live children (the service workers)."""
     import multiprocessing as mp
 
-    total = 0
+    total = 0.0
     for child in mp.active_children():
-        with contextlib.suppress(OSError), open(f"/proc/{child.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            total += process_cpu_seconds(child.pid)
+    return total
 
 
 @dataclass(frozen=True)
