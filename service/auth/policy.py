@@ -490,6 +490,11 @@ def check_issuance(facts: IssuanceFacts) -> None:
         grant.check_issuance(facts)
 
 
+#: Kinds held to every constraint of the role (the end entities).
+_END_ENTITY_KINDS = frozenset({CertificateKind.SERVER, CertificateKind.CLIENT,
+                               CertificateKind.CUSTOM})
+
+
 class IssuanceAuthorizer:
     """The Private CA's issuance observer that asks the caller's grant before anything is
     stored or generated (service/private_ca/issuance.py, ``IssuanceObserver``).
@@ -503,7 +508,7 @@ class IssuanceAuthorizer:
     def authorize(self, event: Any) -> None:
         """Refuse with Forbidden.Policy unless a granting role allows the event's values."""
         kind = event.kind
-        if kind in (CertificateKind.SERVER, CertificateKind.CLIENT, CertificateKind.CUSTOM):
+        if kind in _END_ENTITY_KINDS:
             assert event.not_before is not None and event.not_after is not None
             check_issuance(issuance_facts(event.ca_identifier, event.names, event.common_name,
                                           event.not_before, event.not_after))
