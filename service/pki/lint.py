@@ -13,7 +13,6 @@ from asn1crypto import x509
 from service.errors import Internal, InvalidArgument
 from service.pki import lint_fast
 from service.pki.builder import Issuer, key_identifier, key_type_of, read_tlv
-from service.pki.lint_fast import DECODE_ERRORS
 from service.pki.name_rules import EMAIL_ADDRESS_OID, attribute_value_problem
 from service.pki.names import normalize_email
 from service.pki.profiles import (
@@ -132,28 +131,25 @@ def lint_self_signed_tbs(tbs_der: bytes) -> None:
 def _lint(tbs_der: bytes, issuer: Issuer | None) -> None:
     try:
         _check(tbs_der, issuer)
-    except DECODE_ERRORS as e:
-        # asn1crypto decodes lazily, so malformed DER surfaces in whichever check first
-        # touches it: whatever it raises there is a lint failure, never another exception.
+    except lint_fast.DECODE_ERRORS as e:
+        # asn1crypto decodes lazily, so malformed DER surfaces where the TBS is loaded or in
+        # whichever check first touches it: either is a lint failure, never another exception.
         raise LintError((f"TBSCertificate does not decode: {e}",)) from e
 
 
 def _check(tbs_der: bytes, issuer: Issuer | None) -> None:
     findings: list[str] = []
     input_findings: list[str] = []
-    try:
-        tbs = x509.TbsCertificate.load(tbs_der, strict=True)
-        version = tbs["version"].native
-        serial = tbs["serial_number"].native
-        sig_der = tbs["signature"].dump()
-        issuer_der = tbs["issuer"].dump()
-        subject = tbs["subject"]
-        subject_der = subject.dump()
-        spki = tbs["subject_public_key_info"].dump()
-        validity = tbs["validity"]
-        ext_list = list(tbs["extensions"])
-    except DECODE_ERRORS as e:
-        raise LintError((f"TBSCertificate does not parse: {e}",)) from e
+    tbs = x509.TbsCertificate.load(tbs_der, strict=True)
+    version = tbs["version"].native
+    serial = tbs["serial_number"].native
+    sig_der = tbs["signature"].dump()
+    issuer_der = tbs["issuer"].dump()
+    subject = tbs["subject"]
+    subject_der = subject.dump()
+    spki = tbs["subject_public_key_info"].dump()
+    validity = tbs["validity"]
+    ext_list = list(tbs["extensions"])
 
     if version != "v3":
         findings.append("version is not v3 (RFC 5280 4.1.2.1)")
@@ -193,7 +189,7 @@ def _check(tbs_der: bytes, issuer: Issuer | None) -> None:
         ext_by_name[ext["extn_id"].native] = ext
     try:
         _lint_extensions(ext_by_name, spki, subject_der, issuer, self_signed, findings)
-    except DECODE_ERRORS as e:
+    except lint_fast.DECODE_ERRORS as e:
         findings.append(f"an extension does not decode: {e}")
     input_findings += _subject_email_findings(subject, ext_by_name.get("subject_alt_name"))
 
