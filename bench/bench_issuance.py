@@ -80,53 +80,53 @@ TARGETS = {"RSA_2048": {"raw": 0.5, "certdb": 2.0}, "ECC_256": {"nodb": 0.35, "c
 
 def profile_domain(algorithm: str, n: int) -> None:
     """cProfile the domain issuance path in this process (no gRPC); print the top entries."""
-    import cProfile
-    import pstats
-
     code = f"""
-import os, subprocess, sys, tempfile, time, cProfile, pstats
+import cProfile, os, pstats, sys, time
 from pathlib import Path
-state = Path(tempfile.mkdtemp(prefix="hsmca-bench-prof-"))
-subprocess.run([{str(REPO / 'softhsm' / 'init-tokens.sh')!r}, str(state)], check=True,
-               stdout=subprocess.DEVNULL)
-os.environ["SOFTHSM2_CONF"] = str(state / "softhsm2.conf")
-pin = (state / "user.pin").read_text().strip()
 sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'bench')!r}]
+from bench_token import token_site
 from harness import make_csrs
-from hsm.config import TokenConfig, TokenRole
-from hsm.token import Token
-from service.private_ca.requests import *
-from service.private_ca.service import PrivateCaService
-from service.storage.db import create_engine_for, migrate
-mod = "/usr/lib/softhsm/libsofthsm2.so"
-hsm = Token(TokenConfig(TokenRole.HSM, mod, "hsmca-hsm", pin))
-sw = Token(TokenConfig(TokenRole.SOFTWARE, mod, "hsmca-software", pin))
-url = f"sqlite:///{{state}}/db.sqlite3"; migrate(url); engine = create_engine_for(url)
-svc = PrivateCaService(engine, hsm, sw, public_base_url="http://127.0.0.1:8080",
-                       min_rsa_bits=2048)
-alg = {algorithm!r}
-root = svc.create_root_ca("o", CreateRootCa(SubjectFields("root", country="CN"), alg, 10))
-sub = svc.create_sub_ca("o", CreateSubCa(root.identifier, SubjectFields("sub", country="CN"),
-                                         alg, 5))
-csrs = make_csrs(alg)
-def req(i):
-    return CreateServerCertificate(IssueCommon(sub.identifier, immediately=1), SubjectFields(),
-                                   ValidityPeriod(days=30), csr=csrs[i % len(csrs)])
-for i in range(50):
-    svc.create_server_certificate("o", req(i))
-t = time.perf_counter()
-for i in range({n}):
-    svc.create_server_certificate("o", req(i))
-plain = {n} / (time.perf_counter() - t)
-pr = cProfile.Profile()
-pr.enable()
-for i in range({n}):
-    svc.create_server_certificate("o", req(i))
-pr.disable()
-print(f"{{alg}}: {{plain:.0f}} certs/s in one process, one thread, no gRPC")
-pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+
+with token_site() as site:
+    os.environ["SOFTHSM2_CONF"] = site.softhsm_conf  # read once, when the module loads
+    from hsm.config import TokenConfig, TokenRole
+    from hsm.token import Token
+    from service.private_ca.requests import *
+    from service.private_ca.service import PrivateCaService
+    from service.storage.db import create_engine_for, migrate
+    hsm = Token(TokenConfig(TokenRole.HSM, site.module, "hsmca-hsm", site.pin))
+    sw = Token(TokenConfig(TokenRole.SOFTWARE, site.module, "hsmca-software", site.pin))
+    url = f"sqlite:///{{Path(site.softhsm_conf).parent}}/db.sqlite3"
+    migrate(url)
+    engine = create_engine_for(url)
+    svc = PrivateCaService(engine, hsm, sw, public_base_url="http://127.0.0.1:8080",
+                           min_rsa_bits=2048)
+    alg = {algorithm!r}
+    root = svc.create_root_ca("o", CreateRootCa(SubjectFields("root", country="CN"), alg, 10))
+    sub = svc.create_sub_ca("o", CreateSubCa(root.identifier, SubjectFields("sub", country="CN"),
+                                             alg, 5))
+    csrs = make_csrs(alg)
+
+    def req(i):
+        return CreateServerCertificate(IssueCommon(sub.identifier, immediately=1),
+                                       SubjectFields(), ValidityPeriod(days=30),
+                                       csr=csrs[i % len(csrs)])
+
+    for i in range(50):
+        svc.create_server_certificate("o", req(i))
+    t = time.perf_counter()
+    for i in range({n}):
+        svc.create_server_certificate("o", req(i))
+    plain = {n} / (time.perf_counter() - t)
+    pr = cProfile.Profile()
+    pr.enable()
+    for i in range({n}):
+        svc.create_server_certificate("o", req(i))
+    pr.disable()
+    engine.dispose()
+    print(f"{{alg}}: {{plain:.0f}} certs/s in one process, one thread, no gRPC")
+    pstats.Stats(pr).sort_stats("tottime").print_stats(25)
 """
-    del cProfile, pstats
     subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - our own code
 
 
