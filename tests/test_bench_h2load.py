@@ -103,12 +103,15 @@ def test_ab_serves_an_older_checkout_with_its_own_service(tmp_path: Path) -> Non
     code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
             "import bench_ab; h = bench_ab.harness_for(Path(sys.argv[2])); import service; "
             "print(h.__file__); print(service.__file__)")
-    out = subprocess.run([sys.executable, "-c", code, str(bench), str(tmp_path)],
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert out == [str(bench / "harness.py"), str(tmp_path / "service" / "__init__.py")]
+
+    def harness_and_service() -> list[str]:
+        """The files of the harness and the service a fresh process serves tmp_path with."""
+        return subprocess.run([sys.executable, "-c", code, str(bench), str(tmp_path)],
+                              capture_output=True, text=True, check=True).stdout.split()
+
+    assert harness_and_service() == [str(bench / "harness.py"),
+                                     str(tmp_path / "service" / "__init__.py")]
     # A checkout with its own harness is served by it.
     (tmp_path / "bench" / "harness.py").write_text("")
-    out = subprocess.run([sys.executable, "-c", code, str(bench), str(tmp_path)],
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert out == [str(tmp_path / "bench" / "harness.py"),
-                   str(tmp_path / "service" / "__init__.py")]
+    assert harness_and_service() == [str(tmp_path / "bench" / "harness.py"),
+                                     str(tmp_path / "service" / "__init__.py")]
