@@ -6,7 +6,6 @@ anything it does not handle itself, so that path's checks and error messages dec
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 from typing import Any
 
@@ -328,7 +327,5 @@ def test_generated_csr_same_answer_as_reference(text: str) -> None:
 def test_mutated_csr_same_answer_as_reference(text: str, mutations: list[Mutation]) -> None:
     # Most mutations break the signature or the DER; both paths must refuse them alike.
     der = mutate(decode_pem(text), mutations)
-    mutated = "".join(["-----BEGIN CERTIFICATE REQUEST-----\n",
-                       base64.encodebytes(der).decode(),
-                       "-----END CERTIFICATE REQUEST-----\n"])
+    mutated = _pem(der)
     assert _outcome(mutated, fast=True) == _outcome(mutated, fast=False)
