@@ -48,7 +48,7 @@ from typing import Any
 
 from service.auth.principal import Principal
 from service.errors import PermissionDenied
-from service.storage.schema import CertificateKind
+from service.storage.schema import END_ENTITY_KINDS, CertificateKind
 
 __all__ = [
     "ActionClass",
@@ -490,11 +490,6 @@ def check_issuance(facts: IssuanceFacts) -> None:
         grant.check_issuance(facts)
 
 
-#: Kinds held to every constraint of the role (the end entities).
-_END_ENTITY_KINDS = frozenset({CertificateKind.SERVER, CertificateKind.CLIENT,
-                               CertificateKind.CUSTOM})
-
-
 class IssuanceAuthorizer:
     """The Private CA's issuance observer that asks the caller's grant before anything is
     stored or generated (service/private_ca/issuance.py, ``IssuanceObserver``).
@@ -508,7 +503,7 @@ class IssuanceAuthorizer:
     def authorize(self, event: Any) -> None:
         """Refuse with Forbidden.Policy unless a granting role allows the event's values."""
         kind = event.kind
-        if kind in _END_ENTITY_KINDS:
+        if kind in END_ENTITY_KINDS:  # held to every constraint of the role
             assert event.not_before is not None and event.not_after is not None
             check_issuance(issuance_facts(event.ca_identifier, event.names, event.common_name,
                                           event.not_before, event.not_after))

@@ -42,7 +42,7 @@ from service.private_ca.requests import page_args
 from service.private_ca.service import SIGN_ALGORITHM_NAMES, PrivateCaService
 from service.storage import repo
 from service.storage.repo import CertificateRow
-from service.storage.schema import CaStatus, CertificateKind, CertificateStatus
+from service.storage.schema import END_ENTITY_KINDS, CaStatus, CertificateStatus
 
 __all__ = [
     "CertificatePage",
@@ -55,7 +55,6 @@ __all__ = [
 
 _log = logging.getLogger("hsmca.private_ca.lifecycle")
 
-END_ENTITY_KINDS = (CertificateKind.SERVER, CertificateKind.CLIENT, CertificateKind.CUSTOM)
 MAX_ENCRYPTED_CODE_BYTES = 32
 _API_STATUS = {CertificateStatus.PENDING: "PENDING", CertificateStatus.RESERVED: "PENDING",
                CertificateStatus.ISSUED: "ISSUE", CertificateStatus.REVOKED: "REVOKE",

@@ -68,7 +68,13 @@ from service.private_ca.requests import (
 )
 from service.storage import repo
 from service.storage.repo import CaRow, CertificateRow, serial_hex
-from service.storage.schema import CaKind, CaStatus, CertificateKind, CertificateStatus
+from service.storage.schema import (
+    END_ENTITY_KINDS,
+    CaKind,
+    CaStatus,
+    CertificateKind,
+    CertificateStatus,
+)
 from service.storage.store import Store
 from service.token_signer import TokenSigner
 
@@ -335,8 +341,7 @@ class PrivateCaService:
                 chain = pem_encode(parent.certificate) if parent and parent.certificate else ""
             issued = repo.count_issued(
                 conn, owner, ca.identifier,
-                kinds=(CertificateKind.SERVER, CertificateKind.CLIENT, CertificateKind.CUSTOM,
-                       CertificateKind.SUBCA),
+                kinds=(*END_ENTITY_KINDS, CertificateKind.SUBCA),
                 status=(CertificateStatus.ISSUED, CertificateStatus.REVOKED))
         subject_dn = cx509.load_der_x509_certificate(cert).subject.rfc4514_string()
         return CaInfo(

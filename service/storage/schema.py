@@ -166,6 +166,10 @@ class CertificateKind(enum.StrEnum):
     ROOTCA = "ROOTCA"
 
 
+#: The end-entity kinds: everything a CA issues except sub CAs.
+END_ENTITY_KINDS = (CertificateKind.SERVER, CertificateKind.CLIENT, CertificateKind.CUSTOM)
+
+
 class KmsStatus(enum.StrEnum):
     """A KMS certificate's status (DescribeCertificate ``Status``)."""
 
