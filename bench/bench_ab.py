@@ -135,8 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("h2load") is None:
         p.error("h2load is missing (make bench-deps)")
 
-    sys.path[:0] = [str(BENCH.parent), str(BENCH)]
-    import harness
+    harness = harness_for(BENCH.parent)  # this checkout's: CSRs, load, CPU time
 
     work = Path(tempfile.mkdtemp(prefix="hsmca-bench-ab-run-"))
     servers: dict[str, subprocess.Popen[bytes]] = {}
