@@ -110,11 +110,13 @@ class IssuanceObserver(Protocol):
     def issued(self, event: IssuanceEvent, certificate: bytes) -> None:
         """The CA key signed ``certificate``, now recorded; before it is returned.
 
-        An exception here reaches the caller (the certificate stays recorded and revocable).
+        An exception here reaches the caller and ``failed`` (the certificate stays recorded
+        and revocable; a CA created this way keeps its key).
         """
 
     def failed(self, event: IssuanceEvent, error: BaseException) -> None:
-        """The call failed after ``authorize``; ``error`` is what the caller gets."""
+        """The call failed after ``authorize`` (key generation included); ``error`` is what
+        the caller gets."""
 
 
 class NoObserver:
@@ -492,20 +494,19 @@ class IssuanceCycle:
                               key_id=ca.key_id)
         try:
             certificate = self.pipeline.issue(_audited(Reservation.resumed(row, state), event))
+            self.observer.issued(event, certificate)
         except BaseException as e:
             self.observer.failed(event, e)
             raise
-        self.observer.issued(event, certificate)
 
     def sign_ca(self, reservation: Reservation, event: IssuanceEvent) -> bytes:
-        """Steps 6-9 for a CA's own certificate (CA creation), through the same pipeline."""
-        try:
-            certificate = self.pipeline.issue(_audited(reservation, event))
-        except BaseException as e:
-            self.observer.failed(event, e)
-            raise
-        self.observer.issued(event, certificate)
-        return certificate
+        """Steps 6-9 for a CA's own certificate (CA creation), through the same pipeline.
+
+        The caller tells the observer: CA creation can also fail before this step (key
+        generation, TBS, lint), and an exception from ``issued`` must not destroy the key of
+        a CA that is already recorded.
+        """
+        return self.pipeline.issue(_audited(reservation, event))
 
 
 # --- helpers -------------------------------------------------------------------------------

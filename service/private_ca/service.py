@@ -197,24 +197,31 @@ class PrivateCaService:
         event = IssuanceEvent(owner, identifier, CertificateKind.ROOTCA, time.monotonic(),
                               identifier=identifier)
         self.cycle.observer.authorize(event)
-        # The key, in the hsm token, non-exportable (invariant 1).
-        key_id, spki = self._generate_ca_key(algorithm, identifier)
         try:
-            serial = new_serial()
-            # TBS and lint; RFC 5280 4.2.1.9: no pathLenConstraint on the root.
-            tbs = build_self_signed_tbs(subject, spki, algorithm.signature_algorithm, serial,
-                                        now, not_after)
-            lint_self_signed_tbs(tbs)
-            row = _ca_row(identifier, owner, CaKind.ROOT, req.subject, subject.dump(),
-                          algorithm, key_id, spki, serial, now, not_after, None, None,
-                          req.enable_crl, crl_day, req.tags, None)
-            signer = TokenSigner(self.tokens.hsm, key_id, algorithm.signature_algorithm, spki)
-            cert = self.cycle.sign_ca(
-                Reservation.of_ca(row, _ca_certificate_row(row, tbs, CertificateKind.ROOTCA,
-                                                           identifier), signer, spki),
-                dataclasses.replace(event, serial=row.serial, key_id=key_id.hex()))
-        except BaseException:
-            destroy_quietly(self.tokens.hsm, key_id)
+            # The key, in the hsm token, non-exportable (invariant 1).
+            key_id, spki = self._generate_ca_key(algorithm, identifier)
+            try:
+                serial = new_serial()
+                # TBS and lint; RFC 5280 4.2.1.9: no pathLenConstraint on the root.
+                tbs = build_self_signed_tbs(subject, spki, algorithm.signature_algorithm,
+                                            serial, now, not_after)
+                lint_self_signed_tbs(tbs)
+                row = _ca_row(identifier, owner, CaKind.ROOT, req.subject, subject.dump(),
+                              algorithm, key_id, spki, serial, now, not_after, None, None,
+                              req.enable_crl, crl_day, req.tags, None)
+                event = dataclasses.replace(event, serial=row.serial, key_id=key_id.hex())
+                signer = TokenSigner(self.tokens.hsm, key_id, algorithm.signature_algorithm,
+                                     spki)
+                cert = self.cycle.sign_ca(Reservation.of_ca(
+                    row, _ca_certificate_row(row, tbs, CertificateKind.ROOTCA, identifier),
+                    signer, spki), event)
+            except BaseException:
+                destroy_quietly(self.tokens.hsm, key_id)
+                raise
+            # Recorded: from here on the key belongs to the CA, whatever the observer says.
+            self.cycle.observer.issued(event, cert)
+        except BaseException as e:
+            self.cycle.observer.failed(event, e)
             raise
         return CaCreated(identifier, pem_encode(cert), "")
 
@@ -259,29 +266,36 @@ class PrivateCaService:
         event = IssuanceEvent(owner, parent.identifier, CertificateKind.SUBCA,
                               time.monotonic(), identifier=identifier, key_id=parent.key_id)
         self.cycle.observer.authorize(event)
-        key_id, spki = self._generate_ca_key(algorithm, identifier)
         try:
-            serial = new_serial()
-            # When the parent publishes a CRL, the sub CA's certificate points at it, so
-            # relying parties can find out that the sub CA was revoked (RFC 5280 4.2.1.13).
-            issuer = pstate.issuer_with_crl or pstate.issuer
-            tbs = build_tbs(issuer, IssuanceRequest(
-                profile=ProfileKind.SUB_CA, subject=subject.dump(), public_key_info=spki,
-                serial=serial, not_before=validity.not_before, not_after=validity.not_after,
-                extended_key_usages=ekus, path_len=req.path_len_constraint,
-                enable_crl=pstate.issuer_with_crl is not None))
-            lint_tbs(tbs, issuer)
-            row = _ca_row(identifier, owner, CaKind.SUB, req.subject, subject.dump(),
-                          algorithm, key_id, spki, serial, validity.not_before,
-                          validity.not_after, parent.identifier, req.path_len_constraint,
-                          req.enable_crl, crl_day, req.tags, ekus)
-            cert = self.cycle.sign_ca(
-                Reservation.of_ca(row, _ca_certificate_row(row, tbs, CertificateKind.SUBCA,
-                                                           parent.identifier),
-                                  pstate.signer, pstate.issuer.public_key_info),
-                dataclasses.replace(event, serial=row.serial))
-        except BaseException:
-            destroy_quietly(self.tokens.hsm, key_id)
+            key_id, spki = self._generate_ca_key(algorithm, identifier)
+            try:
+                serial = new_serial()
+                # When the parent publishes a CRL, the sub CA's certificate points at it, so
+                # relying parties can find out that the sub CA was revoked (RFC 5280 4.2.1.13).
+                issuer = pstate.issuer_with_crl or pstate.issuer
+                tbs = build_tbs(issuer, IssuanceRequest(
+                    profile=ProfileKind.SUB_CA, subject=subject.dump(), public_key_info=spki,
+                    serial=serial, not_before=validity.not_before,
+                    not_after=validity.not_after, extended_key_usages=ekus,
+                    path_len=req.path_len_constraint,
+                    enable_crl=pstate.issuer_with_crl is not None))
+                lint_tbs(tbs, issuer)
+                row = _ca_row(identifier, owner, CaKind.SUB, req.subject, subject.dump(),
+                              algorithm, key_id, spki, serial, validity.not_before,
+                              validity.not_after, parent.identifier, req.path_len_constraint,
+                              req.enable_crl, crl_day, req.tags, ekus)
+                event = dataclasses.replace(event, serial=row.serial)
+                cert = self.cycle.sign_ca(Reservation.of_ca(
+                    row, _ca_certificate_row(row, tbs, CertificateKind.SUBCA,
+                                             parent.identifier),
+                    pstate.signer, pstate.issuer.public_key_info), event)
+            except BaseException:
+                destroy_quietly(self.tokens.hsm, key_id)
+                raise
+            # Recorded: from here on the key belongs to the CA, whatever the observer says.
+            self.cycle.observer.issued(event, cert)
+        except BaseException as e:
+            self.cycle.observer.failed(event, e)
             raise
         return CaCreated(identifier, pem_encode(cert), pstate.certificate_pem)
 

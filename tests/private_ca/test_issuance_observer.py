@@ -7,14 +7,17 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from pca_support import OWNER, Hierarchy, Pca, make_csr, new_key
+from pca_support import OWNER, Hierarchy, Pca, make_csr, new_key, snapshot
 from sqlalchemy import func, select
 
-from service.errors import PermissionDenied
+from hsm.errors import TokenUnavailable
+from service.errors import PermissionDenied, TokenOutage
+from service.private_ca import service as service_module
 from service.private_ca.issuance import IssuanceEvent, ObserverChain
 from service.private_ca.requests import (
     CreateRootCa,
     CreateServerCertificate,
+    CreateSubCa,
     IssueCommon,
     SubjectFields,
     ValidityPeriod,
@@ -28,6 +31,7 @@ class Recorder:
     name: str
     calls: list[tuple[str, str, Any]]
     refuse: bool = False
+    refuse_issued: bool = False
 
     def authorize(self, event: IssuanceEvent) -> None:
         self.calls.append((self.name, "authorize", event))
@@ -36,6 +40,8 @@ class Recorder:
 
     def issued(self, event: IssuanceEvent, certificate: bytes) -> None:
         self.calls.append((self.name, "issued", (event, certificate)))
+        if self.refuse_issued:
+            raise RuntimeError("the observer failed after the record")
 
     def failed(self, event: IssuanceEvent, error: BaseException) -> None:
         self.calls.append((self.name, "failed", (event, error)))
@@ -106,3 +112,46 @@ def test_a_failure_after_authorize_reaches_every_observer(pca: Pca, ecc_ca: Hier
     assert [(n, what) for n, what, _ in calls] == [
         ("a", "authorize"), ("b", "authorize"), ("a", "failed"), ("b", "failed")]
     assert isinstance(calls[-1][2][1], RuntimeError)
+
+
+def test_ca_creation_failing_before_its_signature_reaches_every_observer(
+        pca: Pca, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Key generation is the step between authorize and the reservation; a token that
+    # fails there must be reported like a failure at any later step.
+    calls: list[tuple[str, str, Any]] = []
+    svc = _service(pca, Recorder("a", calls), Recorder("b", calls))
+    tokens = (svc.tokens.hsm,)
+    before = snapshot(pca, tokens)
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise TokenUnavailable("token 'hsmca-hsm' is unavailable: injected")
+
+    monkeypatch.setattr(service_module, "generate_key_pair", unavailable)
+    with pytest.raises(TokenOutage) as refused:
+        svc.create_root_ca(OWNER, CreateRootCa(SubjectFields("failing root", country="CN"),
+                                               "ECC_256", 1))
+    assert [(n, what) for n, what, _ in calls] == [
+        ("a", "authorize"), ("b", "authorize"), ("a", "failed"), ("b", "failed")]
+    event, error = calls[-1][2]
+    assert error is refused.value and event.kind == "ROOTCA" and not event.serial
+    assert snapshot(pca, tokens) == before
+
+
+def test_an_observer_failing_after_a_ca_is_recorded_leaves_its_key(pca: Pca) -> None:
+    # issued() runs after the record: the CA exists, so its key must survive the error.
+    calls: list[tuple[str, str, Any]] = []
+    svc = _service(pca, Recorder("audit", calls, refuse_issued=True))
+    with pytest.raises(RuntimeError, match="after the record"):
+        svc.create_root_ca(OWNER, CreateRootCa(SubjectFields("observed root", country="CN"),
+                                               "ECC_256", 2))
+    assert [what for _, what, _ in calls] == ["authorize", "issued", "failed"]
+    event, certificate = calls[1][2]
+    root = x509.load_der_x509_certificate(certificate)
+    assert root.serial_number == int(event.serial, 16)
+    # The recorded root still signs: a sub CA under it, through a service without the
+    # failing observer, chains to it.
+    sub = pca.service.create_sub_ca(OWNER, CreateSubCa(
+        event.identifier, SubjectFields("sub of the observed root", country="CN"),
+        "ECC_256", 1))
+    sub_cert = x509.load_pem_x509_certificate(sub.certificate_pem.encode())
+    sub_cert.verify_directly_issued_by(root)
