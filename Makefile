@@ -17,7 +17,7 @@ STATE  ?= var
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
-.PHONY: all deps system-deps bench-deps token serve migrate test test-fast fuzz bench bench-crl proto lint conformance clean
+.PHONY: all deps system-deps bench-deps token serve migrate test fuzz bench bench-crl proto lint conformance clean
 
 all: test
 

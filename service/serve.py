@@ -49,9 +49,11 @@ def worker_cpus(workers: int, allowed: set[int] | None, *, pin: bool) -> list[in
     hand work to each other many times per call. When those threads float over all cores,
     each wake-up lands on another core: on the VMs we measured that is an inter-processor
     interrupt and a cold cache each time. Pinned, a worker's hand-offs stay on its own core:
-    in ``make bench`` on 2 cores, P-256 issuance went from 1160-1300 to 1550-1600 certs/s and
-    RSA-2048 from 910-1060 to 1130-1470 (README, "Benchmarks"). Only with 2 or more workers and
-    CPUs: a single worker keeps every core for gRPC's own threads.
+    in ``make bench`` on 2 cores, P-256 issuance went from 1160-1300 to 1550-1750 certs/s and
+    RSA-2048 from 910-1060 to 1130-1470 (docs/benchmarks.md, "History"; on a nested-
+    virtualization VM later, unpinned workers cost 1.05x CPU per certificate and 0.88x rate).
+    Only with 2 or more workers and CPUs: a single worker keeps every core for gRPC's own
+    threads.
     """
     cpus = sorted(allowed or ())
     if not pin or workers < 2 or len(cpus) < 2:

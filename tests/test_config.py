@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,20 @@ def test_defaults(tmp_path: Path) -> None:
     assert (cfg.kms.region, cfg.kms.account_id) == ("cn-local", "000000000000")
     assert (cfg.policy.min_rsa_bits, cfg.policy.default_owner) == (2048, "default")
     assert (cfg.jobs.enabled, cfg.jobs.poll_seconds) == (True, 0.5)
+
+
+def test_the_readme_sample_is_the_embedded_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's configuration sample is what an operator copies: it must load, and
+    # every value it shows must be the default it claims to be.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1]
+    sample = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert sample is not None
+    monkeypatch.chdir(tmp_path)
+    from_sample = load_config(_write(tmp_path, sample.group(1)), env={})
+    assert dataclasses.replace(from_sample, source=None) == load_config(env={})
 
 
 def test_default_state_dir_is_var_under_cwd(

@@ -71,7 +71,7 @@ def test_a_forked_child_does_not_reuse_the_parents_unread_bytes() -> None:
 #: Random values read elsewhere than service/entropy.py, each with its reason. Serials,
 #: identifiers, key IDs and the salts and IVs of exports all come from service.entropy.
 OTHER_RANDOMNESS = {
-    ("hsm/export.py", "os.urandom"): "the IV of a key export; hsm/ never imports service/",
+    ("hsm/export.py", "os.urandom"): "the AES-GCM IV of a sealed blob; hsm/ never imports service/",
     ("hsm/conformance.py", "os.urandom"): "a probe key's CKA_ID; hsm/ never imports service/",
     ("service/client/retry.py", "random.uniform"): "retry jitter: neither a secret nor an id",
 }
