@@ -53,7 +53,7 @@ from service.pki.builder import read_tlv
 from service.pki.crl import ReasonCode
 from service.pki.verify import verify_signature
 from service.storage.repo import get_ca_any_owner, serial_hex
-from service.storage.schema import CertificateStatus
+from service.storage.schema import CaStatus, CertificateStatus
 from service.storage.schema import ca as ca_t
 from service.storage.schema import certificate as cert_t
 from service.storage.schema import ocsp_response as ocsp_t
@@ -122,7 +122,7 @@ class _Ca:
 _Key = tuple[str, int, str]  # (CA identifier, serial, hash algorithm)
 #: The CAs this responder answers for: CRLs enabled, certificate issued (revoked CAs too:
 #: the status of what they issued is still asked for).
-_SERVED = (ca_t.c.enable_crl.is_(True), ca_t.c.status.in_(("ISSUE", "REVOKE")))
+_SERVED = (ca_t.c.enable_crl.is_(True), ca_t.c.status.in_((CaStatus.ISSUE, CaStatus.REVOKE)))
 
 
 class OcspResponder:

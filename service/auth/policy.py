@@ -48,6 +48,7 @@ from typing import Any
 
 from service.auth.principal import Principal
 from service.errors import PermissionDenied
+from service.pki.names import looks_like_host_name
 from service.storage.schema import END_ENTITY_KINDS, CertificateKind
 
 __all__ = [
@@ -517,9 +518,6 @@ class IssuanceAuthorizer:
         """Nothing to do after a failure."""
 
 
-_HOSTNAME = re.compile(r"(\*\.)?([A-Za-z0-9-]+\.)+[A-Za-z0-9-]+\.?")
-
-
 def issuance_facts(ca_identifier: str, sans: Iterable[tuple[str, str]],
                    common_name: str | None, not_before: dt.datetime,
                    not_after: dt.datetime) -> IssuanceFacts:
@@ -532,7 +530,8 @@ def issuance_facts(ca_identifier: str, sans: Iterable[tuple[str, str]],
     for kind, value in sans:
         by_type.setdefault(kind, []).append(value)
     dns = by_type.get("dNSName", [])
-    if common_name and _HOSTNAME.fullmatch(common_name) and common_name.lower() not in dns:
+    if (common_name and looks_like_host_name(common_name)
+            and common_name.lower() not in dns):
         dns = [*dns, common_name.lower()]
     return IssuanceFacts(
         ca_identifier=ca_identifier, dns_names=tuple(dns),

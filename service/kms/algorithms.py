@@ -16,6 +16,7 @@ from types import MappingProxyType
 from service.errors import InvalidArgument
 from service.hints import KMS_KEY_SPEC_FOR_PCA, spelling_hint
 from service.pki.signer import SignatureAlgorithm
+from service.storage.schema import ProtectionLevel
 
 
 class KeySpec(enum.Enum):
@@ -24,13 +25,6 @@ class KeySpec(enum.Enum):
     RSA_2048 = "RSA_2048"
     EC_P256 = "EC_P256"
     EC_SM2 = "EC_SM2"
-
-
-class ProtectionLevel(enum.Enum):
-    """Where the private key lives (CreateCertificate ``ProtectionLevel``; default SOFTWARE)."""
-
-    SOFTWARE = "SOFTWARE"
-    HSM = "HSM"
 
 
 class SignAlgorithm(enum.Enum):

@@ -56,7 +56,6 @@ from service.kms.algorithms import (
     EncryptionAlgorithm,
     KeySpec,
     MessageType,
-    ProtectionLevel,
     SignAlgorithm,
     SignInput,
     check_plaintext,
@@ -71,7 +70,7 @@ from service.pki import pem
 from service.pki.signer import Signer
 from service.storage import repo
 from service.storage.repo import KmsCertificateRow
-from service.storage.schema import KmsStatus
+from service.storage.schema import KmsStatus, ProtectionLevel
 from service.storage.store import Store
 from service.token_signer import TokenSigner
 

@@ -83,6 +83,9 @@ _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*\Z")
 # checks below still decide (and word) every refusal.
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"(?:\*\.)?(?:{_DNS_LABEL}\.)*{_DNS_LABEL}\Z")
+# What authorization reads as a host name in a CN (looks_like_host_name): looser than
+# _DNS_NAME on purpose (upper case, a trailing dot, a label that starts with a hyphen).
+_HOST_NAME_LIKE = re.compile(r"(\*\.)?([A-Za-z0-9-]+\.)+[A-Za-z0-9-]+\.?")
 # Characters an IPv4 address can consist of; anything else without a ':' is no IP address.
 _IPV4_CHARS = re.compile(r"[0-9.]*\Z")
 # A dotted-quad IPv4 address already in canonical form (no leading zeros, each 0-255).
@@ -152,6 +155,17 @@ def dns_name_syntax(value: str, *, reason: str = REASON_SAN, wildcard: bool = Tr
             f"DNS name {quote(value)} ends in an all-numeric label; IP addresses go in iPAddress",
         )
     return name
+
+
+def looks_like_host_name(value: str) -> bool:
+    """Whether a CN reads as a host name: two or more dotted labels of letters, digits and
+    hyphens (an optional ``*.`` first, a trailing dot allowed).
+
+    For authorization, which must bound every CN a relying party might take for a host name:
+    so it accepts more than normalize_dns_name (a CN it would refuse as a dNSName is still
+    held to a role's DNS names), and a single label such as "alice" is not a host name.
+    """
+    return _HOST_NAME_LIKE.fullmatch(value) is not None
 
 
 def normalize_dns_name(value: str, *, reason: str = REASON_SAN, wildcard: bool = True) -> str:

@@ -55,7 +55,7 @@ from service.private_ca.requests import (
     ValidityPeriod,
 )
 from service.storage.repo import CaRow
-from service.storage.schema import CertificateKind
+from service.storage.schema import CertificateKind, ProtectionLevel
 
 __all__ = ["LeafPlan", "LeafRequest", "Planner", "leaf_subject_der"]
 
@@ -221,12 +221,13 @@ class Planner:
         return algorithm
 
     def _key_placement(self, key: SystemKey) -> KeyPlacement:
-        level = key.protection_level or "SOFTWARE"
-        if level not in ("SOFTWARE", "HSM"):
+        try:
+            level = ProtectionLevel(key.protection_level or ProtectionLevel.SOFTWARE)
+        except ValueError:
             raise InvalidArgument("protection_level must be SOFTWARE or HSM"
-                                  + spelling_hint(level, ("SOFTWARE", "HSM")),
-                                  reason="InvalidParameter.ProtectionLevel")
-        if level == "HSM":
+                                  + spelling_hint(key.protection_level, tuple(ProtectionLevel)),
+                                  reason="InvalidParameter.ProtectionLevel") from None
+        if level is ProtectionLevel.HSM:
             if key.exportable_private_key:
                 raise InvalidArgument("HSM keys are never exportable",
                                       reason="InvalidParameter.ExportablePrivateKey")

@@ -179,12 +179,21 @@ class KmsStatus(enum.StrEnum):
     REVOKED = "REVOKED"
 
 
+class ProtectionLevel(enum.StrEnum):
+    """Where a private key lives (KMS CreateCertificate and the Private CA's SystemKey
+    ``ProtectionLevel``; absent means SOFTWARE): the hsm token, never exportable, or the
+    software token."""
+
+    SOFTWARE = "SOFTWARE"
+    HSM = "HSM"
+
+
 CA_KINDS = tuple(CaKind)
 CA_STATUSES = tuple(CaStatus)
 CERTIFICATE_STATUSES = tuple(CertificateStatus)
 CERTIFICATE_KINDS = tuple(CertificateKind)
 KMS_STATUSES = tuple(KmsStatus)
-KMS_PROTECTION_LEVELS = ("SOFTWARE", "HSM")
+KMS_PROTECTION_LEVELS = tuple(ProtectionLevel)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -160,6 +160,9 @@ def test_the_domain_asks_through_the_call_grant() -> None:
     cn = issuance_facts("ca-9", [], "www.evil.example", now, now + dt.timedelta(days=1))
     assert cn.dns_names == ("www.evil.example",)
     assert issuance_facts("ca-9", [], "alice", now, now).dns_names == ()
+    # Looser than a dNSName on purpose: a CN no SAN could carry is still held to dns_names.
+    odd = issuance_facts("ca-9", [], "-Www.Evil.example.", now, now)
+    assert odd.dns_names == ("-www.evil.example.",)
 
 
 @pytest.mark.parametrize(("text", "line", "words"), [

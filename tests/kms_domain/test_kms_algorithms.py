@@ -12,7 +12,6 @@ from service.kms.algorithms import (
     EncryptionAlgorithm,
     KeySpec,
     MessageType,
-    ProtectionLevel,
     SignAlgorithm,
     SignInput,
     check_message,
@@ -24,6 +23,7 @@ from service.kms.algorithms import (
     parse_sign_algorithm,
 )
 from service.pki.signer import SignatureAlgorithm
+from service.storage.schema import ProtectionLevel
 
 SIGN_TABLE = [
     # (key spec, algorithm, allowed)

@@ -186,6 +186,16 @@ CASES: list[tuple[str, Callable[..., Any], grpc.StatusCode, str]] = [
      lambda p, r, e, c: p.stub.CreateClientCertificate(pb.CreateClientCertificateRequest(
          parent_identifier=e.sub_id, immediately=1)),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Validity"),
+    ("unknown-protection-level",
+     lambda p, r, e, c: p.stub.CreateServerCertificate(pb.CreateServerCertificateRequest(
+         domain="k.example.test", parent_identifier=e.sub_id, days=7, immediately=1,
+         protection_level="TPM")),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ProtectionLevel"),
+    ("exportable-hsm-key",
+     lambda p, r, e, c: p.stub.CreateServerCertificate(pb.CreateServerCertificateRequest(
+         domain="k.example.test", parent_identifier=e.sub_id, days=7, immediately=1,
+         protection_level="HSM", exportable_private_key=True)),
+     grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.ExportablePrivateKey"),
     ("bad-domain", lambda p, r, e, c: _server(e, domain="bad..example")(p),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidParameter.Domain"),
     # X.520 / RFC 5280 Appendix A: countryName is an ISO 3166 code ("UK" is not; GB is).
