@@ -197,32 +197,22 @@ class PrivateCaService:
         event = IssuanceEvent(owner, identifier, CertificateKind.ROOTCA, time.monotonic(),
                               identifier=identifier)
         self.cycle.observer.authorize(event)
-        try:
-            # The key, in the hsm token, non-exportable (invariant 1).
-            key_id, spki = self._generate_ca_key(algorithm, identifier)
-            try:
-                serial = new_serial()
-                # TBS and lint; RFC 5280 4.2.1.9: no pathLenConstraint on the root.
-                tbs = build_self_signed_tbs(subject, spki, algorithm.signature_algorithm,
-                                            serial, now, not_after)
-                lint_self_signed_tbs(tbs)
-                row = _ca_row(identifier, owner, CaKind.ROOT, req.subject, subject.dump(),
-                              algorithm, key_id, spki, serial, now, not_after, None, None,
-                              req.enable_crl, crl_day, req.tags, None)
-                event = dataclasses.replace(event, serial=row.serial, key_id=key_id.hex())
-                signer = TokenSigner(self.tokens.hsm, key_id, algorithm.signature_algorithm,
-                                     spki)
-                cert = self.cycle.sign_ca(Reservation.of_ca(
-                    row, _ca_certificate_row(row, tbs, CertificateKind.ROOTCA, identifier),
-                    signer, spki), event)
-            except BaseException:
-                destroy_quietly(self.tokens.hsm, key_id)
-                raise
-            # Recorded: from here on the key belongs to the CA, whatever the observer says.
-            self.cycle.observer.issued(event, cert)
-        except BaseException as e:
-            self.cycle.observer.failed(event, e)
-            raise
+
+        def reserve(key_id: bytes, spki: bytes) -> tuple[Reservation, IssuanceEvent]:
+            serial = new_serial()
+            # TBS and lint; RFC 5280 4.2.1.9: no pathLenConstraint on the root.
+            tbs = build_self_signed_tbs(subject, spki, algorithm.signature_algorithm, serial,
+                                        now, not_after)
+            lint_self_signed_tbs(tbs)
+            row = _ca_row(identifier, owner, CaKind.ROOT, req.subject, subject.dump(),
+                          algorithm, key_id, spki, serial, now, not_after, None, None,
+                          req.enable_crl, crl_day, req.tags, None)
+            signer = TokenSigner(self.tokens.hsm, key_id, algorithm.signature_algorithm, spki)
+            return (Reservation.of_ca(row, _ca_certificate_row(row, tbs, CertificateKind.ROOTCA,
+                                                               identifier), signer, spki),
+                    dataclasses.replace(event, serial=row.serial, key_id=key_id.hex()))
+
+        cert = self._new_ca(event, algorithm, reserve)
         return CaCreated(identifier, pem_encode(cert), "")
 
     def create_sub_ca(self, owner: str, req: CreateSubCa) -> CaCreated:
@@ -266,38 +256,53 @@ class PrivateCaService:
         event = IssuanceEvent(owner, parent.identifier, CertificateKind.SUBCA,
                               time.monotonic(), identifier=identifier, key_id=parent.key_id)
         self.cycle.observer.authorize(event)
+
+        def reserve(key_id: bytes, spki: bytes) -> tuple[Reservation, IssuanceEvent]:
+            serial = new_serial()
+            # When the parent publishes a CRL, the sub CA's certificate points at it, so
+            # relying parties can find out that the sub CA was revoked (RFC 5280 4.2.1.13).
+            issuer = pstate.issuer_with_crl or pstate.issuer
+            tbs = build_tbs(issuer, IssuanceRequest(
+                profile=ProfileKind.SUB_CA, subject=subject.dump(), public_key_info=spki,
+                serial=serial, not_before=validity.not_before, not_after=validity.not_after,
+                extended_key_usages=ekus, path_len=req.path_len_constraint,
+                enable_crl=pstate.issuer_with_crl is not None))
+            lint_tbs(tbs, issuer)
+            row = _ca_row(identifier, owner, CaKind.SUB, req.subject, subject.dump(),
+                          algorithm, key_id, spki, serial, validity.not_before,
+                          validity.not_after, parent.identifier, req.path_len_constraint,
+                          req.enable_crl, crl_day, req.tags, ekus)
+            return (Reservation.of_ca(row, _ca_certificate_row(row, tbs, CertificateKind.SUBCA,
+                                                               parent.identifier),
+                                      pstate.signer, pstate.issuer.public_key_info),
+                    dataclasses.replace(event, serial=row.serial))
+
+        cert = self._new_ca(event, algorithm, reserve)
+        return CaCreated(identifier, pem_encode(cert), pstate.certificate_pem)
+
+    def _new_ca(self, event: IssuanceEvent, algorithm: CaAlgorithm,
+                reserve: Callable[[bytes, bytes], tuple[Reservation, IssuanceEvent]]) -> bytes:
+        """A new CA's key, then its certificate through steps 6-9: ``reserve(key_id, spki)``
+        builds, lints and plans the reservation (and the event with its serial).
+
+        The key is destroyed on any failure before the certificate is recorded; the
+        observer hears of every outcome after ``authorize``.
+        """
         try:
-            key_id, spki = self._generate_ca_key(algorithm, identifier)
+            # The key, in the hsm token, non-exportable (invariant 1).
+            key_id, spki = self._generate_ca_key(algorithm, event.identifier)
             try:
-                serial = new_serial()
-                # When the parent publishes a CRL, the sub CA's certificate points at it, so
-                # relying parties can find out that the sub CA was revoked (RFC 5280 4.2.1.13).
-                issuer = pstate.issuer_with_crl or pstate.issuer
-                tbs = build_tbs(issuer, IssuanceRequest(
-                    profile=ProfileKind.SUB_CA, subject=subject.dump(), public_key_info=spki,
-                    serial=serial, not_before=validity.not_before,
-                    not_after=validity.not_after, extended_key_usages=ekus,
-                    path_len=req.path_len_constraint,
-                    enable_crl=pstate.issuer_with_crl is not None))
-                lint_tbs(tbs, issuer)
-                row = _ca_row(identifier, owner, CaKind.SUB, req.subject, subject.dump(),
-                              algorithm, key_id, spki, serial, validity.not_before,
-                              validity.not_after, parent.identifier, req.path_len_constraint,
-                              req.enable_crl, crl_day, req.tags, ekus)
-                event = dataclasses.replace(event, serial=row.serial)
-                cert = self.cycle.sign_ca(Reservation.of_ca(
-                    row, _ca_certificate_row(row, tbs, CertificateKind.SUBCA,
-                                             parent.identifier),
-                    pstate.signer, pstate.issuer.public_key_info), event)
+                reservation, event = reserve(key_id, spki)
+                certificate = self.cycle.sign_ca(reservation, event)
             except BaseException:
                 destroy_quietly(self.tokens.hsm, key_id)
                 raise
             # Recorded: from here on the key belongs to the CA, whatever the observer says.
-            self.cycle.observer.issued(event, cert)
+            self.cycle.observer.issued(event, certificate)
         except BaseException as e:
             self.cycle.observer.failed(event, e)
             raise
-        return CaCreated(identifier, pem_encode(cert), pstate.certificate_pem)
+        return certificate
 
     def _generate_ca_key(self, algorithm: CaAlgorithm, identifier: str) -> tuple[bytes, bytes]:
         """Generate a CA key pair, non-exportable, in the hsm token: (CKA_ID, SPKI DER)."""
