@@ -111,7 +111,7 @@ class IssuanceObserver(Protocol):
         """The CA key signed ``certificate``, now recorded; before it is returned.
 
         An exception here reaches the caller and ``failed`` (the certificate stays recorded
-        and revocable; a CA created this way keeps its key).
+        and revocable; a new CA keeps its key).
         """
 
     def failed(self, event: IssuanceEvent, error: BaseException) -> None:
