@@ -210,6 +210,8 @@ def test_bootstrap_files_and_modes(perimeter: Perimeter) -> None:
     assert before == after
 
 
+# Python deprecates TLSVersion.TLSv1_1 itself; the test needs it to offer an old version.
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls13_negotiated_and_old_versions_refused(perimeter: Perimeter) -> None:
     tls = perimeter.state / "tls"
     ctx = ssl.create_default_context(cafile=str(tls / "ca.pem"))
