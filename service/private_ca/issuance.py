@@ -437,7 +437,14 @@ class IssuanceCycle:
             self.observer.issued(event, certificate)
         except BaseException as e:
             if own_job and lease is not None and isinstance(e, HsmcaError):
-                self.jobs.abandon(lease, e)
+                try:
+                    self.jobs.abandon(lease, e)
+                except Exception as again:
+                    # The database is away too. The caller still gets the error above; the
+                    # job keeps its lease until it runs out, then the job thread issues it
+                    # (or fails it), and a retry of the same request returns that outcome.
+                    _log.warning("could not settle job %s after %s: %s", lease.identifier,
+                                 type(e).__name__, type(again).__name__)
             self.observer.failed(event, e)
             raise
         # 10. The answer: the certificate, and the chain up to the root for immediately = 2.

@@ -219,13 +219,22 @@ class JobQueue:
         return Submitted(IssuedCertificate(identifier, "", row.serial or "", ""), lease)
 
     def abandon(self, lease: JobLease, error: HsmcaError) -> None:
-        """A synchronous idempotent call failed: drop its job, or mark it FAILED."""
+        """A synchronous idempotent call failed: drop its job, retry it later, or fail it."""
         with self._store.write() as conn:
             # Refused before its reservation (the CA revoked meanwhile, the token away): the
             # caller has the error and nothing was reserved or signed, so the row goes and
-            # the custom_identifier stays free for the retry. After the reservation the row
-            # stays, FAILED, with its serial and TBS (never silent).
-            if not repo.discard_pending(conn, lease.identifier, lease.worker_id):
+            # the custom_identifier stays free for the retry.
+            if repo.discard_pending(conn, lease.identifier, lease.worker_id):
+                return
+            if outage(error) is not None:
+                # Reserved, then the token or the database went away: not the request's
+                # fault, and the caller's UNAVAILABLE invites a retry of the same request.
+                # As for an asynchronous job, the job thread signs the stored TBS (same
+                # serial) once the outage ends, and that retry returns the certificate.
+                until = self._clock() + dt.timedelta(seconds=retry_delay(1))
+                repo.defer_job(conn, lease.identifier, lease.worker_id, until)
+            else:
+                # The row stays, FAILED, with its serial and TBS (never silent).
                 repo.mark_failed(conn, lease.identifier, _reason(error))
 
     def claim(self, worker_id: str) -> CertificateRow | None:

@@ -10,8 +10,10 @@ asynchronous job that met the fault is issued, not left FAILED.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
 from grpc_health.v1 import health_pb2
 from serve_support import (
     ServeProcess,
@@ -179,3 +182,64 @@ def test_token_fault_is_unavailable_then_recovered_without_restart(
         if not tokens.exists() or not os.access(tokens, os.R_OK):
             _repair(mode, tokens)
         assert srv.stop() == 0
+
+
+def test_idempotent_call_that_meets_a_token_fault_after_reserving_is_issued_on_retry(
+    tmp_path: Path,
+) -> None:
+    """A synchronous call with a custom_identifier whose signature meets the fault.
+
+    Its reservation is committed (step 6) and the token fails at step 7, so the caller gets
+    UNAVAILABLE, which invites a retry of the same request. Once the token is back, that
+    retry must return the certificate of the serial that was reserved, exactly one,
+    not refuse it for good because the first call failed.
+    """
+    state = init_state(tmp_path / "state")
+    tokens = state / "softhsm" / "tokens"
+    srv = ServeProcess(state, workers=1, HSMCA_JOBS_POLL_SECONDS="0.1")
+    key = "order-after-reserving"
+    req = pb.CreateCustomCertificateRequest(parent_identifier="", csr=CSR, validity="5d",
+                                            immediately=1, custom_identifier=key)
+    try:
+        _, issuer = create_ecc_hierarchy(srv.target, "reserved")
+        req.parent_identifier = issuer
+        _issue(srv.target, issuer)  # the CA's state cached: steps 1-6 need no token call
+        with grpc.insecure_channel(srv.target) as ch:
+            stub = private_ca_pb2_grpc.PrivateCaStub(ch)
+            _break("moved-away", tokens)
+            try:
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.CreateCustomCertificate(req, timeout=20)
+                assert error_info(info.value) == (  # type: ignore[arg-type]
+                    grpc.StatusCode.UNAVAILABLE, TOKEN_REASON)
+                rows = _custom_identifier_rows(state, key)
+                assert len(rows) == 1 and rows[0][1], rows  # reserved: it has its serial
+                reserved_serial = rows[0][1]
+            finally:
+                _repair("moved-away", tokens)
+            deadline = time.monotonic() + RECOVERY_BOUND_SECONDS
+            while True:
+                try:
+                    issued = stub.CreateCustomCertificate(req, timeout=40)
+                    break
+                except grpc.RpcError as e:
+                    # Meanwhile only "the token is away" or "still being issued: retry".
+                    code, _ = error_info(e)  # type: ignore[arg-type]
+                    assert code == grpc.StatusCode.UNAVAILABLE, error_info(e)  # type: ignore[arg-type]
+                    assert time.monotonic() < deadline, srv.log.read_text()[-5000:]
+                    time.sleep(0.2)
+        assert issued.serial_number == reserved_serial
+        cert = x509.load_pem_x509_certificate(issued.certificate.encode())
+        assert format(cert.serial_number, "x") == reserved_serial
+        assert _custom_identifier_rows(state, key) == [("ISSUED", reserved_serial)]
+    finally:
+        if not tokens.exists():
+            _repair("moved-away", tokens)
+        assert srv.stop() == 0
+
+
+def _custom_identifier_rows(state: Path, key: str) -> list[tuple[str, str | None]]:
+    """(status, serial) of the rows stored under ``key``, read from the server's database."""
+    with contextlib.closing(sqlite3.connect(state / "hsmca.db")) as db:
+        return [(str(s), serial) for s, serial in db.execute(
+            "SELECT status, serial FROM certificate WHERE custom_identifier = ?", (key,))]
