@@ -258,8 +258,8 @@ def _trim_to_der(data: bytes) -> bytes:
     """Drop the zero bytes some tokens append to the PrivateKeyInfo before wrapping.
 
     SoftHSM 2.6 zero-pads the key encoding to a multiple of 8 before applying RFC 5649 (the
-    padding meant for CKM_AES_KEY_WRAP, SoftHSMv2 PR #307), so the unwrapped data can end in
-    up to 7 zero bytes after the DER SEQUENCE (measured with P-256 and RSA keys).
+    padding meant for CKM_AES_KEY_WRAP), so the unwrapped data can end in up to 7 zero
+    bytes after the DER SEQUENCE (measured with P-256 and RSA keys).
     """
     if len(data) < 2 or data[0] != 0x30:
         raise ValueError("unwrapped data is not a DER SEQUENCE (PKCS#8 PrivateKeyInfo)")

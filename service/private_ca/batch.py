@@ -1,23 +1,23 @@
 """The signing pipeline: steps 6-9 of many issuances at once, one commit per round.
 
-A named component behind the issuance cycle (service/private_ca/issuance.py), as
-Trillian's sequencer is behind QueueLeaf: the cycle hands it a Reservation and gets the
-recorded certificate back; the rounds, the batching of token calls and the shared commits
-are its business alone.
+A named component behind the issuance cycle (service/private_ca/issuance.py): the cycle
+hands it a Reservation and gets the recorded certificate back; the rounds, the batching of
+token calls and the shared commits are its business alone.
 
-Why: concurrent requests in one worker process each used to run steps 6-10 themselves: two
+Why: concurrent requests in one worker process each used to run steps 6-9 themselves: two
 group-committed writes, the token call and the verification. Every blocking call in that
 path (SQLite statements, the commit's fsync, the write gate's flock, the token) hands the
 GIL to another request thread and back, and on the VMs we measured each hand-over is a pair
 of context switches: ~30 per certificate, ~40% of a worker's CPU in the kernel. Here the
-request threads only prepare their TBSCertificate (steps 1-5, pure CPU) and queue it; one
+request threads only prepare their TBSCertificate (steps 1-5) and queue it; one
 of them at a time -- the *leader* -- runs rounds. Each round:
 
   - commits, in one transaction (GroupCommitter.run_many), the records of the certificates
-    signed in the previous round (step 9; signing failures are marked FAILED with their
-    reason) together with the reservations of everything queued since (step 6);
+    signed in the previous round (step 9; a failure to sign or verify is written as its
+    Reservation says, FAILED with the reason in most cases) together with the
+    reservations of everything queued since (step 6);
   - wakes each recorded caller with its certificate, and each refused one with its own
-    error (step 10);
+    error;
   - signs each newly reserved TBS in the token (step 7; one thread per process in the token
     anyway, docs/architecture.md), all of the round's back to back, and then assembles each
     certificate and verifies it against the CA key (step 8, invariant 3); the next round's commit
@@ -80,7 +80,7 @@ class Job(Protocol):
         """The step 9 write that records the certificate."""
 
     def failed_op(self, error: BaseException) -> Callable[[Any], Any]:
-        """The step 9 write that marks the reservation FAILED after a signing error."""
+        """The step 9 write after a failure to sign or verify (FAILED, as a rule)."""
 
     def release(self) -> None:
         """Undo what preparing made (a generated key) after a failure."""
@@ -105,7 +105,7 @@ class _Item(Waiter):
 
 
 class Batcher:
-    """Runs steps 6-10 of queued issuances in pipelined rounds (see the module docstring)."""
+    """Runs steps 6-9 of queued issuances in pipelined rounds (see the module docstring)."""
 
     def __init__(self, run_all: RunAll, *, max_batch: int = MAX_BATCH,
                  token_error: Callable[[BaseException], BaseException] = lambda e: e) -> None:
@@ -124,7 +124,7 @@ class Batcher:
         self.jobs = 0  # requests finished
 
     def issue(self, job: Job) -> bytes:
-        """Steps 6-10 for ``job``; the verified certificate DER once it is recorded."""
+        """Steps 6-9 for ``job``; the verified certificate DER once it is recorded."""
         item = _Item(job)
         with self._mutex:
             self._queue.append(item)

@@ -1,11 +1,12 @@
 """The issuance cycle, in one place (docs/architecture.md, "The issuance cycle").
 
-:meth:`IssuanceCycle.issue` reads top to bottom as the cycle, after Boulder's
-``ca/ca.go`` ``IssueCertificate``:
+:meth:`IssuanceCycle.issue` reads top to bottom as the cycle, inline steps over
+collaborators:
 
   1. load the issuing CA and check it may issue (status ISSUE, kind SUB);
   2. validate the request against it (service/private_ca/plans.py): nothing is stored and
      no key exists yet; then issue now, or store a job (service/private_ca/jobs.py);
+ 2b. a system-generated key is made in the token the request chose;
   3. choose the serial (16 CSPRNG bytes, RFC 5280 4.1.2.2, or the caller's custom one);
   4. build the TBSCertificate with the CA's cached Issuer (pre-encoded parts);
   5. lint it with our own RFC 5280 checks (invariant 4);
@@ -23,8 +24,8 @@ live there) and the signing pipeline (service/private_ca/batch.py: it runs steps
 concurrent requests in rounds, one commit per round and one thread in the token).
 
 Per-call hooks go in one place: an :class:`IssuanceObserver` (authorization before
-anything is stored, an audit record of the CA key's use before the certificate is
-returned, metrics). The default does nothing.
+anything is stored, metrics). The default does nothing. The audit record of the CA key's
+use is not a hook: step 9's transaction writes it (:func:`_audited`).
 """
 
 from __future__ import annotations
@@ -161,16 +162,17 @@ class ObserverChain:
 class Reservation:
     """Steps 6-9 for one certificate, as the signing pipeline (batch.py) runs them.
 
-    ``reserve`` is the step 6 write (None: the row was reserved before, by a job that died
-    after step 6); ``record`` and ``mark_failed`` are the step 9 writes after a signature or
-    a failure; ``release`` undoes what preparing made (a generated key) after a failure.
+    ``reserve`` is the step 6 write (for a job that died after step 6, whose row is reserved
+    already, a re-check of the CA's status); ``record`` and ``mark_failed`` are the step 9
+    writes after a signature or a failure to sign or verify; ``release`` undoes what
+    preparing made (a generated key) after a failure.
     """
 
     row: CertificateRow  # RESERVED, with the exact TBS the token signs
     signer: TokenSigner
     issuer_public_key_info: bytes
     signature_algorithm_der: bytes
-    reserve: Operation | None
+    reserve: Operation
     record: Callable[[bytes], Operation]
     mark_failed: Callable[[BaseException], Operation]
     release: Callable[[], None] = lambda: None
@@ -185,7 +187,7 @@ class Reservation:
 
     def reserve_op(self) -> Operation:
         """Step 6: reserve (issuer, serial) and store the exact TBS (invariant 2)."""
-        return self.reserve if self.reserve is not None else _no_write
+        return self.reserve
 
     def sign(self) -> bytes:
         """Step 7: the token signs the exact TBS that the reservation stored."""
@@ -202,7 +204,8 @@ class Reservation:
         return self.record(certificate)
 
     def failed_op(self, error: BaseException) -> Operation:
-        """The row stays, FAILED with the reason and its serial and TBS: never silent."""
+        """The step 9 write after a failure: the row stays with its serial and TBS, FAILED
+        with the reason (a replay: REVOKED; a job's outage: RESERVED, retried)."""
         return self.mark_failed(error)
 
     @classmethod
@@ -489,7 +492,8 @@ class IssuanceCycle:
         lint_tbs(build_tbs(issuer, _tbs_request(plan, spki, serial)), issuer)
 
     def resume(self, row: CertificateRow) -> None:
-        """Steps 7-9 for a job that died after step 6: same serial, same TBS, one record."""
+        """Steps 6-9 for a job that died after step 6 (its row reserved already; step 6
+        re-checks the CA's status): same serial, same TBS, one record."""
         with self.store.read() as conn:
             ca = repo.get_ca(conn, row.owner, row.issuer_identifier)
         if ca is None:

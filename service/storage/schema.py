@@ -1,7 +1,7 @@
 """The database schema as SQLAlchemy Core tables (portable: SQLite and PostgreSQL).
 
 This MetaData is the source of truth that Alembic migrations must reproduce;
-tests/storage/test_migrations.py fails if the migrated schema drifts from it.
+tests/storage/test_storage_migrations.py fails if the migrated schema drifts from it.
 Every resource table carries ``owner`` (the tenant). Timestamps are :class:`UtcDateTime`:
 timezone-aware UTC in and out, whatever the backend stores.
 """

@@ -1,4 +1,4 @@
-"""service/private_ca/batch.py: batched steps 6-10, each caller with its own outcome.
+"""service/private_ca/batch.py: batched steps 6-9, each caller with its own outcome.
 
 The unit tests drive the Batcher with recording jobs (no keys are involved: the batcher only
 orders the writes and the signing calls); the integration tests issue concurrently through
