@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from service import audit
 from service.audit.key import AuditKey
@@ -25,3 +25,16 @@ def installed_audit_log(engine: Engine, hsm_token: Any,
     finally:
         log.close()
         audit.install(None)
+
+
+@contextlib.contextmanager
+def audit_table_away(engine: Engine) -> Iterator[None]:
+    """A real fault of the audit log's storage: its table renamed behind the service's back,
+    so every audit record fails to be written until the block ends."""
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_record RENAME TO audit_record_away"))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE audit_record_away RENAME TO audit_record"))

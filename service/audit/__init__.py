@@ -10,9 +10,10 @@ from service.audit.log import (
     installed,
     key_use,
     record,
+    record_failure,
     record_op,
     refused,
 )
 
 __all__ = ["FAILURE", "REFUSED", "SUCCESS", "AuditLog", "KeyRef", "install", "installed", "key_use",
-           "record", "record_op", "refused"]
+           "record", "record_failure", "record_op", "refused"]

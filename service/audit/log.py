@@ -68,6 +68,7 @@ __all__ = [
     "install",
     "key_use",
     "record",
+    "record_failure",
     "record_op",
     "refused",
 ]
@@ -355,15 +356,23 @@ def key_use(action: str, *, key: KeyRef | None, resources: Iterable[str | None] 
     try:
         yield extra
     except BaseException as e:
-        reason = getattr(e, "reason", "") or type(e).__name__
-        message = getattr(e, "message", "") or str(e)
-        try:
-            record(action, outcome=FAILURE, reason=f"{reason}: {message}", key=key,
-                   resources=resources, tenant=tenant, details=extra)
-        except Exception:
-            _log.exception("could not record the failed %s", action)
+        record_failure(action, e, key=key, resources=resources, tenant=tenant, details=extra)
         raise
     record(action, key=key, resources=resources, tenant=tenant, details=extra)
+
+
+def record_failure(action: str, error: BaseException, **fields: Any) -> None:
+    """Record that ``action`` failed with ``error`` (outcome FAILURE), as far as possible.
+
+    Never raises: the caller is about to raise ``error``, which is what its caller must
+    get; a record that cannot be written (the database away) is logged instead.
+    """
+    reason = getattr(error, "reason", "") or type(error).__name__
+    message = getattr(error, "message", "") or str(error)
+    try:
+        record(action, outcome=FAILURE, reason=f"{reason}: {message}", **fields)
+    except Exception:
+        _log.exception("could not record the failed %s", action)
 
 
 def record_op(action: str, **fields: Any) -> Callable[[Connection], Any]:

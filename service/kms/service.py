@@ -72,6 +72,7 @@ from service.storage import repo
 from service.storage.repo import KmsCertificateRow
 from service.storage.schema import KmsStatus, ProtectionLevel
 from service.storage.store import Store
+from service.token_keys import destroy_after_failure, generate_key
 from service.token_signer import TokenSigner
 
 __all__ = [
@@ -480,15 +481,20 @@ class KmsCertificatesService:
             if spec is KeySpec.RSA_2048:
                 usage |= hsm_keys.KeyUsage.DECRYPT  # CertificatePrivateKeyDecrypt (OAEP)
             try:
-                with _key_use("kms.key.generate", owner, certificate_id, role, key_id,
-                              key_spec=spec.value, exportable=exportable), _token_errors():
-                    generated = hsm_keys.generate_key_pair(
+                with _token_errors():
+                    # If its record cannot be written, the key is destroyed again.
+                    generated = generate_key(
                         token,
                         _HSM_KEY_SPECS[spec],
                         key_id=key_id,
                         label=certificate_id,
                         exportable=exportable,
                         usage=usage,
+                        action="kms.key.generate",
+                        destroy_action="kms.key.destroy",
+                        resources=[certificate_id],
+                        tenant=owner,
+                        details={"key_spec": spec.value, "exportable": exportable},
                     )
             except FailedPrecondition as e:
                 if spec is KeySpec.EC_SM2:
@@ -534,10 +540,9 @@ class KmsCertificatesService:
             row = dataclasses.replace(row, csr=csr)
             self._insert(row)
         except BaseException:
-            with contextlib.suppress(hsm_errors.HsmError), \
-                    _key_use("kms.key.destroy", owner, certificate_id, role, key_id,
-                             cause="CreateCertificate failed"):
-                hsm_keys.destroy_key(token, key_id)
+            destroy_after_failure(token, key_id, action="kms.key.destroy",
+                                  resources=[certificate_id], tenant=owner,
+                                  cause="CreateCertificate failed")
             raise
         return CreatedCertificate(certificate_id, row.arn, csr)
 
@@ -621,12 +626,15 @@ class KmsCertificatesService:
         )
         with self._store.write() as conn:
             moved = repo.update_kms_certificate(conn, updated, expected_status=live)
+            if moved:
+                # In the commit of the change: the change is never without its record.
+                audit.record_op("kms.certificate.upload", resources=[certificate_id],
+                                tenant=owner,
+                                details={"serial": parsed.serial, "from": row.status,
+                                         "to": CertificateStatus.ACTIVE})(conn)
         if not moved:
             # Changed under us (revoked or deleted): report what it is now.
             self._require_status(self._get(owner, certificate_id), live, "UploadCertificate")
-        audit.record("kms.certificate.upload", resources=[certificate_id], tenant=owner,
-                     details={"serial": parsed.serial, "from": row.status,
-                              "to": CertificateStatus.ACTIVE})
 
     # -- GetCertificate / DescribeCertificate / ListCertificates --
 
@@ -732,30 +740,39 @@ class KmsCertificatesService:
             moved = repo.update_kms_certificate_status(
                 conn, owner, certificate_id, status, expected=(row.status,), now=self._now()
             )
+            if moved:
+                # In the commit of the change: the change is never without its record.
+                audit.record_op("kms.certificate.status", resources=[certificate_id],
+                                tenant=owner, details={"from": row.status, "to": status})(conn)
         if not moved:
             current = self._get(owner, certificate_id)
             raise FailedPrecondition(
                 f"certificate '{certificate_id}' changed to {current.status} meanwhile; retry",
                 reason=INCORRECT_STATUS_REASON,
             )
-        audit.record("kms.certificate.status", resources=[certificate_id], tenant=owner,
-                     details={"from": row.status, "to": status})
 
     def delete_certificate(self, owner: str, certificate_id: str) -> None:
         """Destroy the key in its token and delete the record."""
         row = self._get(owner, certificate_id)
+        record = {"key": KeyRef(row.key_token, row.key_id), "resources": [certificate_id],
+                  "tenant": owner, "details": {"sealed": row.wrapped_private_key is not None}}
         # The key is destroyed inside the delete's transaction: if destruction fails the
         # record stays (and can be deleted again); a key never outlives its record silently.
-        with _key_use("kms.key.destroy", owner, certificate_id, row.key_token,
-                      bytes.fromhex(row.key_id), sealed=row.wrapped_private_key is not None), \
-                self._store.write() as conn:
-            if not repo.delete_kms_certificate(conn, owner, certificate_id):
-                raise NotFound(
-                    f"certificate '{certificate_id}' does not exist", reason=NOT_FOUND_REASON
-                )
-            if row.wrapped_private_key is None:
-                with _token_errors():
-                    hsm_keys.destroy_key(self._token(row), bytes.fromhex(row.key_id))
+        # The audit record commits with the deletion, so a deletion is never without it.
+        try:
+            with self._store.write() as conn:
+                if not repo.delete_kms_certificate(conn, owner, certificate_id):
+                    raise NotFound(
+                        f"certificate '{certificate_id}' does not exist", reason=NOT_FOUND_REASON
+                    )
+                # Written before the key goes: if it cannot be, the key and the row stay.
+                audit.record_op("kms.key.destroy", **record)(conn)
+                if row.wrapped_private_key is None:
+                    with _token_errors():
+                        hsm_keys.destroy_key(self._token(row), bytes.fromhex(row.key_id))
+        except BaseException as e:
+            audit.record_failure("kms.key.destroy", e, **record)
+            raise
 
     # -- CertificatePrivateKeySign / CertificatePublicKeyVerify --
 

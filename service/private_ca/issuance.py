@@ -43,8 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import Connection
 
 from hsm.errors import HsmError, TokenUnavailable
-from hsm.keys import KeySpec, destroy_key, generate_key_pair
-from hsm.token import Token
+from hsm.keys import KeySpec
 from service import audit
 from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
@@ -71,11 +70,11 @@ from service.storage import repo
 from service.storage.repo import CaRow, CertificateRow, serial_hex
 from service.storage.schema import CaKind, CaStatus, CertificateKind, CertificateStatus
 from service.storage.store import Operation, Store
+from service.token_keys import destroy_after_failure, generate_key
 from service.token_signer import TokenSigner
 
 __all__ = ["IssuanceCycle", "IssuanceEvent", "IssuanceObserver", "NoObserver", "ObserverChain",
-           "Reservation",
-           "destroy_quietly", "token_error"]
+           "Reservation", "token_error"]
 
 _log = logging.getLogger("hsmca.private_ca.issuance")
 
@@ -553,12 +552,12 @@ def _generate_key(placement: KeyPlacement, algorithm: CaAlgorithm, key_id: bytes
                   label: str) -> bytes:
     """A system key pair in the placement's token; its SubjectPublicKeyInfo DER."""
     try:
-        with audit.key_use("key.generate", key=KeyRef(placement.token_role, key_id.hex()),
-                           resources=[label], details={"algorithm": algorithm.value,
-                                                       "exportable": placement.exportable}):
-            return generate_key_pair(placement.token, KeySpec(algorithm.hsm_key_spec),
-                                     key_id=key_id, label=label,
-                                     exportable=placement.exportable).public_key_info
+        return generate_key(placement.token, KeySpec(algorithm.hsm_key_spec), key_id=key_id,
+                            label=label, exportable=placement.exportable,
+                            action="key.generate", destroy_action="key.destroy",
+                            resources=[label],
+                            details={"algorithm": algorithm.value,
+                                     "exportable": placement.exportable}).public_key_info
     except HsmError as e:
         raise token_error(e) from e
 
@@ -566,7 +565,8 @@ def _generate_key(placement: KeyPlacement, algorithm: CaAlgorithm, key_id: bytes
 def _key_release(placement: KeyPlacement | None, key_id: bytes | None) -> Callable[[], None]:
     if placement is None or key_id is None:
         return lambda: None
-    return functools.partial(destroy_quietly, placement.token, key_id)
+    return functools.partial(destroy_after_failure, placement.token, key_id,
+                             action="key.destroy", cause="issuance failed")
 
 
 @functools.cache
@@ -584,16 +584,6 @@ def _stand_in_public_key(algorithm: CaAlgorithm) -> bytes:
 
 
 _STAND_IN_CURVES = {256: ec.SECP256R1(), 384: ec.SECP384R1(), 521: ec.SECP521R1()}
-
-
-def destroy_quietly(token: Token, key_id: bytes) -> None:
-    """Destroy a key after a failed issuance; a failure is logged for the operator."""
-    try:
-        with audit.key_use("key.destroy", key=KeyRef(token.config.role.value, key_id.hex()),
-                           details={"cause": "issuance failed"}):
-            destroy_key(token, key_id)
-    except HsmError:
-        _log.exception("could not destroy key %s in token %s", key_id.hex(), token.label)
 
 
 def token_error(e: BaseException) -> HsmcaError:

@@ -25,10 +25,8 @@ from cryptography import x509 as cx509
 from sqlalchemy import Engine
 
 from hsm.errors import MechanismUnavailable, TokenUnavailable
-from hsm.keys import KeySpec, generate_key_pair
+from hsm.keys import KeySpec
 from hsm.token import Token
-from service import audit
-from service.audit import KeyRef
 from service.entropy import new_identifier, new_key_id
 from service.errors import FailedPrecondition, InvalidArgument, TokenOutage
 from service.hints import spelling_hint
@@ -47,7 +45,6 @@ from service.private_ca.issuance import (
     IssuanceEvent,
     IssuanceObserver,
     Reservation,
-    destroy_quietly,
     token_error,
 )
 from service.private_ca.jobs import LEASE_SECONDS, JobLease, JobQueue, decode_request
@@ -76,6 +73,7 @@ from service.storage.schema import (
     CertificateStatus,
 )
 from service.storage.store import Store
+from service.token_keys import destroy_after_failure, generate_key
 from service.token_signer import TokenSigner
 
 __all__ = ["SIGN_ALGORITHM_NAMES", "PrivateCaService", "utc_now"]
@@ -295,7 +293,9 @@ class PrivateCaService:
                 reservation, event = reserve(key_id, spki)
                 certificate = self.cycle.sign_ca(reservation, event)
             except BaseException:
-                destroy_quietly(self.tokens.hsm, key_id)
+                destroy_after_failure(self.tokens.hsm, key_id, action="key.destroy",
+                                      resources=[event.identifier],
+                                      cause="the CA's creation failed")
                 raise
             # Recorded: from here on the key belongs to the CA, whatever the observer says.
             self.cycle.observer.issued(event, certificate)
@@ -308,11 +308,11 @@ class PrivateCaService:
         """Generate a CA key pair, non-exportable, in the hsm token: (CKA_ID, SPKI DER)."""
         key_id = new_key_id()
         try:
-            with audit.key_use("ca.key.generate", key=KeyRef(KEY_TOKEN_HSM, key_id.hex()),
+            key = generate_key(self.tokens.hsm, KeySpec(algorithm.hsm_key_spec),
+                               key_id=key_id, label=identifier, exportable=False,
+                               action="ca.key.generate", destroy_action="key.destroy",
                                resources=[identifier],
-                               details={"algorithm": algorithm.value, "exportable": False}):
-                key = generate_key_pair(self.tokens.hsm, KeySpec(algorithm.hsm_key_spec),
-                                        key_id=key_id, label=identifier, exportable=False)
+                               details={"algorithm": algorithm.value, "exportable": False})
         except MechanismUnavailable as e:
             raise FailedPrecondition(
                 f"the hsm token cannot generate {algorithm.value} CA keys: {e}. CA keys are "

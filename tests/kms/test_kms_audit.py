@@ -9,15 +9,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from audit_support import installed_audit_log
+from audit_support import audit_table_away, installed_audit_log
 from kms_api_support import OpensslCa
-from sqlalchemy import Engine, text
+from pkcs11 import Attribute, ObjectClass
+from sqlalchemy import Engine, func, select
 
 from service import audit
 from service.audit.verify import list_records, verify_log
 from service.auth.principal import Principal, acting_as
 from service.errors import PermissionDenied
 from service.request_id import serving_request
+from service.storage.schema import kms_certificate as kms_t
 
 OWNER = "default"
 
@@ -76,14 +78,66 @@ def test_a_signature_whose_record_cannot_be_written_is_not_returned(
                                          subject="C=CN,O=hsmca,OU=audit,CN=audit2",
                                          protection_level="HSM")
     service.upload_certificate(OWNER, created.certificate_id, ca.issue(created.csr))
-    # A real fault: the audit table is gone behind the service's back.
-    with kms.engine.begin() as conn:
-        conn.execute(text("ALTER TABLE audit_record RENAME TO audit_record_away"))
-    try:
-        with pytest.raises(Exception, match="audit_record"):
-            service.private_key_sign(OWNER, created.certificate_id, algorithm="ECDSA_SHA_256",
-                                     message=b"m")
-    finally:
-        with kms.engine.begin() as conn:
-            conn.execute(text("ALTER TABLE audit_record_away RENAME TO audit_record"))
+    with audit_table_away(kms.engine), pytest.raises(Exception, match="audit_record"):
+        service.private_key_sign(OWNER, created.certificate_id, algorithm="ECDSA_SHA_256",
+                                 message=b"m")
     service.delete_certificate(OWNER, created.certificate_id)
+
+
+def _private_keys(token: Any) -> int:
+    return int(token.run(
+        lambda s: len(list(s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})))))
+
+
+def _row(kms: Any, certificate_id: str) -> Any:
+    with kms.engine.connect() as conn:
+        return conn.execute(select(kms_t.c.status, kms_t.c.certificate).where(
+            kms_t.c.certificate_id == certificate_id)).one_or_none()
+
+
+@pytest.mark.parametrize("protection_level", ["HSM", "SOFTWARE"])
+def test_a_key_whose_generation_cannot_be_recorded_is_destroyed(
+        kms: Any, audit_log: audit.AuditLog, protection_level: str) -> None:
+    token = kms.hsm_token if protection_level == "HSM" else kms.software_token
+    keys = _private_keys(token)
+    with kms.engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(kms_t)).scalar_one()
+    with audit_table_away(kms.engine), pytest.raises(Exception, match="audit_record"):
+        kms.service.create_certificate(OWNER, key_spec="EC_P256", protection_level=protection_level,
+                                       subject="C=CN,O=hsmca,OU=audit,CN=unrecorded")
+    # Nothing is left: the key made before its record failed is destroyed again.
+    assert _private_keys(token) == keys
+    with kms.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(kms_t)).scalar_one() == rows
+
+
+def test_state_changes_that_cannot_be_recorded_change_nothing(
+        kms: Any, ca: OpensslCa, audit_log: audit.AuditLog) -> None:
+    # Each change and its audit record commit together: without the record the caller gets
+    # an error and the certificate is as it was, so the retry the error invites succeeds.
+    service = kms.service
+    created = service.create_certificate(OWNER, key_spec="EC_P256", protection_level="HSM",
+                                         subject="C=CN,O=hsmca,OU=audit,CN=changes")
+    cid = created.certificate_id
+    certificate = ca.issue(created.csr)
+    with audit_table_away(kms.engine), pytest.raises(Exception, match="audit_record"):
+        service.upload_certificate(OWNER, cid, certificate)
+    assert _row(kms, cid) == ("PENDING", None)
+    service.upload_certificate(OWNER, cid, certificate)
+    with audit_table_away(kms.engine), pytest.raises(Exception, match="audit_record"):
+        service.update_certificate_status(OWNER, cid, "REVOKED")
+    assert _row(kms, cid).status == "ACTIVE"
+    service.update_certificate_status(OWNER, cid, "REVOKED")
+    assert _row(kms, cid).status == "REVOKED"
+    keys = _private_keys(kms.hsm_token)
+    with audit_table_away(kms.engine), pytest.raises(Exception, match="audit_record"):
+        service.delete_certificate(OWNER, cid)
+    # Neither the row nor its key went.
+    assert _row(kms, cid) is not None and _private_keys(kms.hsm_token) == keys
+    service.delete_certificate(OWNER, cid)
+    assert _row(kms, cid) is None and _private_keys(kms.hsm_token) == keys - 1
+    records = [(r.action, r.outcome) for r in _mine(kms.engine, audit_log)
+               if json.loads(r.resources) == [cid]]
+    assert [a for a, outcome in records if outcome == "SUCCESS"] == [
+        "kms.key.generate", "kms.csr.sign", "kms.certificate.upload", "kms.certificate.status",
+        "kms.key.destroy"]

@@ -11,8 +11,8 @@ from pca_support import OWNER, Hierarchy, Pca, make_csr, new_key, snapshot
 from sqlalchemy import func, select
 
 from hsm.errors import TokenUnavailable
+from service import token_keys
 from service.errors import PermissionDenied, TokenOutage
-from service.private_ca import service as service_module
 from service.private_ca.issuance import IssuanceEvent, ObserverChain
 from service.private_ca.requests import (
     CreateRootCa,
@@ -126,7 +126,7 @@ def test_ca_creation_failing_before_its_signature_reaches_every_observer(
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise TokenUnavailable("token 'hsmca-hsm' is unavailable: injected")
 
-    monkeypatch.setattr(service_module, "generate_key_pair", unavailable)
+    monkeypatch.setattr(token_keys, "generate_key_pair", unavailable)
     with pytest.raises(TokenOutage) as refused:
         svc.create_root_ca(OWNER, CreateRootCa(SubjectFields("failing root", country="CN"),
                                                "ECC_256", 1))

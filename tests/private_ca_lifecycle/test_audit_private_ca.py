@@ -7,12 +7,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
-from audit_support import installed_audit_log
+from audit_support import audit_table_away, installed_audit_log
 from conftest import Lc
 from cryptography import x509
 from lc_support import wait_status
-from pca_support import create_hierarchy, make_csr, new_key, pem_to_der
+from pca_support import create_hierarchy, make_csr, new_key, pem_to_der, snapshot
 from sqlalchemy import select
 
 from service import audit
@@ -116,3 +117,24 @@ def test_a_certificate_and_its_signing_record_commit_together(
             record_t.c.writer == audit_log.writer,
             record_t.c.action == "certificate.sign")).all()
     assert len(signs) == n
+
+
+def test_keys_whose_generation_cannot_be_recorded_are_destroyed(
+        lc: Lc, audit_log: audit.AuditLog) -> None:
+    # A CA key and a system-generated subscriber key, each made before its record failed:
+    # the call fails and leaves nothing, in the database or in either token.
+    h = create_hierarchy(lc, "ECC_256")
+    tokens = (lc.service.tokens.hsm, lc.service.tokens.software)
+    before = snapshot(lc, tokens)
+    with audit_table_away(lc.engine):
+        with pytest.raises(grpc.RpcError):
+            lc.stub.CreateRootCACertificate(pb.CreateRootCACertificateRequest(
+                common_name="unrecorded root", organization="hsmca", country_code="CN",
+                algorithm="ECC_256", years=1))
+        for protection_level in ("HSM", "SOFTWARE"):
+            with pytest.raises(grpc.RpcError):
+                lc.stub.CreateClientCertificate(pb.CreateClientCertificateRequest(
+                    parent_identifier=h.sub_id, san_type=1, san_value="a@example.com",
+                    common_name="unrecorded key holder", days=10, immediately=1,
+                    protection_level=protection_level))
+    assert snapshot(lc, tokens) == before
