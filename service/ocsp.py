@@ -12,8 +12,10 @@ per request that asks for a nonce), each use recorded in the audit log.
 Serving (``respond``), for a request with one CertID (RFC 5019 2.1.1):
   1. find the CA by the CertID's issuerKeyHash and issuerNameHash (SHA-1 or SHA-256); a CA
      we do not serve (or one without CRLs) gets ``unauthorized`` (RFC 6960 2.3);
-  2. a request with a nonce gets a freshly signed response that echoes it (RFC 6960
-     4.4.1); one without is served from the cache:
+  2. a request with a nonce of 1..128 octets gets a freshly signed response that echoes it
+     (RFC 9654 2.1, which updates RFC 6960 4.4.1); any other nonce length gets
+     ``malformedRequest``, with no signature, audit record or stored response (RFC 9654
+     2.1); a request without a nonce is served from the cache:
   3. the in-process cache holds the response DER per (CA, serial, hash); an entry is used
      as is for ``recheck_seconds`` (0.5 s), then checked against the certificate's status in
      the database (one indexed read), so a revocation is served within a second;
@@ -75,6 +77,9 @@ DEFAULT_RECHECK_SECONDS = 0.5
 MAX_CACHED = 100_000
 #: Raw request bytes remembered per process, so a repeated request skips parsing.
 MAX_REQUESTS = 100_000
+#: The nonce lengths a request may carry, in octets (RFC 9654 2.1); any other length is
+#: answered malformedRequest, unsigned.
+MIN_NONCE, MAX_NONCE = 1, 128
 
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 _REASON_NAMES = {
@@ -382,7 +387,7 @@ def _parse_request(der: bytes) -> tuple[str, bytes, bytes, int, bytes | None]:
         nonce = None
         for ext in tbs["request_extensions"] or ():
             if ext["extn_id"].native == "nonce":
-                nonce = bytes(ext["extn_value"].parsed.native)
+                nonce = _nonce(bytes(ext["extn_value"]))
         serial = int(cert_id["serial_number"].native)
         if serial <= 0 or serial.bit_length() > 160:
             raise ValueError("serialNumber must be positive and at most 20 octets (RFC 5280)")
@@ -390,6 +395,23 @@ def _parse_request(der: bytes) -> tuple[str, bytes, bytes, int, bytes | None]:
                 bytes(cert_id["issuer_key_hash"].native), serial, nonce)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(str(e)) from e
+
+
+def _nonce(extn_value: bytes) -> bytes:
+    """The nonce of a Nonce extension's extnValue: the contents of the one DER OCTET STRING
+    it holds (RFC 9654 2.1: Nonce ::= OCTET STRING (SIZE(1..128))).
+
+    RFC 9654 2.1 (updating RFC 6960 4.4.1): a responder MUST reject a request whose
+    nonce is 0 octets or longer than 128 octets with malformedRequest. Checked here, before
+    anything is looked up or signed: the token signs only for a nonce of 1..128 octets.
+    """
+    tag, start, end = read_tlv(extn_value)
+    if tag != 0x04 or end != len(extn_value):
+        raise ValueError("the Nonce extension's extnValue is not one DER OCTET STRING")
+    if not MIN_NONCE <= end - start <= MAX_NONCE:
+        raise ValueError(f"a {end - start}-octet nonce; RFC 9654 2.1 allows "
+                         f"{MIN_NONCE}..{MAX_NONCE}")
+    return extn_value[start:end]
 
 
 def _response_data(subject_der: bytes, spki: bytes, serial: int, algorithm: str,

@@ -1,5 +1,6 @@
 """The OCSP responder, checked by OpenSSL's client and pkilint: good, revoked (within a
-second), unknown, nonce echoed; cached responses cost no token operation; GET and POST."""
+second), unknown, nonce echoed (1..128 octets; any other length malformedRequest, unsigned);
+cached responses cost no token operation; GET and POST."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from asn1crypto import ocsp as asn1_ocsp
+from audit_support import installed_audit_log
 from conftest import Lc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,7 +23,10 @@ from cryptography.x509 import ocsp as cx_ocsp
 from pca_support import Hierarchy, create_hierarchy, make_csr, new_key, pem_to_der
 from pki_checkers import errors, pkilint_ocsp_response
 
+from service import audit
+from service.audit.verify import list_records
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
+from service.token_signer import TokenSigner
 
 
 def _leaf(lc: Lc, h: Hierarchy, cn: str) -> bytes:
@@ -165,3 +173,100 @@ def test_a_request_for_another_issuer_is_unauthorized_and_garbage_is_malformed(
     request["tbs_request"]["request_list"][0]["req_cert"]["serial_number"] = 0
     zero = asn1_ocsp.OCSPResponse.load(_post(lc, request.dump(force=True)))
     assert zero["response_status"].native == "malformed_request"
+
+
+def _with_nonce(request: bytes, nonce: bytes) -> bytes:
+    """``request`` with a Nonce extension: extnValue holds the OCTET STRING ``nonce``."""
+    parsed = asn1_ocsp.OCSPRequest.load(request)
+    parsed["tbs_request"]["request_extensions"] = [{"extn_id": "nonce", "extn_value": nonce}]
+    return parsed.dump(force=True)
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    """One DER TLV (contents under 64 KiB)."""
+    n = len(content)
+    length = bytes([n]) if n < 0x80 else bytes([0x81, n]) if n < 0x100 else \
+        bytes([0x82]) + n.to_bytes(2, "big")
+    return bytes([tag]) + length + content
+
+
+@pytest.fixture
+def audit_log(lc: Lc, hsm_token: Any) -> Iterator[audit.AuditLog]:
+    with installed_audit_log(lc.engine, hsm_token) as log:
+        yield log
+
+
+@pytest.fixture
+def ocsp_signatures(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The ResponseData the token signs from now on (CRLs and certificates left out: the
+    background publishes CRLs while a test runs)."""
+    signed: list[bytes] = []
+    real_sign = TokenSigner.sign
+
+    def counting_sign(self: TokenSigner, tbs: bytes) -> bytes:
+        try:
+            _ = asn1_ocsp.ResponseData.load(tbs, strict=True).native
+            signed.append(tbs)
+        except ValueError:
+            pass
+        return real_sign(self, tbs)
+
+    monkeypatch.setattr(TokenSigner, "sign", counting_sign)
+    return signed
+
+
+def test_a_nonce_of_0_or_more_than_128_octets_is_malformed_and_costs_no_signature(
+        lc: Lc, ecc: Hierarchy, audit_log: audit.AuditLog,
+        ocsp_signatures: list[bytes]) -> None:
+    # RFC 9654 2.1: a nonce is 1..128 octets; any other length MUST get malformedRequest.
+    assert lc.ocsp is not None
+    leaf = _leaf(lc, ecc, "ocsp-nonce.example")
+    request = _request(leaf, ecc.sub_der)
+
+    def ocsp_records() -> int:
+        with lc.engine.connect() as conn:
+            return sum(1 for r in list_records(conn, action="ocsp.sign")
+                       if r.writer == audit_log.writer)
+
+    signed, records = lc.ocsp.signed, ocsp_records()
+    for nonce in (b"", b"\x5a" * 129, b"\x00" * 16_000):
+        resp = asn1_ocsp.OCSPResponse.load(_post(lc, _with_nonce(request, nonce)))
+        assert resp["response_status"].native == "malformed_request", len(nonce)
+        assert resp["response_bytes"].native is None
+    assert (lc.ocsp.signed, ocsp_records(), ocsp_signatures) == (signed, records, [])
+    # The bounds themselves are accepted: signed for the request, the nonce echoed.
+    for nonce in (b"\x01", bytes(range(128))):
+        der = _post(lc, _with_nonce(request, nonce))
+        resp = cx_ocsp.load_der_ocsp_response(der)
+        assert resp.response_status == cx_ocsp.OCSPResponseStatus.SUCCESSFUL
+        assert resp.certificate_status == cx_ocsp.OCSPCertStatus.GOOD
+        assert resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
+    assert lc.ocsp.signed == signed + 2
+    assert ocsp_records() == records + 2
+    assert len(ocsp_signatures) == 2
+
+
+def test_a_nonce_extension_not_holding_one_der_octet_string_is_malformed(
+        lc: Lc, ecc: Hierarchy, ocsp_signatures: list[bytes]) -> None:
+    # The length checked is the nonce's own, the OCTET STRING inside extnValue (RFC 9654
+    # 2.1): a 128-octet nonce followed by more bytes, a truncated one, or bare bytes are
+    # not a Nonce.
+    assert lc.ocsp is not None
+    leaf = _leaf(lc, ecc, "ocsp-nonce-trailing.example")
+    request_list = asn1_ocsp.OCSPRequest.load(_request(leaf, ecc.sub_der))[
+        "tbs_request"]["request_list"].dump()
+    nonce_oid = asn1_ocsp.TBSRequestExtensionId("nonce").dump()
+    for extn_value in (b"\x04\x81\x80" + b"\x01" * 128 + b"\x04\x01\x02",
+                       b"\x04\x05\x01\x02\x03", b"\x01" * 32):
+        # Encoded by hand: asn1crypto would parse (and re-encode) the nonce it holds.
+        extension = _tlv(0x30, nonce_oid + _tlv(0x04, extn_value))
+        der = _tlv(0x30, _tlv(0x30, request_list + _tlv(0xA2, _tlv(0x30, extension))))
+        resp = asn1_ocsp.OCSPResponse.load(_post(lc, der))
+        assert resp["response_status"].native == "malformed_request", extn_value.hex()
+    assert ocsp_signatures == []
+    # The same encoding with one DER OCTET STRING is answered, the nonce echoed.
+    extension = _tlv(0x30, nonce_oid + _tlv(0x04, b"\x04\x01\x07"))
+    der = _tlv(0x30, _tlv(0x30, request_list + _tlv(0xA2, _tlv(0x30, extension))))
+    good = cx_ocsp.load_der_ocsp_response(_post(lc, der))
+    assert good.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"\x07"
+    assert len(ocsp_signatures) == 1
