@@ -62,15 +62,19 @@ def metrics_route(render: Callable[[], bytes], content_type: str) -> Route:
     return route
 
 
-#: RFC 5019 6.2 caching headers: a response may be cached, but not for long, so that a
-#: revocation reaches clients behind HTTP caches within a minute (the responder itself
-#: serves it within a second).
+#: RFC 5019 6.2 caching headers: a successful response may be cached, but not for long, so
+#: that a revocation reaches clients behind HTTP caches within a minute (the responder
+#: itself serves it within a second).
 OCSP_MAX_AGE = 60
+#: Every other response (tryLater, internalError, unauthorized, malformedRequest) is not to
+#: be kept at all: RFC 5019 6 ties caching to a successful response's nextUpdate, and a
+#: cached tryLater would outlive the token outage that caused it.
+OCSP_ERROR_HEADERS = {"Cache-Control": "no-store"}
 
 
 def ocsp_route(respond: Callable[[bytes], bytes]) -> Route:
     """``POST /ocsp`` (body: DER request) and ``GET /ocsp/<base64 request>`` (RFC 6960 A.1)."""
-    from service.ocsp import decode_get_path, error_response
+    from service.ocsp import decode_get_path, error_response, is_successful
 
     def route(request: HttpRequest) -> HttpResponse | None:
         if request.method == "POST" and request.path in ("/ocsp", "/ocsp/"):
@@ -79,14 +83,15 @@ def ocsp_route(respond: Callable[[bytes], bytes]) -> Route:
                 return HttpResponse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                                     "text/plain; charset=utf-8",
                                     b"expected application/ocsp-request\n")
-            return HttpResponse(HTTPStatus.OK, "application/ocsp-response",
-                                respond(request.body))
+            body = respond(request.body)
+            return HttpResponse(HTTPStatus.OK, "application/ocsp-response", body,
+                                {} if is_successful(body) else OCSP_ERROR_HEADERS)
         if request.method in ("GET", "HEAD") and request.path.startswith("/ocsp/"):
             der = decode_get_path(request.path)
             body = respond(der) if der is not None else error_response("malformed_request")
-            return HttpResponse(HTTPStatus.OK, "application/ocsp-response", body,
-                                {"Cache-Control": f"public, max-age={OCSP_MAX_AGE}, "
-                                                  "no-transform"})
+            headers = {"Cache-Control": f"public, max-age={OCSP_MAX_AGE}, no-transform"} \
+                if is_successful(body) else OCSP_ERROR_HEADERS
+            return HttpResponse(HTTPStatus.OK, "application/ocsp-response", body, headers)
         return None
 
     return route

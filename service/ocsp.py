@@ -63,7 +63,7 @@ from service.storage.schema import ocsp_response as ocsp_t
 if TYPE_CHECKING:
     from service.private_ca.service import PrivateCaService
 
-__all__ = ["OcspResponder", "error_response"]
+__all__ = ["OcspResponder", "error_response", "is_successful"]
 
 _log = logging.getLogger("hsmca.ocsp")
 
@@ -97,6 +97,19 @@ _REASON_NAMES = {
 def error_response(status: str) -> bytes:
     """An OCSPResponse without responseBytes: malformed_request, unauthorized, ..."""
     return bytes(ocsp.OCSPResponse({"response_status": status}).dump())
+
+
+def is_successful(response_der: bytes) -> bool:
+    """Whether an OCSPResponse's responseStatus is successful (0); False for the error
+    responses (malformedRequest, internalError, tryLater, unauthorized: RFC 6960 4.2.1)."""
+    try:
+        tag, start, _ = read_tlv(response_der)
+        if tag != 0x30:
+            return False
+        tag, start, end = read_tlv(response_der, start)
+    except ValueError:
+        return False
+    return tag == 0x0A and response_der[start:end] == b"\x00"
 
 
 @dataclasses.dataclass(frozen=True)

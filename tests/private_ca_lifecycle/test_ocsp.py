@@ -1,6 +1,6 @@
 """The OCSP responder, checked by OpenSSL's client and pkilint: good, revoked (within a
 second), unknown, nonce echoed (1..128 octets; any other length malformedRequest, unsigned);
-cached responses cost no token operation; GET and POST."""
+cached responses cost no token operation; GET and POST; error responses are not cached."""
 
 from __future__ import annotations
 
@@ -190,6 +190,15 @@ def _tlv(tag: int, content: bytes) -> bytes:
     return bytes([tag]) + length + content
 
 
+def _get(lc: Lc, request: bytes) -> tuple[bytes, str | None]:
+    """GET /ocsp/<base64 request>: the body and the Cache-Control header."""
+    url = (f"http://127.0.0.1:{lc.http_port}/ocsp/"
+           + urllib.request.quote(base64.b64encode(request).decode(), safe=""))
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - test URL
+        assert resp.headers["Content-Type"] == "application/ocsp-response"
+        return resp.read(), resp.headers["Cache-Control"]
+
+
 @pytest.fixture
 def audit_log(lc: Lc, hsm_token: Any) -> Iterator[audit.AuditLog]:
     with installed_audit_log(lc.engine, hsm_token) as log:
@@ -270,3 +279,36 @@ def test_a_nonce_extension_not_holding_one_der_octet_string_is_malformed(
     good = cx_ocsp.load_der_ocsp_response(_post(lc, der))
     assert good.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"\x07"
     assert len(ocsp_signatures) == 1
+
+
+def test_error_responses_are_not_cached_and_successful_ones_are(lc: Lc, ecc: Hierarchy
+                                                                ) -> None:
+    # RFC 5019 6: caching follows a successful response's nextUpdate; an error response
+    # (tryLater in an outage, unauthorized, malformedRequest) is not to outlive its cause.
+    no_crl = create_hierarchy(lc, "ECC_256", enable_crl=0)  # the sub CA publishes no CRL
+    other = _request(_leaf(lc, no_crl, "ocsp-no-store.example"), no_crl.sub_der)
+    served = _request(_leaf(lc, ecc, "ocsp-cacheable.example"), ecc.sub_der)
+    for request, status in ((other, "unauthorized"),
+                            (b"\x30\x03\x02\x01\x01", "malformed_request"),
+                            (_with_nonce(served, b""), "malformed_request")):
+        body, cache_control = _get(lc, request)
+        assert asn1_ocsp.OCSPResponse.load(body)["response_status"].native == status
+        assert cache_control == "no-store", status
+    # A path that is not base64 at all, and an error response to a POST, likewise.
+    post = urllib.request.Request(f"http://127.0.0.1:{lc.http_port}/ocsp", data=other,
+                                  headers={"Content-Type": "application/ocsp-request"})
+    for req in (f"http://127.0.0.1:{lc.http_port}/ocsp/not*base64", post):
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - test URL
+            assert asn1_ocsp.OCSPResponse.load(resp.read())["response_status"].native in (
+                "malformed_request", "unauthorized")
+            assert resp.headers["Cache-Control"] == "no-store"
+    # A successful response keeps its headers: GET cacheable for a minute, POST none.
+    body, cache_control = _get(lc, served)
+    assert asn1_ocsp.OCSPResponse.load(body)["response_status"].native == "successful"
+    assert cache_control == "public, max-age=60, no-transform"
+    post = urllib.request.Request(f"http://127.0.0.1:{lc.http_port}/ocsp", data=served,
+                                  headers={"Content-Type": "application/ocsp-request"})
+    with urllib.request.urlopen(post, timeout=10) as resp:  # noqa: S310 - test URL
+        assert asn1_ocsp.OCSPResponse.load(resp.read())["response_status"].native == \
+            "successful"
+        assert resp.headers["Cache-Control"] is None
