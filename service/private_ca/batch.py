@@ -82,8 +82,9 @@ class Job(Protocol):
     def failed_op(self, error: BaseException) -> Callable[[Any], Any]:
         """The step 9 write after a failure to sign or verify (FAILED, as a rule)."""
 
-    def release(self) -> None:
-        """Undo what preparing made (a generated key) after a failure."""
+    def release(self, error: BaseException) -> None:
+        """Undo what preparing made (a generated key) after ``error``, unless the row stays
+        RESERVED to be signed again (a job that met an outage), which needs it."""
 
 
 #: Runs write operations and returns once they are committed, with (result, error) for each
@@ -145,9 +146,10 @@ class Batcher:
                 self._round(mine)
         except BaseException as e:
             # Not a request's own failure (those are caught per item): every caller whose
-            # request is in flight learns it instead of waiting forever.
+            # request is in flight learns it instead of waiting forever. Their rows are
+            # reserved and stay so (signed again later): their keys stay with them.
             for item, _, _ in self._signed:
-                self._fail(item, e)
+                self._fail(item, e, release=False)
                 if item is not mine:
                     item.wake()
             self.jobs += len(self._signed)
@@ -170,17 +172,21 @@ class Batcher:
             del self._queue[: self._max_batch]
         signed, self._signed = self._signed, []
         finished: list[_Item] = []
+        committed = False
         try:
             # Step 9 for the last round and step 6 for this one, in one transaction: a
             # certificate is returned only once recorded, and none is signed before its
             # reservation is committed.
             outcomes = self._run_all([op for _, op, _ in signed]
                                      + [i.job.reserve_op() for i in new])
+            committed = True
             self.rounds += 1
             for (item, _, sign_error), (_, error) in zip(signed, outcomes[:len(signed)],
                                                          strict=True):
                 if sign_error is not None:
-                    self._fail(item, sign_error)
+                    # Its failure not committed: the row stays RESERVED and is signed again
+                    # later (the recovery pass), with the key it names.
+                    self._fail(item, sign_error, release=error is None)
                 elif error is not None:
                     # Signed but not recorded: the row stays RESERVED with its TBS
                     # (revocable); the caller gets the error, never an unrecorded certificate.
@@ -233,9 +239,13 @@ class Batcher:
             # Not a request's own failure: everyone of this round not yet finished or
             # handed on (in self._signed, which _lead fails) learns it.
             handed_on = {id(i) for i, _, _ in self._signed}
+            reserved_before = {id(i) for i, _, _ in signed}
             for item in [i for i, _, _ in signed] + new:
                 if not item.done and id(item) not in handed_on:
-                    self._fail(item, e)
+                    # A row reserved stays so (signed again later) and keeps its key; a
+                    # request this round did not reserve has no row to keep it for.
+                    self._fail(item, e, release=not committed and id(item) not in
+                               reserved_before)
                     finished.append(item)
             raise
         finally:
@@ -252,5 +262,5 @@ class Batcher:
     def _fail(item: _Item, error: BaseException, *, release: bool = True) -> None:
         item.error, item.done = error, True
         if release:
-            item.job.release()
+            item.job.release(error)
 

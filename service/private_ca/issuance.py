@@ -163,8 +163,9 @@ class Reservation:
 
     ``reserve`` is the step 6 write (for a job that died after step 6, whose row is reserved
     already, a re-check of the CA's status); ``record`` and ``mark_failed`` are the step 9
-    writes after a signature or a failure to sign or verify; ``release`` undoes what
-    preparing made (a generated key) after a failure.
+    writes after a signature or a failure to sign or verify; ``undo`` undoes what preparing
+    made (a generated key) after a failure, unless ``retried`` says the row stays RESERVED
+    after it, to be signed again later with what it names.
     """
 
     row: CertificateRow  # RESERVED, with the exact TBS the token signs
@@ -174,7 +175,8 @@ class Reservation:
     reserve: Operation
     record: Callable[[bytes], Operation]
     mark_failed: Callable[[BaseException], Operation]
-    release: Callable[[], None] = lambda: None
+    undo: Callable[[], None] = lambda: None
+    retried: Callable[[BaseException], bool] = lambda error: False
 
     @property
     def tbs(self) -> bytes:
@@ -202,6 +204,11 @@ class Reservation:
         """Step 9: record the certificate (committed before it is returned)."""
         return self.record(certificate)
 
+    def release(self, error: BaseException) -> None:
+        """Undo what preparing made, unless the row stays to be signed again after ``error``."""
+        if not self.retried(error):
+            self.undo()
+
     def failed_op(self, error: BaseException) -> Operation:
         """The step 9 write after a failure: the row stays with its serial and TBS, FAILED
         with the reason (a replay: REVOKED; a job's outage: RESERVED, retried)."""
@@ -224,18 +231,22 @@ class Reservation:
             # and the reservation rolls back.
             _check_issuing(Store.ca_status_in_batch(conn, ca_identifier))
 
+        def retried(e: BaseException) -> bool:
+            # A job that met an outage of the token or the database after its reservation
+            # stays RESERVED, with its key: the job worker retries it, signing the stored
+            # TBS again.
+            return claimed_by is not None and outage(e) is not None
+
         identifier = row.identifier
         return cls(
             row=row, signer=state.signer,
             issuer_public_key_info=state.issuer.public_key_info,
             signature_algorithm_der=state.issuer.signature_algorithm_der, reserve=reserve,
             record=lambda cert: lambda conn: repo.mark_issued(conn, identifier, cert),
-            mark_failed=lambda e: _no_write if claimed_by is not None and outage(e) is not None
-            # A job that met an outage of the token or the database after its reservation
-            # stays RESERVED: the job worker retries it, signing the stored TBS again.
+            mark_failed=lambda e: _no_write if retried(e)
             else lambda conn: repo.mark_failed(conn, identifier, f"{type(e).__name__}: {e}",
                                                now=clock()),
-            release=release)
+            undo=release, retried=retried)
 
     @classmethod
     def resumed(cls, row: CertificateRow, state: CaState) -> Reservation:

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2
 from serve_support import (
     ServeProcess,
@@ -243,3 +244,66 @@ def _custom_identifier_rows(state: Path, key: str) -> list[tuple[str, str | None
     with contextlib.closing(sqlite3.connect(state / "hsmca.db")) as db:
         return [(str(s), serial) for s, serial in db.execute(
             "SELECT status, serial FROM certificate WHERE custom_identifier = ?", (key,))]
+
+
+def test_job_whose_signature_meets_a_token_fault_keeps_its_generated_key(
+    tmp_path: Path,
+) -> None:
+    """An asynchronous CreateServerCertificate (a system-generated key in the software
+    token) whose signature by the CA key (hsm token) meets the fault after its reservation.
+
+    The job stays RESERVED and is signed once the hsm token is back; the key it generated
+    must still exist then, so the issued certificate comes with its private key.
+    """
+    state = init_state(tmp_path / "state")
+    tokens = state / "softhsm" / "tokens"
+    hsm_dir = next(p.parent for p in tokens.glob("*/token.object")
+                   if b"hsmca-hsm " in p.read_bytes())
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv (util-linux) is needed to drop CAP_DAC_OVERRIDE as root")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    srv = ServeProcess(state, workers=1, prefix=prefix, HSMCA_JOBS_POLL_SECONDS="0.1")
+    try:
+        _, issuer = create_ecc_hierarchy(srv.target, "jobkey")
+        _issue(srv.target, issuer)  # the CA's state cached: the job needs the hsm token only
+        with grpc.insecure_channel(srv.target) as ch:
+            stub = private_ca_pb2_grpc.PrivateCaStub(ch)
+            hsm_dir.chmod(0)  # only the hsm token: the software token makes the key
+            try:
+                job = stub.CreateServerCertificate(pb.CreateServerCertificateRequest(
+                    parent_identifier=issuer, domain="jobkey.example", algorithm="ECC_256",
+                    days=5, immediately=0), timeout=20).identifier
+                deadline = time.monotonic() + RECOVERY_BOUND_SECONDS
+                while _job_row(state, job)[1] < 1 or _job_row(state, job)[0] != "RESERVED":
+                    assert time.monotonic() < deadline, (_job_row(state, job),
+                                                         srv.log.read_text()[-5000:])
+                    time.sleep(0.1)  # reserved, then its signature failed
+            finally:
+                hsm_dir.chmod(0o700)
+            deadline = time.monotonic() + RECOVERY_BOUND_SECONDS
+            while _job_row(state, job)[0] != "ISSUED":
+                assert time.monotonic() < deadline, srv.log.read_text()[-5000:]
+                time.sleep(0.2)
+            issued = stub.DescribeClientCertificate(pb.DescribeClientCertificateRequest(
+                identifier=job), timeout=10).certificate
+            key = stub.DescribeCertificatePrivateKey(pb.DescribeCertificatePrivateKeyRequest(
+                identifier=job, encrypted_code="after the fault"), timeout=10)
+        cert = x509.load_pem_x509_certificate(issued.x509_certificate.encode())
+        private = serialization.load_pem_private_key(key.encrypted_private_key.encode(),
+                                                     b"after the fault")
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        assert private.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+    finally:
+        hsm_dir.chmod(0o700)
+        assert srv.stop() == 0
+
+
+def _job_row(state: Path, identifier: str) -> tuple[str, int]:
+    """(status, attempts) of a job, read from the server's database."""
+    with contextlib.closing(sqlite3.connect(state / "hsmca.db")) as db:
+        status, attempts = db.execute(
+            "SELECT status, attempts FROM certificate WHERE identifier = ?",
+            (identifier,)).fetchone()
+        return str(status), int(attempts)

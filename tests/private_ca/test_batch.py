@@ -52,6 +52,7 @@ class FakeJob:
         self.reserve_fails, self.sign_fails, self.verify_fails, self.record_fails = (
             reserve_fails, sign_fails, verify_fails, record_fails)
         self.released = 0
+        self.failure_not_recorded = False  # the failed_op's write fails (the database away)
 
     def reserve_op(self) -> Callable[[Any], Any]:
         def op(_conn: Any) -> None:
@@ -82,10 +83,12 @@ class FakeJob:
 
     def failed_op(self, error: BaseException) -> Callable[[Any], Any]:
         def op(_conn: Any) -> None:
+            if self.failure_not_recorded:
+                raise OSError(f"database away while marking {self.name}")
             self.log.add("failed", f"{self.name}: {error}")
         return op
 
-    def release(self) -> None:
+    def release(self, error: BaseException) -> None:
         self.released += 1
 
 
@@ -179,6 +182,17 @@ def test_a_signing_or_verification_failure_marks_the_row_failed_and_maps_the_err
     assert [results[i] for i in (0, 2, 3)] == [b"cert-j0", b"cert-j2", b"cert-j3"]
 
 
+def test_a_signing_failure_that_could_not_be_recorded_keeps_the_key() -> None:
+    # The row stays RESERVED (its failure was not written), so the recovery pass signs it
+    # again later: the key it names must still be there then.
+    log = Log()
+    jobs = [FakeJob("ok", log), FakeJob("unrecorded", log, sign_fails=True)]
+    jobs[1].failure_not_recorded = True
+    results = issue_all(Batcher(committing(log)), jobs)
+    assert results[0] == b"cert-ok" and isinstance(results[1], RuntimeError)
+    assert jobs[1].released == 0
+
+
 def test_a_round_signs_all_its_reservations_before_verifying_any() -> None:
     log = Log()
     issue_all(Batcher(committing(log, delay=0.005)), [FakeJob(f"j{i}", log) for i in range(24)])
@@ -225,8 +239,12 @@ def test_a_broken_commit_reaches_every_caller_of_the_batch_and_nobody_hangs() ->
     failed = [r for r in results if isinstance(r, OSError)]
     assert failed, results
     assert all(isinstance(r, bytes | OSError) for r in results)
-    assert all(j.released == 1 for j, r in zip(jobs, results, strict=True)
-               if isinstance(r, OSError))
+    # A request whose reservation committed before the broken commit keeps its key: its row
+    # stays RESERVED and is signed again later. One never reserved has its key released.
+    reserved = {name for what, name in log.events if what == "reserve"}
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, OSError):
+            assert job.released == (0 if job.name in reserved else 1), job.name
     # The batcher is usable afterwards.
     assert batcher.issue(FakeJob("after", log)) == b"cert-after"
 
