@@ -176,7 +176,12 @@ class JobQueue:
         if custom is not None:
             existing = self._by_custom_identifier(owner, custom)
             if existing is not None:
-                return Submitted(self._replay(owner, existing, digest, plan, state))
+                replayed = self._replay(owner, existing, digest, plan, state)
+                if replayed is not None:
+                    return Submitted(replayed)
+                # The first request with this custom_identifier failed before its
+                # reservation while this one waited for it, and its row went with its error
+                # (abandon): this request is stored in its place, as if it came first.
         identifier = new_identifier()
         # A synchronous idempotent call holds the lease of its own job, so no background
         # worker takes it meanwhile; if this process dies, the lease runs out and a worker
@@ -215,7 +220,12 @@ class JobQueue:
             winner = self._by_custom_identifier(owner, custom) if custom is not None else None
             if winner is None:
                 raise
-            return Submitted(self._replay(owner, winner, digest, plan, state))
+            replayed = self._replay(owner, winner, digest, plan, state)
+            if replayed is None:
+                raise Unavailable(f"the request first made with custom_identifier {custom!r} "
+                                  "failed meanwhile; send it again",
+                                  reason="ServiceUnavailable.Issuing") from None
+            return Submitted(replayed)
         return Submitted(IssuedCertificate(identifier, "", row.serial or "", ""), lease)
 
     def abandon(self, lease: JobLease, error: HsmcaError) -> None:
@@ -234,8 +244,11 @@ class JobQueue:
                 until = self._clock() + dt.timedelta(seconds=retry_delay(1))
                 repo.defer_job(conn, lease.identifier, lease.worker_id, until)
             else:
-                # The row stays, FAILED, with its serial and TBS (never silent).
-                repo.mark_failed(conn, lease.identifier, _reason(error))
+                # The row stays, FAILED, with its serial and TBS (never silent); only while
+                # this call holds its lease: a job thread that took the job over (the lease
+                # ran out) issues it, and its outcome stands.
+                repo.mark_failed(conn, lease.identifier, _reason(error),
+                                 leased_by=lease.worker_id)
 
     def claim(self, worker_id: str) -> CertificateRow | None:
         """Lease one claimable job (committed at once so other processes see the lease).
@@ -321,8 +334,9 @@ class JobQueue:
             return repo.get_certificate_by_custom_identifier(conn, owner, custom)
 
     def _replay(self, owner: str, row: CertificateRow, digest: str, plan: LeafPlan,
-                state: CaState) -> IssuedCertificate:
-        """The result recorded under a custom_identifier, if the request is the same."""
+                state: CaState) -> IssuedCertificate | None:
+        """The result recorded under a custom_identifier, if the request is the same; None
+        if the row went while this waited for it (its request failed before reserving)."""
         if row.request_fingerprint != digest or row.issuer_identifier != state.ca.identifier:
             raise AlreadyExists(
                 f"custom_identifier {plan.custom_identifier!r} was used for a different "
@@ -346,7 +360,7 @@ class JobQueue:
             with self._store.read() as conn:
                 fresh = repo.get_certificate(conn, owner, row.identifier)
             if fresh is None:
-                break
+                return None
             row = fresh
         if row.status == CertificateStatus.FAILED or row.certificate is None:
             raise FailedPrecondition(

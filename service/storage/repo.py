@@ -747,12 +747,19 @@ def mark_failed(
     failure_reason: str,
     *,
     now: dt.datetime | None = None,
+    leased_by: str | None = None,
 ) -> bool:
-    """Mark a PENDING or RESERVED certificate FAILED with a reason; True if it moved."""
+    """Mark a PENDING or RESERVED certificate FAILED with a reason; True if it moved.
+
+    ``leased_by``: only while that worker holds the job's lease.
+    """
+    where = [cert_t.c.identifier == identifier,
+             cert_t.c.status.in_([CertificateStatus.PENDING, CertificateStatus.RESERVED])]
+    if leased_by is not None:
+        where.append(cert_t.c.lease_owner == leased_by)
     result = conn.execute(
         update(cert_t)
-        .where(cert_t.c.identifier == identifier,
-               cert_t.c.status.in_([CertificateStatus.PENDING, CertificateStatus.RESERVED]))
+        .where(*where)
         .values(
             status=CertificateStatus.FAILED,
             failure_reason=failure_reason,

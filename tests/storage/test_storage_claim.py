@@ -12,8 +12,10 @@ from sqlalchemy import Engine
 from storage_factories import T0, ca_row, pending_job
 
 from service.errors import AlreadyExists, FailedPrecondition
+from service.private_ca.jobs import JobLease, JobQueue
 from service.storage import repo
 from service.storage.db import create_engine_for
+from service.storage.store import Store
 
 LEASE = 60.0
 
@@ -212,3 +214,29 @@ def test_leases_are_renewed_and_given_back(engine: Engine) -> None:
         assert repo.release_leases(conn, "a", T0 + dt.timedelta(seconds=1)) == 0
     back = _claim(engine, "c", T0 + dt.timedelta(seconds=2))
     assert back is not None and back.identifier == first
+
+
+def test_a_call_that_lost_its_job_to_a_worker_leaves_the_job_to_it(engine: Engine) -> None:
+    # A synchronous call with a custom_identifier holds its job's lease; if the lease runs
+    # out while the call waits, a job thread claims the job and issues it. The call then
+    # fails (its own reservation is refused), and settling its job must leave the job to
+    # the worker that holds it now, not mark it FAILED under that worker's hands.
+    ca = ca_row()
+    job = pending_job(ca, lease_owner="sync-call", lease_expires_at=T0 + dt.timedelta(seconds=1))
+    with engine.begin() as conn:
+        repo.insert_ca(conn, ca)
+        repo.insert_pending(conn, job)
+    claimed = _claim(engine, "worker-took-over", T0 + dt.timedelta(seconds=5))
+    assert claimed is not None and claimed.identifier == job.identifier
+    store = Store(engine)
+    try:
+        JobQueue(store, lambda: T0 + dt.timedelta(seconds=6)).abandon(
+            JobLease(job.identifier, "sync-call"),
+            FailedPrecondition("the job is no longer leased by this call",
+                               reason="IncorrectStatus.Certificate"))
+    finally:
+        store.close()
+    with engine.connect() as conn:
+        row = repo.get_certificate(conn, ca.owner, job.identifier)
+    assert row is not None
+    assert (row.status, row.lease_owner) == ("PENDING", "worker-took-over")
