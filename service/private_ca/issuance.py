@@ -68,7 +68,13 @@ from service.private_ca.registry import KEY_TOKEN_HSM, CaRegistry, CaState, KeyP
 from service.private_ca.requests import IssueCommon, IssuedCertificate
 from service.storage import repo
 from service.storage.repo import CaRow, CertificateRow, serial_hex
-from service.storage.schema import CaKind, CaStatus, CertificateKind, CertificateStatus
+from service.storage.schema import (
+    CA_CERTIFICATE_KINDS,
+    CaKind,
+    CaStatus,
+    CertificateKind,
+    CertificateStatus,
+)
 from service.storage.store import Operation, Store
 from service.token_keys import destroy_after_failure, generate_key
 from service.token_signer import TokenSigner
@@ -314,9 +320,6 @@ def _no_write(conn: Connection) -> None:
     """A step that writes nothing."""
 
 
-_CA_KINDS = (CertificateKind.ROOTCA, CertificateKind.SUBCA)
-
-
 def _audited(reservation: Reservation, event: IssuanceEvent) -> Reservation:
     """``reservation`` whose step 9 writes also append the audit record of the CA key's use.
 
@@ -330,7 +333,7 @@ def _audited(reservation: Reservation, event: IssuanceEvent) -> Reservation:
         return reservation
     row = reservation.row
     entry = log.entry(
-        "ca.certificate.sign" if event.kind in _CA_KINDS else "certificate.sign",
+        "ca.certificate.sign" if event.kind in CA_CERTIFICATE_KINDS else "certificate.sign",
         key=KeyRef(KEY_TOKEN_HSM, event.key_id),
         resources=[row.identifier, row.issuer_identifier], tenant=event.owner,
         details={"serial": row.serial, "kind": str(row.kind)})

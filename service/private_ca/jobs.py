@@ -14,7 +14,8 @@ and ``repo.reserve_claimed`` at step 6). Exactly once, across processes and kill
   again once its deferral is made or its lease runs out;
 - a job that died after step 6 (RESERVED) is re-signed from its stored TBS, so the serial
   reserved first is the only one it ever gets, and ``mark_issued`` (from RESERVED only)
-  records at most one certificate.
+  records at most one certificate. (The claim also returns the leftover of a CA's creation,
+  which is failed, not re-signed: PrivateCaService.run_next_job.)
 
 custom_identifier is an idempotency key per owner: a request carrying it is always stored
 as a job row first, so the UNIQUE (owner, custom_identifier) constraint decides between

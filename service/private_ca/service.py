@@ -27,8 +27,9 @@ from sqlalchemy import Engine
 from hsm.errors import MechanismUnavailable, TokenUnavailable
 from hsm.keys import KeySpec
 from hsm.token import Token
+from service import audit
 from service.entropy import new_identifier, new_key_id
-from service.errors import FailedPrecondition, InvalidArgument, TokenOutage
+from service.errors import FailedPrecondition, InvalidArgument, TokenOutage, outage
 from service.hints import spelling_hint
 from service.pki.algorithms import CaAlgorithm
 from service.pki.builder import IssuanceRequest, build_self_signed_tbs, build_tbs
@@ -66,6 +67,7 @@ from service.private_ca.requests import (
 from service.storage import repo
 from service.storage.repo import CaRow, CertificateRow, serial_hex
 from service.storage.schema import (
+    CA_CERTIFICATE_KINDS,
     END_ENTITY_KINDS,
     CaKind,
     CaStatus,
@@ -162,12 +164,19 @@ class PrivateCaService:
         return self.jobs.release(worker_id)
 
     def run_next_job(self, worker_id: str) -> bool:
-        """Claim one job and issue it (the job thread's round); False if there was none."""
+        """Claim one job and issue it (the job thread's round); False if there was none.
+
+        The leftover of a CA's creation is claimed too (CA creation is never a job, but its
+        rows can be left RESERVED): it is failed, never finished (:meth:`_fail_unfinished_ca`).
+        """
         row = self.jobs.claim(worker_id)
         if row is None:
             return False
         try:
-            if row.status == CertificateStatus.RESERVED:
+            if row.kind in CA_CERTIFICATE_KINDS:
+                # A CA's creation left RESERVED: fail it (its caller never got the CA).
+                self._fail_unfinished_ca(row, worker_id)
+            elif row.status == CertificateStatus.RESERVED:
                 # Died after step 6: sign the stored TBS (same serial), verify, record.
                 self.cycle.resume(row)
             else:
@@ -303,6 +312,61 @@ class PrivateCaService:
             self.cycle.observer.failed(event, e)
             raise
         return certificate
+
+    def _fail_unfinished_ca(self, row: CertificateRow, worker_id: str) -> None:
+        """The leftover of a CA's creation that died between its reservation and its record
+        (its process exited, or the record's commit failed): FAILED, never finished.
+
+        Its caller got an error, never this CA (a certificate is returned only after the
+        commit that records it). Signing its stored TBS now would make a CA certificate that
+        its owner never received and nobody can revoke (UpdateCACertificateStatus answers
+        NotFound for a CA that never was ISSUE). Instead, in one transaction, its certificate
+        row is REVOKED (the token may have signed the TBS: its serial goes on the issuer's
+        CRL, which the background CRL check re-issues), the CA row FAILED, and the audit
+        record written; then the CA's key is destroyed. Never raises: an outage defers the
+        row as for any job; any other error leaves both rows as they were (logged), to be
+        tried again once the lease runs out.
+        """
+        identifier, owner = row.identifier, row.owner
+        cause = ("the CA's creation did not finish after its reservation (its process died "
+                 "or its record failed)")
+        try:
+            with self.store.write() as conn:
+                now = self.now()
+                if not repo.revoke_reserved(conn, identifier, cause, now=now):
+                    return  # recorded or settled meanwhile
+                ca = repo.get_ca(conn, owner, identifier)
+                failed = ca is not None and repo.update_ca_status(
+                    conn, owner, identifier, CaStatus.FAILED, expected=(CaStatus.RESERVED,),
+                    now=now)
+                if not failed:
+                    # Never so: both rows move together. Only the serial is settled; a key
+                    # that may belong to a CA is left alone.
+                    _log.error("certificate %s (%s) was RESERVED, but its CA is %s: revoked "
+                               "the certificate only", identifier, row.kind,
+                               ca.status if ca is not None else "missing")
+                audit.record_op("certificate.revoke",
+                                resources=[identifier, row.issuer_identifier], tenant=owner,
+                                details={"serial": row.serial, "reason": 0,
+                                         "kind": str(row.kind), "cause": cause,
+                                         "ca_status": str(CaStatus.FAILED) if failed
+                                         else str(ca.status if ca is not None else None)}
+                                )(conn)
+        except Exception as e:
+            if outage(e) is not None:
+                self.jobs.finish_failed(row, e, worker_id)  # retried after a backoff
+            else:
+                _log.exception("could not fail the unfinished creation of CA %s; retried "
+                               "once its lease runs out", identifier)
+            return
+        if not failed or ca is None:
+            return
+        _log.warning("the creation of CA %s did not finish after its reservation: its "
+                     "certificate (serial %s) is revoked, the CA is FAILED", identifier,
+                     row.serial)
+        # The key belongs to no usable CA.
+        destroy_after_failure(self.tokens.hsm, bytes.fromhex(ca.key_id), action="key.destroy",
+                              resources=[identifier], tenant=owner, cause=cause)
 
     def _generate_ca_key(self, algorithm: CaAlgorithm, identifier: str) -> tuple[bytes, bytes]:
         """Generate a CA key pair, non-exportable, in the hsm token: (CKA_ID, SPKI DER)."""

@@ -978,7 +978,9 @@ def _claimable(now: dt.datetime, leftover_before: dt.datetime) -> ColumnElement[
     # process died between reserving and recording: jobs whose lease ran out, and the rows of
     # synchronous calls (never leased) reserved before ``leftover_before``, which no live
     # call holds that long. Their stored TBS is signed again, so each still yields exactly
-    # one recorded certificate with its one serial.
+    # one recorded certificate with its one serial; except a CA's own certificate (kind
+    # ROOTCA or SUBCA), whose creation the claimer fails instead of finishing it
+    # (PrivateCaService.run_next_job).
     return or_(
         and_(
             cert_t.c.asynchronous.is_(True),
@@ -1004,7 +1006,7 @@ def claim_pending(
     sees rowcount 1. Commit right after claiming so the lease is visible to others. A
     returned row with status RESERVED is a retry, or the leftover of a synchronous call
     whose process died after its reservation (RESERVED for longer than a lease): sign its
-    stored TBS again.
+    stored TBS again (an end entity) or fail the CA's creation (kind ROOTCA or SUBCA).
     """
     lease_until = now + dt.timedelta(seconds=lease_seconds)
     leftover_before = now - dt.timedelta(seconds=lease_seconds)

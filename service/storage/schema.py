@@ -168,6 +168,8 @@ class CertificateKind(enum.StrEnum):
 
 #: The end-entity kinds: everything a CA issues except sub CAs.
 END_ENTITY_KINDS = (CertificateKind.SERVER, CertificateKind.CLIENT, CertificateKind.CUSTOM)
+#: The kinds of a CA's own certificate (its row has the CA's identifier).
+CA_CERTIFICATE_KINDS = (CertificateKind.ROOTCA, CertificateKind.SUBCA)
 
 
 class KmsStatus(enum.StrEnum):
