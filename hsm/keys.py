@@ -297,6 +297,16 @@ def destroy_key(token: Token, key_id: bytes) -> int:
         token.forget(key_id)
 
 
+def key_ids_labelled(token: Token, label: str) -> list[bytes]:
+    """The CKA_IDs of the objects labelled ``label`` (each once, in no particular order)."""
+
+    def find(session: Any) -> list[bytes]:
+        objects = list(session.get_objects({Attribute.LABEL: label}))
+        return list(dict.fromkeys(bytes(obj[Attribute.ID]) for obj in objects))
+
+    return token.run(find)
+
+
 def key_exists(token: Token, key_id: bytes) -> bool:
     """True if a private key with this CKA_ID is in the token."""
 
@@ -319,6 +329,7 @@ __all__ = [
     "generate_key_pair",
     "key_pair_templates",
     "key_exists",
+    "key_ids_labelled",
     "public_key_info",
     "read_key_attributes",
 ]

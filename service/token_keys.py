@@ -10,6 +10,9 @@ keys); the actions recorded are listed in docs/operations.md, "What is recorded"
 - :func:`destroy_after_failure` destroys the key of a request that failed, with its record.
   It never raises: the request's own error is what the caller gets. A key the token cannot
   destroy now (the token away) is logged with its CKA_ID for the operator.
+- :func:`destroy_leftovers` destroys the keys an earlier attempt of the same job left
+  labelled with the job's identifier (its process died after making the key, before the
+  reservation that would have named it), so that the retry can make its own.
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hsm.keys import GeneratedKey, KeySpec, KeyUsage, destroy_key, generate_key_pair
+from hsm.keys import (
+    GeneratedKey,
+    KeySpec,
+    KeyUsage,
+    destroy_key,
+    generate_key_pair,
+    key_ids_labelled,
+)
 from hsm.token import Token
 from service import audit
 from service.audit import KeyRef
 
-__all__ = ["destroy_after_failure", "generate_key"]
+__all__ = ["destroy_after_failure", "destroy_leftovers", "generate_key"]
 
 _log = logging.getLogger("hsmca.token_keys")
 
@@ -71,6 +81,20 @@ def destroy_after_failure(token: Token, key_id: bytes, *, action: str, cause: st
             _log.exception("could not destroy key %s in token %s after a failure (%s); it "
                            "belongs to no certificate: destroy it once the token is back",
                            key_id.hex(), token.label, cause)
+
+
+def destroy_leftovers(token: Token, label: str, *, action: str,
+                      tenant: str | None = None) -> int:
+    """Destroy every key labelled ``label`` (a job's identifier, before its attempt makes its
+    key: no row names such a key yet); how many there were."""
+    leftovers = key_ids_labelled(token, label)
+    for key_id in leftovers:
+        _log.warning("key %s in token %s is labelled %s, left by an earlier attempt that "
+                     "died before its reservation: destroying it", key_id.hex(), token.label,
+                     label)
+        destroy_after_failure(token, key_id, action=action, resources=[label], tenant=tenant,
+                              cause="left by an earlier attempt of the same job")
+    return len(leftovers)
 
 
 def _ref(token: Token, key_id: bytes) -> KeyRef:

@@ -76,7 +76,7 @@ from service.storage.schema import (
     CertificateStatus,
 )
 from service.storage.store import Operation, Store
-from service.token_keys import destroy_after_failure, generate_key
+from service.token_keys import destroy_after_failure, destroy_leftovers, generate_key
 from service.token_signer import TokenSigner
 
 __all__ = ["IssuanceCycle", "IssuanceEvent", "IssuanceObserver", "NoObserver", "ObserverChain",
@@ -428,6 +428,12 @@ class IssuanceCycle:
             spki = plan.public_key_info
             if spki is None:
                 assert placement is not None and plan.key_algorithm is not None
+                if lease is not None and not own_job:
+                    # A job claimed again: a key labelled with its identifier was left by
+                    # an attempt that died before reserving (no row names it); it would
+                    # refuse this attempt's key (the label is unique).
+                    destroy_leftovers(placement.token, identifier, action="key.destroy",
+                                      tenant=owner)
                 key_id = new_key_id()
                 spki = _generate_key(placement, plan.key_algorithm, key_id, identifier)
             release = _key_release(placement, key_id)

@@ -27,6 +27,8 @@ from pca_support import OWNER, Hierarchy, create_hierarchy, make_csr, new_key, p
 from sqlalchemy import func, select
 
 from hsm.export import TokenRefusedExport, export_private_key
+from hsm.keys import KeySpec, generate_key_pair, key_exists, key_ids_labelled, public_key_info
+from service.entropy import new_key_id
 from service.errors import Unavailable
 from service.gen.hsmca.v1 import common_pb2
 from service.gen.hsmca.v1 import private_ca_pb2 as pb
@@ -116,6 +118,32 @@ def test_async_job_that_cannot_be_issued_ends_failed(lc: Lc, monkeypatch: Any) -
     info = lc.stub.DescribeClientCertificate(
         pb.DescribeClientCertificateRequest(identifier=job.identifier)).certificate
     assert info.status == "FAILED" and info.failure_reason and not info.x509_certificate
+
+
+def test_async_job_retried_after_a_crash_before_reserving_replaces_the_key_left_behind(
+        lc: Lc, monkeypatch: Any) -> None:
+    # An attempt that died after making the job's key and before its reservation leaves a
+    # key labelled with the job's identifier that no row names. The next attempt must not be
+    # refused by it (the label is unique): it is destroyed, and the job issued with a new key.
+    h = create_hierarchy(lc, "ECC_256")
+    monkeypatch.setattr(lc.service.jobs, "claim", lambda *a, **k: None)
+    time.sleep(0.3)  # a claim already under way finishes within the sleep
+    job = lc.stub.CreateServerCertificate(pb.CreateServerCertificateRequest(
+        parent_identifier=h.sub_id, domain="leftover.example", algorithm="ECC_256", days=5,
+        immediately=0)).identifier
+    software = lc.service.tokens.software
+    leftover = new_key_id()
+    generate_key_pair(software, KeySpec.EC_P256, key_id=leftover, label=job, exportable=True)
+    monkeypatch.undo()
+    status = wait_status(lc.stub, job)
+    assert status.status == "ISSUE", status
+    assert not key_exists(software, leftover)
+    (kept,) = key_ids_labelled(software, job)
+    issued = lc.stub.DescribeClientCertificate(pb.DescribeClientCertificateRequest(
+        identifier=job)).certificate
+    cert = x509.load_pem_x509_certificate(issued.x509_certificate.encode())
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert public_key_info(software, kept) == cert.public_key().public_bytes(*spki)
 
 
 # --- idempotency ---------------------------------------------------------------------------
