@@ -426,7 +426,10 @@ def get_ca_any_owner(conn: Connection, identifier: str) -> CaRow | None:
     return _ca_from(row._mapping) if row else None
 
 
-_CA_STATUS = Prepared(select(ca_t.c.status).where(ca_t.c.identifier == bindparam("identifier")))
+# FOR SHARE on PostgreSQL (SQLite renders nothing: its single writer orders transactions):
+# a revocation of the CA cannot commit between this read and the reservation's commit.
+_CA_STATUS = Prepared(select(ca_t.c.status).where(ca_t.c.identifier == bindparam("identifier"))
+                      .with_for_update(read=True))
 
 
 def ca_status(conn: Connection, identifier: str) -> CaStatus | None:
@@ -434,7 +437,8 @@ def ca_status(conn: Connection, identifier: str) -> CaStatus | None:
 
     Not owner-scoped: for the issuance path, which has already found the CA for its owner
     and re-reads its status inside the reservation's write transaction (prepared: it runs
-    once per group-commit batch).
+    once per group-commit batch). The read holds off the CA's revocation until that
+    transaction ends.
     """
     status: str | None = _CA_STATUS.scalar(conn, {"identifier": identifier})
     return None if status is None else CaStatus(status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 
 import pytest
 from sqlalchemy import Engine, text
@@ -12,6 +13,7 @@ from storage_factories import T0, ca_row, kms_row, new_id, pending_job, reserved
 from service.errors import AlreadyExists, FailedPrecondition
 from service.storage import repo
 from service.storage.repo import CrlRow
+from service.storage.schema import CaStatus
 
 
 def _add_ca(engine: Engine, **kw: object) -> repo.CaRow:
@@ -138,6 +140,35 @@ def test_failed_reservation_changes_nothing(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM certificate")).scalar() == 1
         assert conn.execute(text("SELECT count(*) FROM certificate_tag")).scalar() == 1
+
+
+def test_a_revocation_waits_for_a_reservation_that_read_its_ca_as_issuing(
+        backend: str, engine: Engine) -> None:
+    # The reservation re-reads its CA's status in its write transaction (step 6): a CA
+    # revoked meanwhile is seen there, and one revoked after the read cannot commit before
+    # the reservation does. On SQLite the single writer orders the two transactions; on
+    # PostgreSQL (several replicas) the read locks the CA row against the revocation.
+    if backend != "postgresql":
+        pytest.skip("SQLite: one write transaction at a time orders them already")
+    ca = _add_ca(engine)
+    revoked = threading.Event()
+
+    def revoke() -> None:
+        with engine.begin() as other:
+            repo.update_ca_status(other, ca.owner, ca.identifier, CaStatus.REVOKE,
+                                  expected=(CaStatus.ISSUE,))
+        revoked.set()
+
+    revocation = threading.Thread(target=revoke)
+    with engine.begin() as conn:
+        repo.reserve_certificate(conn, reserved_cert(ca, "78"))
+        assert repo.ca_status(conn, ca.identifier) == CaStatus.ISSUE
+        revocation.start()
+        assert not revoked.wait(0.5), "the revocation committed before the reservation"
+    revocation.join(30)
+    assert revoked.is_set()
+    with engine.connect() as conn:
+        assert repo.ca_status(conn, ca.identifier) == CaStatus.REVOKE
 
 
 @pytest.mark.parametrize("serial", ["", "0", "01", "ABC", "xyz", "1" * 41, None])
