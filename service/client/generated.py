@@ -1099,7 +1099,7 @@ class ExportCertificateRequest(Message):
     certificate_id: str = ""
     #: PEM or PKCS12.
     export_format: str = ""
-    #: Passphrase that encrypts the exported private key.
+    #: Passphrase that encrypts the exported private key: 1 to 1023 bytes (UTF-8).
     passphrase: str = ""
 
 
@@ -3406,7 +3406,9 @@ FIELD_DOCS: Mapping[str, str] = {
     "DescribeClientCertificateStatusResponse.request_id": "Request ID (UUID).",
     "ExportCertificateRequest.certificate_id": "GUID of the certificate.",
     "ExportCertificateRequest.export_format": "PEM or PKCS12.",
-    "ExportCertificateRequest.passphrase": "Passphrase that encrypts the exported private key.",
+    "ExportCertificateRequest.passphrase": (
+        "Passphrase that encrypts the exported private key: 1 to 1023 bytes (UTF-8)."
+    ),
     "ExportCertificateResponse.certificate_id": "GUID of the certificate.",
     "ExportCertificateResponse.certificate": "The certificate, PEM (export_format PEM).",
     "ExportCertificateResponse.certificate_chain": "Issuer chain, PEM (export_format PEM).",

@@ -95,7 +95,9 @@ NO_SM2_MECHANISM_REASON = "UnsupportedOperation.HsmSm2Mechanism"
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
-MAX_PASSPHRASE_BYTES = 1024
+# The PEM encryption of both cryptography and tongsuopy (SM2) takes at most 1023 bytes; a
+# longer passphrase would fail inside it, after the key was unwrapped.
+MAX_PASSPHRASE_BYTES = 1023
 
 # Where each protection level's keys live; also stored as ``key_token`` (the token role).
 _TOKEN_ROLE = {ProtectionLevel.HSM: "hsm", ProtectionLevel.SOFTWARE: "software"}

@@ -630,6 +630,27 @@ def test_openssl_signature_verifies_through_the_api(
     assert response.signature_valid is True
 
 
+@pytest.mark.parametrize("export_format", ["PEM", "PKCS12"])
+def test_the_longest_passphrase_accepted_exports_a_key_that_opens(
+    kms: Any, issuer: Issuer, export_format: str
+) -> None:
+    """1023 bytes, the longest passphrase the API takes (the PEM encryption takes no more)."""
+    issued = issuer.active(Combo("EC_P256", "SOFTWARE", True))
+    passphrase = "p" * 1023
+    exported = kms.stub.ExportCertificate(kms_pb2.ExportCertificateRequest(
+        certificate_id=issued.certificate_id, export_format=export_format,
+        passphrase=passphrase))
+    if export_format == "PEM":
+        key = serialization.load_pem_private_key(exported.private_key.encode(),
+                                                 passphrase.encode())
+    else:
+        key = pkcs12.load_pkcs12(exported.pkcs12_blob, passphrase.encode()).key
+    cert = x509.load_pem_x509_certificate(issued.certificate.encode())
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert key is not None
+    assert key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+
+
 # --- CertificatePublicKeyEncrypt / CertificatePrivateKeyDecrypt ----------------------------
 
 _ENCRYPT_CASES = [
