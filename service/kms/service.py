@@ -409,13 +409,51 @@ class KmsCertificatesService:
         return self._tokens[row.key_token]
 
     def _get(self, owner: str, certificate_id: str) -> KmsCertificateRow:
-        with self._store.read() as conn:
-            row = repo.get_kms_certificate(conn, owner, certificate_id)
+        row = self._find(owner, certificate_id)
         if row is None:
-            raise NotFound(
-                f"certificate '{certificate_id}' does not exist", reason=NOT_FOUND_REASON
-            )
+            raise _not_found(certificate_id)
         return row
+
+    @contextlib.contextmanager
+    def _key_use_of(self, row: KmsCertificateRow, action: str, operation: str,
+                    allowed: Sequence[str], **details: Any) -> Iterator[None]:
+        """A use of ``row``'s key, in the ``with`` block, and its audit record.
+
+        ``row`` was read before the key is used, so the certificate may have been revoked
+        or deleted meanwhile. The SUCCESS record commits together with a re-read of the
+        certificate, before the block's result reaches the caller: if the certificate is
+        gone, or no longer in ``allowed``, the result is not returned (NotFound,
+        IncorrectStatus) and the use is recorded as a FAILURE. A key missing from its token
+        because the certificate was deleted meanwhile is NotFound too, not INTERNAL.
+        """
+        fields: dict[str, Any] = {"key": KeyRef(row.key_token, row.key_id),
+                                  "resources": [row.certificate_id], "tenant": row.owner,
+                                  "details": details}
+
+        def settle(conn: sqlalchemy.Connection) -> None:
+            current = repo.get_kms_certificate(conn, row.owner, row.certificate_id)
+            if current is None:
+                raise _not_found(row.certificate_id)
+            self._require_status(current, allowed, operation)
+            audit.record_op(action, **fields)(conn)
+
+        try:
+            yield
+            ((_, error),) = self._store.run_many([settle])
+            if error is not None:
+                raise error
+        except BaseException as e:
+            gone = isinstance(e.__cause__, hsm_errors.KeyNotFound) and \
+                self._find(row.owner, row.certificate_id) is None
+            failure = _not_found(row.certificate_id) if gone else e
+            audit.record_failure(action, failure, **fields)
+            if gone:
+                raise failure from e
+            raise
+
+    def _find(self, owner: str, certificate_id: str) -> KmsCertificateRow | None:
+        with self._store.read() as conn:
+            return repo.get_kms_certificate(conn, owner, certificate_id)
 
     @staticmethod
     def _require_status(row: KmsCertificateRow, allowed: Sequence[str], action: str) -> None:
@@ -791,10 +829,10 @@ class KmsCertificatesService:
         row = self._get(owner, certificate_id)
         request = SignInput.parse(KeySpec(row.key_spec), algorithm, message, message_type)
         # Recorded before the signature is returned; the message only as its SHA-256.
-        with _key_use("kms.sign", owner, certificate_id, row.key_token,
-                      bytes.fromhex(row.key_id), algorithm=request.algorithm.value,
-                      message_type=request.message_type.value,
-                      message_sha256=hashlib.sha256(request.message).hexdigest()):
+        with self._key_use_of(row, "kms.sign", "CertificatePrivateKeySign",
+                              (CertificateStatus.ACTIVE,), algorithm=request.algorithm.value,
+                              message_type=request.message_type.value,
+                              message_sha256=hashlib.sha256(request.message).hexdigest()):
             return self._sign(row, request)
 
     def _sign(self, row: KmsCertificateRow, request: SignInput) -> bytes:
@@ -874,8 +912,8 @@ class KmsCertificatesService:
         spec = KeySpec(row.key_spec)
         chosen = parse_encryption_algorithm(spec, algorithm)
         # Recorded before the plaintext is returned; neither it nor the ciphertext is logged.
-        with _key_use("kms.decrypt", owner, certificate_id, row.key_token,
-                      bytes.fromhex(row.key_id), algorithm=chosen.value):
+        with self._key_use_of(row, "kms.decrypt", "CertificatePrivateKeyDecrypt",
+                              (CertificateStatus.ACTIVE,), algorithm=chosen.value):
             return self._decrypt(row, chosen, ciphertext)
 
     def _decrypt(self, row: KmsCertificateRow, chosen: EncryptionAlgorithm,
@@ -916,8 +954,9 @@ class KmsCertificatesService:
             )
         row = self._get(owner, certificate_id)
         # Refusals too: an attempt to export a non-exportable key is what a reviewer looks for.
-        with _key_use("kms.key.export", owner, certificate_id, row.key_token,
-                      bytes.fromhex(row.key_id), format=export_format):
+        with self._key_use_of(row, "kms.key.export", "ExportCertificate",
+                              (CertificateStatus.ACTIVE, CertificateStatus.INACTIVE),
+                              format=export_format):
             return self._export(row, export_format, passphrase)
 
     def _export(self, row: KmsCertificateRow, export_format: str,
@@ -999,6 +1038,10 @@ class KmsCertificatesService:
                 self._token(row), bytes.fromhex(row.key_id), recipient_spki
             )
         return hsm_export.unwrap_export(wrapped, recipient)
+
+
+def _not_found(certificate_id: str) -> NotFound:
+    return NotFound(f"certificate '{certificate_id}' does not exist", reason=NOT_FOUND_REASON)
 
 
 def _key_use(action: str, owner: str, certificate_id: str, token: str, key_id: bytes | None,

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from service import audit
 from service.audit.verify import list_records, verify_log
 from service.auth.principal import Principal, acting_as
-from service.errors import PermissionDenied
+from service.errors import FailedPrecondition, NotFound, PermissionDenied
 from service.request_id import serving_request
 from service.storage.schema import kms_certificate as kms_t
 
@@ -141,3 +141,49 @@ def test_state_changes_that_cannot_be_recorded_change_nothing(
     assert [a for a, outcome in records if outcome == "SUCCESS"] == [
         "kms.key.generate", "kms.csr.sign", "kms.certificate.upload", "kms.certificate.status",
         "kms.key.destroy"]
+
+
+def _changed_after_read(monkeypatch: pytest.MonkeyPatch, service: Any,
+                        change: Any) -> None:
+    """The next read of a certificate by the service is followed, before the service goes
+    on, by ``change`` (a real revocation or deletion through the service): the race of a key
+    use with a concurrent call, made to happen every time."""
+    real_get = service._get
+
+    def get_then_change(owner: str, certificate_id: str) -> Any:
+        row = real_get(owner, certificate_id)
+        monkeypatch.setattr(service, "_get", real_get)
+        change(owner, certificate_id)
+        return row
+
+    monkeypatch.setattr(service, "_get", get_then_change)
+
+
+@pytest.mark.parametrize("key", [("EC_P256", "HSM"), ("EC_SM2", "SOFTWARE")])
+@pytest.mark.parametrize("change", ["revoke", "delete"])
+def test_a_key_use_racing_a_revocation_or_deletion_returns_nothing(
+        kms: Any, ca: OpensslCa, sm2_ca: OpensslCa, audit_log: audit.AuditLog,
+        monkeypatch: pytest.MonkeyPatch, key: tuple[str, str], change: str) -> None:
+    # The certificate is revoked or deleted after the service read it as ACTIVE and before
+    # the signature is returned: no signature leaves, and the caller learns what happened
+    # (IncorrectStatus, NotFound), never INTERNAL.
+    service = kms.service
+    spec, level = key
+    created = service.create_certificate(OWNER, key_spec=spec, protection_level=level,
+                                         subject="C=CN,O=hsmca,OU=audit,CN=race")
+    issuer = sm2_ca if spec == "EC_SM2" else ca
+    service.upload_certificate(OWNER, created.certificate_id, issuer.issue(created.csr))
+    if change == "revoke":
+        _changed_after_read(monkeypatch, service, lambda owner, cid:
+                            service.update_certificate_status(owner, cid, "REVOKED"))
+        expected: type[Exception] = FailedPrecondition
+    else:
+        _changed_after_read(monkeypatch, service, service.delete_certificate)
+        expected = NotFound
+    algorithm = "SM2DSA" if spec == "EC_SM2" else "ECDSA_SHA_256"
+    with pytest.raises(expected):
+        service.private_key_sign(OWNER, created.certificate_id, algorithm=algorithm,
+                                 message=b"raced")
+    signs = [r for r in _mine(kms.engine, audit_log) if r.action == "kms.sign"
+             and json.loads(r.resources) == [created.certificate_id]]
+    assert [r.outcome for r in signs] == ["FAILURE"]
