@@ -10,6 +10,8 @@ File format (TOML; see docs/security.md)::
 
     [roles.web-issuer]
     actions = ["PrivateCa/CreateServerCertificateWithCsr", "PrivateCa/Describe*"]
+    # Exact, a trailing * matching the rest, or "*"; a key export only exact or "*"
+    # (KEY_EXPORT_ACTIONS), so Describe* does not include DescribeCertificatePrivateKey.
     cas = ["own"]                         # CA identifiers, or "own" (the tenant's CAs)
     dns_names = ["*.team-a.example.com"]  # allowed dNSName SANs and CNs; absent = any
     ip_ranges = ["10.0.0.0/8"]
@@ -56,6 +58,7 @@ __all__ = [
     "Grant",
     "IssuanceAuthorizer",
     "IssuanceFacts",
+    "KEY_EXPORT_ACTIONS",
     "Policy",
     "PolicyError",
     "PolicyHolder",
@@ -116,6 +119,27 @@ def _pattern_matches(pattern: str, value: str) -> bool:
     return value == pattern
 
 
+#: Actions that hand the caller a private key (PKCS#8 or PKCS#12 under a passphrase the caller
+#: chooses): once answered, the key is out of the service for good, and the role's ``cas`` and
+#: ``dns_names`` do not bound which keys. A prefix pattern does not grant them -- written for
+#: "read" (``PrivateCa/Describe*``) or "the KMS" (``KmsCertificates/*``), it would otherwise
+#: hand out keys as a side effect of a method's name. Only a role that names the action
+#: exactly, or the bare ``*``, grants it: ``*`` is an explicit "every action", the bootstrap's
+#: ``admin`` role (docs/security.md) is all-powerful by design, and narrowing it would leave
+#: no role that holds every permission. Sign and decrypt use a key without releasing it and
+#: stay ordinary actions.
+KEY_EXPORT_ACTIONS = frozenset({
+    "PrivateCa/DescribeCertificatePrivateKey", "KmsCertificates/ExportCertificate",
+})
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    """A role's action pattern against ``Service/Method``; see :data:`KEY_EXPORT_ACTIONS`."""
+    if action in KEY_EXPORT_ACTIONS:
+        return pattern in (action, "*")
+    return _pattern_matches(pattern, action)
+
+
 def _dns_matches(pattern: str, name: str) -> bool:
     """``*.example.com`` matches one or more labels below example.com; else exact."""
     pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
@@ -140,8 +164,9 @@ class Role:
     rate_limit_exempt: bool = False
 
     def allows(self, action: str) -> bool:
-        """True if one of the role's action patterns matches ``Service/Method``."""
-        return any(_pattern_matches(p, action) for p in self.actions)
+        """True if one of the role's action patterns matches ``Service/Method`` (a key export
+        only by its exact name or ``*``: :data:`KEY_EXPORT_ACTIONS`)."""
+        return any(_action_matches(p, action) for p in self.actions)
 
     def rate(self, cls: ActionClass) -> float:
         """Calls per second this role grants for an action class."""

@@ -63,6 +63,12 @@ actions = ["PrivateCa/Describe*"]
 actions = ["PrivateCa/CreateServerCertificateWithCsr"]
 rate_per_second = 4
 
+[roles.kms-wide]
+actions = ["KmsCertificates/*"]
+
+[roles.exporter]
+actions = ["PrivateCa/DescribeCertificatePrivateKey", "KmsCertificates/ExportCertificate"]
+
 [[principals]]
 id = "admin"
 tenant = "default"
@@ -92,6 +98,16 @@ roles = ["reader"]
 id = "limited"
 tenant = "team-a"
 roles = ["limited"]
+
+[[principals]]
+id = "kms-wide"
+tenant = "team-a"
+roles = ["kms-wide"]
+
+[[principals]]
+id = "exporter"
+tenant = "team-a"
+roles = ["exporter"]
 """
 
 PRINCIPALS = {
@@ -100,6 +116,8 @@ PRINCIPALS = {
     "b": "spiffe://example.org/team-b/owner",
     "reader": "reader",
     "limited": "limited",
+    "kms-wide": "kms-wide",
+    "exporter": "exporter",
     "stranger": "spiffe://example.org/nobody/x",
 }
 
@@ -364,6 +382,62 @@ def test_forbidden_action_names_the_action(perimeter: Perimeter) -> None:
         private_ca_pb2.DescribeCACertificateRequest(identifier="x"))
     assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "Forbidden.Action")
     assert "PrivateCa/DescribeCACertificate" in details
+
+
+def test_a_key_export_needs_its_exact_name_or_star(perimeter: Perimeter) -> None:
+    """`PrivateCa/Describe*` and `KmsCertificates/*` do not hand out private keys; a role
+    naming the export exactly does, and so does `*`."""
+    sub = _team_a_sub(perimeter)
+    a, ka = perimeter.pca("a"), perimeter.kms("a")
+    system = a.CreateClientCertificate(private_ca_pb2.CreateClientCertificateRequest(
+        parent_identifier=sub, common_name="bob", san_type=1,
+        san_value="bob@team-a.example.com", immediately=1, days=30,
+        exportable_private_key=True))
+    key = ka.CreateCertificate(kms_pb2.CreateCertificateRequest(
+        key_spec="EC_P256", subject="CN=exp,OU=t,O=team-a,C=CN", exportable_private_key=True,
+        protection_level="SOFTWARE"))
+    issued = a.CreateCustomCertificate(private_ca_pb2.CreateCustomCertificateRequest(
+        parent_identifier=sub, csr=key.csr, validity="7d", immediately=2))
+    ka.UploadCertificate(kms_pb2.UploadCertificateRequest(
+        certificate_id=key.certificate_id, certificate=issued.certificate,
+        certificate_chain=issued.certificate_chain))
+    describe_key = private_ca_pb2.DescribeCertificatePrivateKeyRequest(
+        identifier=system.identifier, encrypted_code="passphrase-123")
+    export = kms_pb2.ExportCertificateRequest(
+        certificate_id=key.certificate_id, export_format="PEM", passphrase="pass-1234")
+    denied = (grpc.StatusCode.PERMISSION_DENIED, "Forbidden.Action")
+
+    reader = perimeter.pca("reader")  # PrivateCa/Describe*
+    code, reason, details = code_reason(reader.DescribeCertificatePrivateKey, describe_key)
+    assert (code, reason) == denied, details
+    assert "PrivateCa/DescribeCertificatePrivateKey" in details
+    # Its other Describe* calls still work.
+    assert reader.DescribeClientCertificate(private_ca_pb2.DescribeClientCertificateRequest(
+        identifier=system.identifier)).certificate.status == "ISSUE"
+    assert reader.DescribeCACertificate(private_ca_pb2.DescribeCACertificateRequest(
+        identifier=sub)).certificate.status == "ISSUE"
+
+    wide = perimeter.kms("kms-wide")  # KmsCertificates/*
+    code, reason, details = code_reason(wide.ExportCertificate, export)
+    assert (code, reason) == denied, details
+    assert "KmsCertificates/ExportCertificate" in details
+    assert wide.GetCertificate(kms_pb2.GetCertificateRequest(
+        certificate_id=key.certificate_id)).certificate_id == key.certificate_id
+    assert wide.CertificatePrivateKeySign(kms_pb2.CertificatePrivateKeySignRequest(
+        certificate_id=key.certificate_id, algorithm="ECDSA_SHA_256", message=b"m",
+        message_type="RAW")).signature_value
+
+    # Named exactly (the exporter role), or "*" (tenant-admin): the key comes out.
+    for who in ("exporter", "a"):
+        pem = perimeter.pca(who).DescribeCertificatePrivateKey(
+            describe_key).encrypted_private_key
+        assert serialization.load_pem_private_key(pem.encode(), b"passphrase-123")
+        pem = perimeter.kms(who).ExportCertificate(export).private_key
+        assert serialization.load_pem_private_key(pem.encode(), b"pass-1234")
+    # The exact name grants only itself.
+    code, reason, _ = code_reason(perimeter.pca("exporter").DescribeCACertificate,
+                                  private_ca_pb2.DescribeCACertificateRequest(identifier=sub))
+    assert (code, reason) == denied
 
 
 def test_names_and_validity_outside_the_role_are_refused(perimeter: Perimeter) -> None:

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from google.protobuf.descriptor import Descriptor
 
 from service.auth.policy import (
+    KEY_EXPORT_ACTIONS,
     ActionClass,
     IssuanceFacts,
     PolicyError,
@@ -22,6 +24,7 @@ from service.auth.policy import (
 )
 from service.auth.principal import Principal
 from service.errors import PermissionDenied
+from service.gen.hsmca.v1 import kms_pb2, private_ca_pb2
 
 POLICY = """\
 [roles.web-issuer]
@@ -84,6 +87,94 @@ def test_rates_come_from_the_granting_roles() -> None:
     assert grant.rate() == 10 and not grant.rate_limit_exempt
     assert policy.authorize(web, "PrivateCa/ListClientCertificate").rate() == 50  # default
     assert policy.authorize(ops, "PrivateCa/CreateRootCACertificate").rate_limit_exempt
+
+
+EXPORT_POLICY = """\
+[roles.reader]
+actions = ["PrivateCa/Describe*", "KmsCertificates/Get*"]
+
+[roles.service-wide]
+actions = ["PrivateCa/*", "KmsCertificates/*", "Kms*", "P*"]
+
+[roles.exporter]
+actions = ["PrivateCa/DescribeCertificatePrivateKey", "KmsCertificates/ExportCertificate"]
+
+[roles.admin]
+actions = ["*"]
+
+[[principals]]
+id = "reader"
+tenant = "t"
+roles = ["reader"]
+
+[[principals]]
+id = "wide"
+tenant = "t"
+roles = ["service-wide"]
+
+[[principals]]
+id = "exporter"
+tenant = "t"
+roles = ["exporter"]
+
+[[principals]]
+id = "admin"
+tenant = "t"
+roles = ["admin"]
+"""
+EXPORTS = ["PrivateCa/DescribeCertificatePrivateKey", "KmsCertificates/ExportCertificate"]
+
+
+@pytest.mark.parametrize("action", EXPORTS)
+def test_a_prefix_pattern_does_not_grant_a_key_export(action: str) -> None:
+    """`PrivateCa/Describe*` reads; it does not hand out keys, nor does `PrivateCa/*`."""
+    policy = parse_policy(EXPORT_POLICY)  # loads: the prefixes are valid, just narrower
+    for who in ("reader", "wide"):
+        principal = policy.principal(who)
+        assert principal is not None
+        with pytest.raises(PermissionDenied) as e:
+            policy.authorize(principal, action)
+        assert e.value.reason == "Forbidden.Action"
+        assert action in e.value.message
+    reader, wide = policy.principal("reader"), policy.principal("wide")
+    assert reader is not None and wide is not None
+    for other in ("PrivateCa/DescribeCACertificate", "PrivateCa/DescribeClientCertificate",
+                  "PrivateCa/DescribeClientCertificateStatus", "KmsCertificates/GetCertificate"):
+        policy.authorize(reader, other)
+    for other in ("PrivateCa/CreateRootCACertificate", "KmsCertificates/CertificatePrivateKeySign",
+                  "KmsCertificates/CertificatePrivateKeyDecrypt"):
+        policy.authorize(wide, other)
+
+
+@pytest.mark.parametrize("action", EXPORTS)
+@pytest.mark.parametrize("who", ["exporter", "admin"])
+def test_a_key_export_is_granted_by_its_exact_name_or_bare_star(who: str, action: str) -> None:
+    policy = parse_policy(EXPORT_POLICY)
+    principal = policy.principal(who)
+    assert principal is not None
+    assert policy.authorize(principal, action).action == action
+
+
+def test_key_export_actions_are_every_call_that_answers_with_a_private_key() -> None:
+    """A new RPC whose answer carries a private key must join KEY_EXPORT_ACTIONS."""
+    def carries_key(message: Descriptor, seen: frozenset[str] = frozenset()) -> bool:
+        name = message.full_name
+        if name in seen:
+            return False
+        for field in message.fields:
+            if field.message_type is not None:
+                if carries_key(field.message_type, seen | {name}):
+                    return True
+            elif ("private_key" in field.name or "pkcs12" in field.name) and \
+                    field.type in (field.TYPE_STRING, field.TYPE_BYTES):
+                return True
+        return False
+
+    found = {f"{service.name}/{method.name}"
+             for module in (private_ca_pb2, kms_pb2)
+             for service in module.DESCRIPTOR.services_by_name.values()
+             for method in service.methods if carries_key(method.output_type)}
+    assert found == KEY_EXPORT_ACTIONS
 
 
 @pytest.mark.parametrize(("action", "cls"), [
