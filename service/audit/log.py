@@ -326,7 +326,7 @@ def record(action: str, **fields: Any) -> AuditRecord | None:
 
 def refused(kind: str, *, reason: str, resources: Iterable[str | None] = (),
             details: Mapping[str, Any] | None = None,
-            principal_id: str | None = None) -> AuditRecord | None:
+            principal_id: str | None = None, tenant: str | None = None) -> AuditRecord | None:
     """Record a call refused by authentication, authorization or rate limiting.
 
     ``kind`` is ``authn``, ``authz`` or ``rate_limit``; the action is ``refused.<kind>`` and
@@ -337,7 +337,7 @@ def refused(kind: str, *, reason: str, resources: Iterable[str | None] = (),
 
     metrics.refusal(kind)
     return record(f"refused.{kind}", outcome=REFUSED, reason=reason, resources=resources,
-                  details=details, principal_id=principal_id)
+                  details=details, principal_id=principal_id, tenant=tenant)
 
 
 @contextlib.contextmanager

@@ -44,8 +44,9 @@ class Perimeter(Protocol):
         """The caller of ``action`` (``Service/Method``), or an HsmcaError refusing it."""
         ...
 
-    def identify(self, peer_pem: bytes | None) -> str | None:
-        """The principal id a refused call claimed, for the log (None if it has none)."""
+    def identify(self, peer_pem: bytes | None) -> tuple[str | None, str | None]:
+        """For the log and the audit record of a refused call: the principal id it claimed
+        and the tenant the policy gives that id (None where it has none)."""
         ...
 
 
@@ -59,9 +60,9 @@ class LocalAdmin:
         """Always the local admin, with no constraints."""
         return self.principal, None
 
-    def identify(self, peer_pem: bytes | None) -> str | None:
+    def identify(self, peer_pem: bytes | None) -> tuple[str | None, str | None]:
         """Always the local admin."""
-        return self.principal.id
+        return self.principal.id, self.principal.tenant
 
 
 def principal_id_of(cert: x509.Certificate) -> str | None:
@@ -213,9 +214,14 @@ class MutualTls:
         self._decisions[(principal_id, action)] = decision
         return decision
 
-    def identify(self, peer_pem: bytes | None) -> str | None:
-        """The URI SAN or CN of the peer certificate (parsed once, cached)."""
-        return self._peer(peer_pem).principal_id if peer_pem else None
+    def identify(self, peer_pem: bytes | None) -> tuple[str | None, str | None]:
+        """The URI SAN or CN of the peer certificate (parsed once, cached), and the tenant
+        the policy gives it (None for an id the policy does not know)."""
+        principal_id = self._peer(peer_pem).principal_id if peer_pem else None
+        if principal_id is None:
+            return None, None
+        known = self.policy.current().principal(principal_id)
+        return principal_id, known.tenant if known is not None else None
 
     def admit(self, action: str, peer_pem: bytes | None) -> tuple[Principal, Grant | None]:
         """Authenticate the peer certificate, authorize ``action``, charge the rate limit."""

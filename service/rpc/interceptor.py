@@ -113,11 +113,15 @@ _REFUSAL_KINDS = {Status.UNAUTHENTICATED: "authn", Status.PERMISSION_DENIED: "au
                   Status.RESOURCE_EXHAUSTED: "rate_limit"}
 
 
-def _audit_refusal(refusal: HsmcaError, method: str, principal_id: str) -> None:
-    """Record a call the perimeter refused (service/audit); the refusal stands regardless."""
+def _audit_refusal(refusal: HsmcaError, method: str, principal_id: str,
+                   tenant: str | None) -> None:
+    """Record a call the perimeter refused (service/audit); the refusal stands regardless.
+
+    ``tenant``: the one the policy gives the caller's id, so that the tenant's audit trail
+    holds its refusals; None (an unknown id) records the default tenant."""
     try:
         audit.refused(_REFUSAL_KINDS.get(refusal.status, "authz"), reason=refusal.reason,
-                      details={"method": method}, principal_id=principal_id)
+                      details={"method": method}, principal_id=principal_id, tenant=tenant)
     except Exception:
         _log.exception("could not record the refusal of a call to %s", method)
 
@@ -258,8 +262,9 @@ class HsmcaServerInterceptor(grpc.ServerInterceptor):
                         principal, grant = self._perimeter.admit(_action(method), peer)
                     except HsmcaError as refusal:
                         # Refused: the log still says who asked, and so does the audit log.
-                        principal_id = self._perimeter.identify(peer) or "-"
-                        _audit_refusal(refusal, method, principal_id)
+                        claimed, tenant = self._perimeter.identify(peer)
+                        principal_id = claimed or "-"
+                        _audit_refusal(refusal, method, principal_id, tenant)
                         raise
                     principal_id = principal.id
                 if request is _UNDECODABLE:

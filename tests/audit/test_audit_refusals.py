@@ -37,8 +37,8 @@ class Refusing:
     def admit(self, action: str, peer_pem: bytes | None) -> tuple[Principal, Any]:
         raise self.error
 
-    def identify(self, peer_pem: bytes | None) -> str | None:
-        return "spiffe://test/mallory"
+    def identify(self, peer_pem: bytes | None) -> tuple[str | None, str | None]:
+        return "spiffe://test/mallory", None  # an id no policy knows
 
 
 @pytest.mark.parametrize("kind", sorted(REFUSALS))

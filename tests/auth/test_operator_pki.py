@@ -11,11 +11,13 @@ from typing import Any
 
 import grpc
 import pytest
+from audit_support import installed_audit_log
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from service.audit.verify import list_records
 from service.auth.perimeter import CrlHolder, MutualTls
 from service.auth.policy import PolicyHolder
 from service.auth.principal import current_principal
@@ -25,6 +27,7 @@ from service.gen.hsmca.v1 import private_ca_pb2, private_ca_pb2_grpc
 from service.rpc.client import error_info
 from service.rpc.server import build_server, graceful_stop
 from service.rpc.tls import ServerTlsFiles, server_credentials
+from service.storage.db import create_engine_for, migrate
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -127,3 +130,28 @@ def test_the_operators_bundle_and_spiffe_ids(mesh: tuple[int, Path, Config]) -> 
         private_ca_pb2_grpc.PrivateCaStub(ch).CreateRootCACertificate(
             private_ca_pb2.CreateRootCACertificateRequest(), timeout=10)
     assert error_info(denied.value) == (grpc.StatusCode.PERMISSION_DENIED, "Forbidden.Action")
+
+
+def test_a_refusal_is_audited_under_the_tenant_of_the_caller(
+        mesh: tuple[int, Path, Config], hsm_token: Any) -> None:
+    # The refused caller is known to the policy (team-a): its refusal belongs to team-a's
+    # audit trail, not to the default tenant's.
+    port, d, _ = mesh
+    url = f"sqlite:///{d / 'audit.db'}"
+    migrate(url)
+    engine = create_engine_for(url)
+    try:
+        with installed_audit_log(engine, hsm_token) as log:
+            creds = grpc.ssl_channel_credentials((d / "mesh-ca.pem").read_bytes(),
+                                                 (d / "client.key").read_bytes(),
+                                                 (d / "client.pem").read_bytes())
+            with grpc.secure_channel(f"localhost:{port}", creds) as ch, \
+                    pytest.raises(grpc.RpcError):
+                private_ca_pb2_grpc.PrivateCaStub(ch).CreateRootCACertificate(
+                    private_ca_pb2.CreateRootCACertificateRequest(), timeout=10)
+            with engine.connect() as conn:
+                (record,) = [r for r in list_records(conn, action="refused.authz")
+                             if r.writer == log.writer]
+    finally:
+        engine.dispose()
+    assert (record.principal, record.tenant) == ("spiffe://mesh.example/ns/a/sa/web", "team-a")
