@@ -207,8 +207,11 @@ class MutualTls:
             except PermissionDenied as e:
                 refusal = e
         cls = action_class(action).value
-        decision = _Decision(principal, grant, refusal, key_hash(f"{principal_id}\0{cls}"),
-                             rate, exempt)
+        # One bucket per (principal, class, rate): actions of one class granted at different
+        # rates (two roles) must not refill each other's bucket, or calls of the generous
+        # action would let the other one past its own rate.
+        decision = _Decision(principal, grant, refusal,
+                             key_hash(f"{principal_id}\0{cls}\0{rate!r}"), rate, exempt)
         if len(self._decisions) >= self._CACHE:
             self._decisions.clear()
         self._decisions[(principal_id, action)] = decision

@@ -5,6 +5,7 @@ SPIFFE ID of the client's certificate."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from service.auth.policy import PolicyHolder
 from service.auth.principal import current_principal
 from service.auth.ratelimit import SharedRateLimiter
 from service.config import Config, load_config
+from service.errors import ResourceExhausted
 from service.gen.hsmca.v1 import private_ca_pb2, private_ca_pb2_grpc
 from service.rpc.client import error_info
 from service.rpc.server import build_server, graceful_stop
@@ -155,3 +157,38 @@ def test_a_refusal_is_audited_under_the_tenant_of_the_caller(
     finally:
         engine.dispose()
     assert (record.principal, record.tenant) == ("spiffe://mesh.example/ns/a/sa/web", "team-a")
+
+
+def test_an_action_granted_at_a_low_rate_keeps_it_beside_a_generous_one(
+        mesh: tuple[int, Path, Config]) -> None:
+    # Two roles grant the same action class (issuance) at 1/s and at 100/s. Calls of the
+    # generous action must not refill the bucket of the low-rate one.
+    _, d, config = mesh
+    policy = d / "rates.toml"
+    policy.write_text(
+        '[roles.roots]\nactions = ["PrivateCa/CreateRootCACertificate"]\nrate_per_second = 1\n\n'
+        '[roles.leaves]\nactions = ["PrivateCa/CreateServerCertificateWithCsr"]\n'
+        'rate_per_second = 100\n\n'
+        '[[principals]]\nid = "spiffe://mesh.example/ns/a/*"\ntenant = "team-a"\n'
+        'roles = ["roots", "leaves"]\n')
+    perimeter = MutualTls(PolicyHolder(policy), SharedRateLimiter.create(),
+                          CrlHolder(config.tls.crl, config.tls.dir / "ca.pem"))
+    pem = (d / "client.pem").read_bytes()
+
+    def admitted(action: str) -> bool:
+        try:
+            perimeter.admit(action, pem)
+        except ResourceExhausted:
+            return False
+        return True
+
+    roots = 0
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        roots += admitted("PrivateCa/CreateRootCACertificate")
+        time.sleep(0.02)
+        # After a pause, the generous action's call refills more than it takes (100/s).
+        admitted("PrivateCa/CreateServerCertificateWithCsr")
+        time.sleep(0.02)
+    # One second's worth of capacity plus at most one refill in the second: 2, never ~50.
+    assert 1 <= roots <= 3, roots
