@@ -97,6 +97,15 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
     yield url, _Outage(lambda: cluster.stop("fast"), cluster.start)
 
 
+def _service_and_worker(engine: Any, hsm_token: Any, software_token: Any,
+                        observer: NoObserver) -> tuple[PrivateCaService, JobWorker]:
+    """The service on ``engine`` with short leases, and its job thread (not started)."""
+    service = PrivateCaService(engine, hsm_token, software_token,
+                               public_base_url="http://127.0.0.1:8080", min_rsa_bits=2048,
+                               observer=observer, job_lease_seconds=LEASE_SECONDS)
+    return service, JobWorker(service, poll_seconds=0.05, lease_seconds=LEASE_SECONDS)
+
+
 def _hierarchy(service: PrivateCaService) -> str:
     root = service.create_root_ca(OWNER, CreateRootCa(
         SubjectFields(common_name="outage root", organization="hsmca", country="CN"),
@@ -136,10 +145,7 @@ def test_job_that_meets_a_database_outage_after_its_reservation_is_issued_once(
     # A short busy budget: SQLite's write lock held by another process is an outage soon.
     engine = create_engine_for(url, busy_timeout_ms=200)
     failures = _Failures()
-    service = PrivateCaService(engine, hsm_token, software_token,
-                               public_base_url="http://127.0.0.1:8080", min_rsa_bits=2048,
-                               observer=failures, job_lease_seconds=LEASE_SECONDS)
-    worker = JobWorker(service, poll_seconds=0.05, lease_seconds=LEASE_SECONDS)
+    service, worker = _service_and_worker(engine, hsm_token, software_token, failures)
     outage_on = False
     try:
         parent = _hierarchy(service)
@@ -197,10 +203,7 @@ def test_idempotent_call_that_meets_a_database_outage_after_its_reservation_is_i
     url, outage = database
     engine = create_engine_for(url, busy_timeout_ms=200)
     observed = _FailedErrors()
-    service = PrivateCaService(engine, hsm_token, software_token,
-                               public_base_url="http://127.0.0.1:8080", min_rsa_bits=2048,
-                               observer=observed, job_lease_seconds=LEASE_SECONDS)
-    worker = JobWorker(service, poll_seconds=0.05, lease_seconds=LEASE_SECONDS)
+    service, worker = _service_and_worker(engine, hsm_token, software_token, observed)
     outage_on = False
     try:
         parent = _hierarchy(service)
