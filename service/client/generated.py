@@ -55,7 +55,8 @@ class ApiPassthroughSubject(Message):
     organization: str = ""
     #: OU.
     organization_unit: str = ""
-    #: CN.
+    #: CN. A subject has at most one: this, or one custom attribute 2.5.4.3 when this is empty;
+    #: a role's dns_names bound it either way.
     common_name: str = ""
     #: Further attributes by OID (e.g. Matter 1.3.6.1.4.1.37244.*).
     custom_attributes: tuple[CustomAttribute, ...] = ()
@@ -465,7 +466,7 @@ class CreateClientCertificateWithCsrRequest(Message):
 
     PROTO_MODULE: ClassVar[str] = "private_ca_pb2"
     PROTO_NAME: ClassVar[str] = "CreateClientCertificateWithCsrRequest"
-    #: PKCS#10 CSR, PEM.
+    #: PKCS#10 CSR, PEM; at most one CN in its subject (else InvalidParameter.Csr).
     csr: str = ""
     #: SAN type: 1 rfc822Name (email), 6 uniformResourceIdentifier; 0: no SAN.
     san_type: int = 0
@@ -534,7 +535,7 @@ class CreateCustomCertificateRequest(Message):
     PROTO_NAME: ClassVar[str] = "CreateCustomCertificateRequest"
     #: Identifier of the issuing subordinate CA.
     parent_identifier: str = ""
-    #: PKCS#10 CSR, PEM.
+    #: PKCS#10 CSR, PEM; at most one CN in its subject (else InvalidParameter.Csr).
     csr: str = ""
     #: "1y" / "3m" / "7d", "$NotAfter" or "$NotBefore/$NotAfter" (2006-01-02T15:04:05Z, UTC).
     validity: str = ""
@@ -719,7 +720,8 @@ class CreateServerCertificateWithCsrRequest(Message):
 
     PROTO_MODULE: ClassVar[str] = "private_ca_pb2"
     PROTO_NAME: ClassVar[str] = "CreateServerCertificateWithCsrRequest"
-    #: PKCS#10 CSR, PEM; its CN wins over common_name.
+    #: PKCS#10 CSR, PEM; its CN wins over common_name. At most one CN (else
+    #: InvalidParameter.Csr).
     csr: str = ""
     #: Extra DNS names and IP addresses, comma-separated (dNSName / iPAddress SANs).
     domain: str = ""
@@ -2873,7 +2875,11 @@ FIELD_DOCS: Mapping[str, str] = {
     "ApiPassthroughSubject.locality": "L.",
     "ApiPassthroughSubject.organization": "O.",
     "ApiPassthroughSubject.organization_unit": "OU.",
-    "ApiPassthroughSubject.common_name": "CN.",
+    "ApiPassthroughSubject.common_name": (
+        "CN. A subject has at most one: this, or one custom attribute 2.5.4.3 when "
+        "this is empty;\n"
+        "a role's dns_names bound it either way."
+    ),
     "ApiPassthroughSubject.custom_attributes": (
         "Further attributes by OID (e.g. Matter 1.3.6.1.4.1.37244.*)."
     ),
@@ -3074,7 +3080,9 @@ FIELD_DOCS: Mapping[str, str] = {
     "CreateClientCertificateResponse.identifier": "Unique identifier of the certificate.",
     "CreateClientCertificateResponse.serial_number": "Serial number, lowercase hex.",
     "CreateClientCertificateResponse.request_id": "Request ID (UUID).",
-    "CreateClientCertificateWithCsrRequest.csr": "PKCS#10 CSR, PEM.",
+    "CreateClientCertificateWithCsrRequest.csr": (
+        "PKCS#10 CSR, PEM; at most one CN in its subject (else InvalidParameter.Csr)."
+    ),
     "CreateClientCertificateWithCsrRequest.san_type": (
         "SAN type: 1 rfc822Name (email), 6 uniformResourceIdentifier; 0: no SAN."
     ),
@@ -3123,7 +3131,9 @@ FIELD_DOCS: Mapping[str, str] = {
     "CreateCustomCertificateRequest.parent_identifier": (
         "Identifier of the issuing subordinate CA."
     ),
-    "CreateCustomCertificateRequest.csr": "PKCS#10 CSR, PEM.",
+    "CreateCustomCertificateRequest.csr": (
+        "PKCS#10 CSR, PEM; at most one CN in its subject (else InvalidParameter.Csr)."
+    ),
     "CreateCustomCertificateRequest.validity": (
         "\"1y\" / \"3m\" / \"7d\", \"$NotAfter\" or \"$NotBefore/$NotAfter\" "
         "(2006-01-02T15:04:05Z, UTC)."
@@ -3237,7 +3247,10 @@ FIELD_DOCS: Mapping[str, str] = {
     "CreateServerCertificateResponse.identifier": "Unique identifier of the certificate.",
     "CreateServerCertificateResponse.serial_number": "Serial number, lowercase hex.",
     "CreateServerCertificateResponse.request_id": "Request ID (UUID).",
-    "CreateServerCertificateWithCsrRequest.csr": "PKCS#10 CSR, PEM; its CN wins over common_name.",
+    "CreateServerCertificateWithCsrRequest.csr": (
+        "PKCS#10 CSR, PEM; its CN wins over common_name. At most one CN (else\n"
+        "InvalidParameter.Csr)."
+    ),
     "CreateServerCertificateWithCsrRequest.domain": (
         "Extra DNS names and IP addresses, comma-separated (dNSName / iPAddress "
         "SANs)."

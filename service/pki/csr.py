@@ -3,7 +3,8 @@
 A CSR is accepted only as exactly one PEM block (RFC 7468 5.1 labels ``CERTIFICATE REQUEST``
 or the legacy ``NEW CERTIFICATE REQUEST``) with nothing but whitespace around it, DER that
 re-encodes byte for byte, a self-signature that verifies with the key it carries (proof of
-possession, RFC 2986 3), and a key that passes the key policy.
+possession, RFC 2986 3), a key that passes the key policy, and a subject with at most one
+commonName (the name authorization checks and the certificate carries).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, quote
 from service.pki import csr_fast, pem
 from service.pki.algorithms import (
     CURVE_BITS,
@@ -22,7 +23,7 @@ from service.pki.algorithms import (
     KeyFamily,
     key_family_of_spki,
 )
-from service.pki.names import SubjectAltName, common_name_of
+from service.pki.names import SubjectAltName, common_names_of
 from service.pki.parsed_csr import MAX_RSA_BITS as MAX_RSA_BITS
 from service.pki.parsed_csr import REASON_CSR as REASON_CSR
 from service.pki.parsed_csr import ParsedCsr as ParsedCsr
@@ -248,7 +249,7 @@ def parse_csr(text: str, *, min_rsa_bits: int) -> ParsedCsr:
         raise _fail(f"the CSR's {what} public key is invalid: {e}") from e
     subject: x509.Name = info["subject"]
     try:
-        common_name = common_name_of(subject)
+        common_names = common_names_of(subject)
         empty = [i for i, rdn in enumerate(subject.chosen, 1) if len(rdn) == 0]
     except _ASN1_ERRORS as e:
         raise _fail(f"the CSR's subject cannot be decoded: {e}") from e
@@ -256,6 +257,13 @@ def parse_csr(text: str, *, min_rsa_bits: int) -> ParsedCsr:
         # X.501 / RFC 5280 4.1.2.4: RelativeDistinguishedName ::= SET SIZE (1..MAX).
         raise _fail(f"the CSR's subject has an empty RDN (number {empty[0]}); an RDN holds at "
                     "least one attribute")
+    if len(common_names) > 1:
+        # The CN is what authorization checks (a host name in it is held to a role's DNS
+        # names) and what the certificate carries: one, never a choice among several.
+        shown = ", ".join(quote(cn) for cn in common_names[:2])
+        more = ", ..." if len(common_names) > 2 else ""
+        raise _fail(f"the CSR's subject has {len(common_names)} commonName attributes "
+                    f"({shown}{more}); a subject has at most one")
     return ParsedCsr(
         der=der,
         subject_der=subject.dump(),
@@ -265,5 +273,5 @@ def parse_csr(text: str, *, min_rsa_bits: int) -> ParsedCsr:
         curve=curve,
         signature_algorithm=signature_algorithm,
         requested_sans=_requested_sans(req),
-        common_name=common_name,
+        common_name=common_names[0] if common_names else None,
     )

@@ -736,7 +736,11 @@ def build_name(
     locality: str | None = "",
     custom_attributes: Sequence[tuple[str, str]] = (),
 ) -> x509.Name:
-    """Build a subject DN: one attribute per RDN in order C, ST, L, O, OU, CN, then custom."""
+    """Build a subject DN: one attribute per RDN in order C, ST, L, O, OU, CN, then custom.
+
+    A custom attribute may not repeat a fixed attribute that is set, and the subject gets at
+    most one commonName (common_name, or one custom attribute 2.5.4.3).
+    """
     fixed = [
         (OID_COUNTRY, country, "Country"),
         (OID_STATE, state, "State"),
@@ -753,6 +757,7 @@ def build_name(
             rdns.append(x509.RelativeDistinguishedName([atv]))
             present.add(oid)
     custom_reason = f"{REASON_SUBJECT}.CustomAttributes"
+    custom_cn = 0  # the custom attribute that is the commonName, if one is
     for i, (oid, value) in enumerate(custom_attributes, 1):
         oid = validate_oid(oid.strip(), reason=custom_reason)
         if oid in present and oid in {o for o, _, _ in fixed}:
@@ -762,6 +767,16 @@ def build_name(
                 f"custom attribute {i} ({oid}) repeats {label}, which is already set; "
                 "set it in one place only",
             )
+        if oid == OID_COMMON_NAME:
+            # One commonName per subject, from common_name or from one custom attribute:
+            # the one CN authorization checks is the one the certificate carries.
+            if custom_cn:
+                raise _fail(
+                    custom_reason,
+                    f"custom attribute {i} ({oid}) is a second commonName (custom attribute "
+                    f"{custom_cn}); a subject has at most one",
+                )
+            custom_cn = i
         if value == "":
             raise _fail(custom_reason, f"custom attribute {i} ({oid}) has an empty value")
         rule = ATTRIBUTE_RULES.get(oid)
@@ -770,14 +785,10 @@ def build_name(
     return x509.Name(name="", value=x509.RDNSequence(rdns))
 
 
-def common_name_of(name: x509.Name) -> str | None:
-    """The last commonName in ``name`` (the most specific one), or None."""
-    cn: str | None = None
-    for rdn in name.chosen:
-        for atv in rdn:
-            if atv["type"].dotted == OID_COMMON_NAME:
-                cn = str(atv["value"].native)
-    return cn
+def common_names_of(name: x509.Name) -> list[str]:
+    """Every commonName in ``name``, in order (build_name makes at most one)."""
+    return [str(atv["value"].native) for rdn in name.chosen for atv in rdn
+            if atv["type"].dotted == OID_COMMON_NAME]
 
 
 # ---------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ class ParsedCsr:
     curve: str | None  # asn1crypto named curve for ECC/SM2, None for RSA
     signature_algorithm: str  # asn1crypto name of the CSR's signature, e.g. "sha256_ecdsa"
     requested_sans: tuple[SubjectAltName, ...]  # from the extensionRequest attribute
-    common_name: str | None  # the subject's (last) commonName
+    common_name: str | None  # the subject's commonName (parse_csr refuses a second one)
 
     def __post_init__(self) -> None:
         """Keep the fields consistent with each other."""

@@ -21,6 +21,7 @@ from service.pki.names import (
     SanType,
     SubjectAltName,
     build_name,
+    common_names_of,
     may_be_ip_address,
     normalize_dns_name,
     normalize_ip_address,
@@ -169,7 +170,9 @@ class Planner:
             name = build_name(f.common_name, f.organization, f.organization_unit, f.country,
                               f.state, f.locality, ap.subject.custom_attributes)
             subject_der = bytes(name.dump())
-            cn = f.common_name or None
+            # The CN of the subject built, whether from common_name or a custom attribute
+            # 2.5.4.3 (build_name allows one): authorization checks what is signed.
+            cn = next(iter(common_names_of(name)), None)
         else:
             subject_der, cn = csr.subject_der, csr.common_name
         if ap.subject_alternative_names:

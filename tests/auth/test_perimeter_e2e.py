@@ -50,10 +50,12 @@ key_use_per_second = 1000
 reads_per_second = 1000
 
 [roles.web-issuer]
-actions = ["PrivateCa/CreateServerCertificateWithCsr", "PrivateCa/Describe*", "PrivateCa/List*"]
+actions = ["PrivateCa/CreateServerCertificateWithCsr", "PrivateCa/CreateClientCertificateWithCsr",
+           "PrivateCa/CreateCustomCertificate", "PrivateCa/Describe*", "PrivateCa/List*"]
 cas = ["own"]
 dns_names = ["*.team-a.example.com"]
 max_validity_days = 90
+rate_per_second = 1000
 reads_per_second = 1000
 
 [roles.reader]
@@ -466,6 +468,93 @@ def test_names_and_validity_outside_the_role_are_refused(perimeter: Perimeter) -
     listed = web.ListClientCertificate(private_ca_pb2.ListClientCertificateRequest(
         current_page=1, show_size=100)).certificate_list
     assert not [c for c in listed if "evil" in c.common_name or "evil" in c.san]
+
+
+def _csr_with_common_names(key: Any, *cns: str) -> str:
+    """A PEM CSR whose subject holds each of ``cns`` as a commonName, in order."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in cns])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _common_names(pem_text: str) -> list[str]:
+    cert = x509.load_pem_x509_certificate(pem_text.encode())
+    return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
+
+def _listed_identifiers(stub: private_ca_pb2_grpc.PrivateCaStub) -> set[str]:
+    found: set[str] = set()
+    current = 1
+    while True:
+        page = stub.ListClientCertificate(private_ca_pb2.ListClientCertificateRequest(
+            current_page=current, show_size=100))
+        found |= {c.identifier for c in page.certificate_list}
+        if current >= page.page_count:
+            assert len(found) == page.total_count
+            return found
+        current += 1
+
+
+def test_every_common_name_of_the_subject_is_bounded_by_the_role(perimeter: Perimeter) -> None:
+    """The CN the policy checks is the one the certificate carries: a second CN in the CSR and
+    a CN given as a custom attribute (OID 2.5.4.3) do not get around dns_names."""
+    sub = _team_a_sub(perimeter)
+    web = perimeter.pca("web")
+    key = new_key("ECC_256")
+    before = _listed_identifiers(web)
+
+    def custom(csr: str, subject: private_ca_pb2.ApiPassthroughSubject | None = None) -> Any:
+        return private_ca_pb2.CreateCustomCertificateRequest(
+            parent_identifier=sub, csr=csr, validity="7d", immediately=1,
+            api_passthrough=private_ca_pb2.ApiPassthrough(subject=subject))
+
+    def cn_attribute(*values: str) -> private_ca_pb2.ApiPassthroughSubject:
+        return private_ca_pb2.ApiPassthroughSubject(custom_attributes=[
+            private_ca_pb2.CustomAttribute(object_identifier="2.5.4.3", value=v)
+            for v in values])
+
+    # One CN inside the role's names: issued, from the CSR, from common_name, or as the one
+    # commonName custom attribute (the API lists 2.5.4.3 among them).
+    issued = [
+        web.CreateCustomCertificate(custom(make_csr(key, "api.team-a.example.com"))),
+        web.CreateCustomCertificate(custom(make_csr(key, "ignored"),
+                                           private_ca_pb2.ApiPassthroughSubject(
+                                               common_name="www.team-a.example.com"))),
+        web.CreateCustomCertificate(custom(make_csr(key, "ignored"),
+                                           cn_attribute("cdn.team-a.example.com"))),
+    ]
+    assert [_common_names(r.certificate) for r in issued] == [
+        ["api.team-a.example.com"], ["www.team-a.example.com"], ["cdn.team-a.example.com"]]
+
+    invalid, forbidden = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED
+    two_cns = _csr_with_common_names(key, "evil.example.net", "alice")
+    cases: list[tuple[Any, Any, tuple[grpc.StatusCode, str], str]] = [
+        # Two CNs in the CSR: the policy used to see only the last ("alice", no host name).
+        (web.CreateCustomCertificate, custom(two_cns), (invalid, "InvalidParameter.Csr"),
+         "commonName"),
+        (web.CreateServerCertificateWithCsr,
+         private_ca_pb2.CreateServerCertificateWithCsrRequest(
+             parent_identifier=sub, csr=two_cns, immediately=1, days=30),
+         (invalid, "InvalidParameter.Csr"), "commonName"),
+        (web.CreateClientCertificateWithCsr,
+         private_ca_pb2.CreateClientCertificateWithCsrRequest(
+             parent_identifier=sub, csr=two_cns, immediately=1, days=30),
+         (invalid, "InvalidParameter.Csr"), "commonName"),
+        # The CN as a custom attribute, common_name empty: the policy used to see no CN.
+        (web.CreateCustomCertificate, custom(make_csr(key, "api.team-a.example.com"),
+                                             cn_attribute("evil.example.net")),
+         (forbidden, "Forbidden.Policy"), "evil.example.net"),
+        # ... and two of them.
+        (web.CreateCustomCertificate, custom(make_csr(key, "api.team-a.example.com"),
+                                             cn_attribute("alice", "evil.example.net")),
+         (invalid, "InvalidParameter.Subject.CustomAttributes"), "commonName"),
+    ]
+    answers = [code_reason(call, request) for call, request, _, _ in cases]
+    assert [(code, reason) for code, reason, _ in answers] == [c[2] for c in cases], answers
+    for (_, _, details), (_, _, _, words) in zip(answers, cases, strict=True):
+        assert words in details
+    # Nothing was stored (or signed) for the refusals: only the three issued are new.
+    assert _listed_identifiers(web) == before | {r.identifier for r in issued}
 
 
 # --- authentication ------------------------------------------------------------------------

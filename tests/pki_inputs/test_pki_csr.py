@@ -271,6 +271,24 @@ def _sha1_signed() -> str:
     return pem(resigned.dump())
 
 
+def _subject_csr(name: x509.Name) -> str:
+    request = x509.CertificateSigningRequestBuilder().subject_name(name).sign(
+        key("p256"), hashes.SHA256())  # type: ignore[arg-type]
+    return request.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _two_common_names() -> str:
+    """CN=evil.example.net then CN=alice: the CN must not be a choice between them."""
+    return _subject_csr(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil.example.net"),
+                                   x509.NameAttribute(NameOID.COMMON_NAME, "alice")]))
+
+
+def _two_common_names_in_one_rdn() -> str:
+    return _subject_csr(x509.Name([x509.RelativeDistinguishedName([
+        x509.NameAttribute(NameOID.COMMON_NAME, "evil.example.net"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "alice")])]))
+
+
 def _two_blocks() -> str:
     return make_csr() + make_csr("p384")
 
@@ -341,6 +359,9 @@ REFUSED: list[tuple[str, Callable[[], str], str]] = [
         "type 'directory_name' is not supported",
     ),
     ("too-long", lambda: "x" * 70000, "at most 65536"),
+    ("two-common-names", _two_common_names,
+     "2 commonName attributes ('evil.example.net', 'alice'); a subject has at most one"),
+    ("two-common-names-one-rdn", _two_common_names_in_one_rdn, "2 commonName attributes"),
 ]
 
 

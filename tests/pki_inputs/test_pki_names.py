@@ -11,7 +11,7 @@ from service.pki.names import (
     SanType,
     SubjectAltName,
     build_name,
-    common_name_of,
+    common_names_of,
     parse_client_sans,
     parse_domain_list,
     parse_extended_key_usages,
@@ -55,14 +55,14 @@ def test_full_subject_order_and_string_types() -> None:
         ("2.5.4.11", UTF8, "XXX部门"),
         ("2.5.4.3", UTF8, "张三"),
     ]
-    assert common_name_of(name) == "张三"
+    assert common_names_of(name) == ["张三"]
 
 
 def test_empty_strings_and_none_are_absent() -> None:
     name = build_name("", None, "", "", state="", locality="Hangzhou")
     assert attributes(name) == [("2.5.4.7", UTF8, "Hangzhou")]
     assert attributes(build_name()) == []
-    assert common_name_of(build_name()) is None
+    assert common_names_of(build_name()) == []
 
 
 def test_custom_attributes_follow_fixed_ones() -> None:
@@ -178,6 +178,12 @@ BAD_NAMES: list[tuple[str, dict[str, object], str, str]] = [
         {"common_name": "a", "custom_attributes": [("2.5.4.3", "b")]},
         "CustomAttributes",
         "repeats CommonName",
+    ),
+    (
+        "custom-second-cn",
+        {"custom_attributes": [("2.5.4.3", "alice"), ("2.5.4.3", "evil.example.net")]},
+        "CustomAttributes",
+        "second commonName",
     ),
     (
         "custom-title-65",
