@@ -802,9 +802,7 @@ class KmsCertificatesService:
         try:
             with self._store.write() as conn:
                 if not repo.delete_kms_certificate(conn, owner, certificate_id):
-                    raise NotFound(
-                        f"certificate '{certificate_id}' does not exist", reason=NOT_FOUND_REASON
-                    )
+                    raise _not_found(certificate_id)
                 # Written before the key goes: if it cannot be, the key and the row stay.
                 audit.record_op("kms.key.destroy", **record)(conn)
                 if row.wrapped_private_key is None:
