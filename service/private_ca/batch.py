@@ -239,14 +239,14 @@ class Batcher:
             # Not a request's own failure: everyone of this round not yet finished or
             # handed on (in self._signed, which _lead fails) learns it.
             handed_on = {id(i) for i, _, _ in self._signed}
-            reserved_before = {id(i) for i, _, _ in signed}
-            for item in [i for i, _, _ in signed] + new:
-                if not item.done and id(item) not in handed_on:
-                    # A row reserved stays so (signed again later) and keeps its key; a
-                    # request this round did not reserve has no row to keep it for.
-                    self._fail(item, e, release=not committed and id(item) not in
-                               reserved_before)
-                    finished.append(item)
+            # A row reserved stays so (signed again later) and keeps its key: the last round's
+            # always, this round's once the commit went through; a request this round did not
+            # reserve has no row to keep it for.
+            for items, release in (([i for i, _, _ in signed], False), (new, not committed)):
+                for item in items:
+                    if not item.done and id(item) not in handed_on:
+                        self._fail(item, e, release=release)
+                        finished.append(item)
             raise
         finally:
             self._wake(finished, mine)

@@ -339,19 +339,18 @@ class PrivateCaService:
                 failed = ca is not None and repo.update_ca_status(
                     conn, owner, identifier, CaStatus.FAILED, expected=(CaStatus.RESERVED,),
                     now=now)
+                ca_status = CaStatus.FAILED if failed else ca.status if ca is not None else None
                 if not failed:
                     # Never so: both rows move together. Only the serial is settled; a key
                     # that may belong to a CA is left alone.
                     _log.error("certificate %s (%s) was RESERVED, but its CA is %s: revoked "
                                "the certificate only", identifier, row.kind,
-                               ca.status if ca is not None else "missing")
+                               ca_status or "missing")
                 audit.record_op("certificate.revoke",
                                 resources=[identifier, row.issuer_identifier], tenant=owner,
                                 details={"serial": row.serial, "reason": 0,
                                          "kind": str(row.kind), "cause": cause,
-                                         "ca_status": str(CaStatus.FAILED) if failed
-                                         else str(ca.status if ca is not None else None)}
-                                )(conn)
+                                         "ca_status": str(ca_status)})(conn)
         except Exception as e:
             if outage(e) is not None:
                 self.jobs.finish_failed(row, e, worker_id)  # retried after a backoff
