@@ -103,6 +103,36 @@ def create_hierarchy(pca: Pca, algorithm: str, *, sub_ekus: tuple[str, ...] = ()
                      sub.identifier, pem_to_der(sub.certificate))
 
 
+def service_hierarchy(service: Any, owner: str, name: str) -> str:
+    """An ECC_256 root and sub CA made through a PrivateCaService itself (no gRPC): the sub
+    CA's identifier."""
+    from service.private_ca.requests import CreateRootCa, CreateSubCa, SubjectFields
+
+    root = service.create_root_ca(owner, CreateRootCa(
+        SubjectFields(common_name=f"{name} root", organization="hsmca", country="CN"),
+        algorithm="ECC_256", years=10))
+    sub = service.create_sub_ca(owner, CreateSubCa(
+        root.identifier, SubjectFields(common_name=f"{name} sub", organization="hsmca",
+                                       country="CN"), algorithm="ECC_256", years=5))
+    return str(sub.identifier)
+
+
+def server_request(parent: str, cn: str, *, immediately: int = 1) -> Any:
+    """A service-level CreateServerCertificate for a fresh P-256 CSR with ``cn`` as CN and
+    DNS SAN, valid 30 days."""
+    from service.private_ca.requests import (
+        CreateServerCertificate,
+        IssueCommon,
+        SubjectFields,
+        ValidityPeriod,
+    )
+
+    return CreateServerCertificate(
+        common=IssueCommon(parent, immediately=immediately),
+        subject=SubjectFields(common_name=cn), validity=ValidityPeriod(days=30),
+        csr=make_csr(new_key("ECC_256"), cn, [cn]))
+
+
 def snapshot(pca: Pca, tokens: tuple[Any, ...]) -> tuple[int, ...]:
     """Rows of the CA and certificate tables and objects in each token: a refusal keeps them."""
     with pca.engine.connect() as conn:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pca_support import make_csr, new_key
+from pca_support import make_csr, new_key, server_request, service_hierarchy
 from sqlalchemy import select
 
 from service.errors import FailedPrecondition
@@ -23,12 +23,7 @@ from service.private_ca.crls import CrlPublisher
 from service.private_ca.lifecycle import Lifecycle
 from service.private_ca.requests import (
     CreateCustomCertificate,
-    CreateRootCa,
-    CreateServerCertificate,
-    CreateSubCa,
     IssueCommon,
-    SubjectFields,
-    ValidityPeriod,
 )
 from service.private_ca.service import PrivateCaService
 from service.storage.db import create_engine_for, migrate
@@ -52,21 +47,13 @@ def service(tmp_path: Path, hsm_token: Any, software_token: Any) -> Iterator[Pri
 
 
 def _sub_ca(service: PrivateCaService) -> str:
-    root = service.create_root_ca(OWNER, CreateRootCa(
-        SubjectFields(common_name="races root", organization="hsmca", country="CN"),
-        algorithm="ECC_256", years=10))
-    sub = service.create_sub_ca(OWNER, CreateSubCa(
-        root.identifier, SubjectFields(common_name="races sub", organization="hsmca",
-                                       country="CN"), algorithm="ECC_256", years=5))
-    service.create_server_certificate(OWNER, _plain(sub.identifier))  # CA state cached
-    return sub.identifier
+    parent = service_hierarchy(service, OWNER, "races")
+    service.create_server_certificate(OWNER, _plain(parent))  # CA state cached
+    return parent
 
 
-def _plain(parent: str) -> CreateServerCertificate:
-    return CreateServerCertificate(
-        common=IssueCommon(parent, immediately=1),
-        subject=SubjectFields(common_name="plain.example"), validity=ValidityPeriod(days=30),
-        csr=make_csr(new_key("ECC_256"), "plain.example", ["plain.example"]))
+def _plain(parent: str) -> Any:
+    return server_request(parent, "plain.example")
 
 
 def _idempotent(parent: str, key: str) -> CreateCustomCertificate:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pca_support import make_csr, new_key
+from pca_support import make_csr, new_key, server_request, service_hierarchy
 from pg_support import BACKENDS
 from sqlalchemy import select
 
@@ -31,12 +31,7 @@ from service.private_ca.issuance import IssuanceEvent, NoObserver
 from service.private_ca.jobs import JobWorker
 from service.private_ca.requests import (
     CreateCustomCertificate,
-    CreateRootCa,
-    CreateServerCertificate,
-    CreateSubCa,
     IssueCommon,
-    SubjectFields,
-    ValidityPeriod,
 )
 from service.private_ca.service import PrivateCaService
 from service.storage.db import create_engine_for, migrate
@@ -106,23 +101,6 @@ def _service_and_worker(engine: Any, hsm_token: Any, software_token: Any,
     return service, JobWorker(service, poll_seconds=0.05, lease_seconds=LEASE_SECONDS)
 
 
-def _hierarchy(service: PrivateCaService) -> str:
-    root = service.create_root_ca(OWNER, CreateRootCa(
-        SubjectFields(common_name="outage root", organization="hsmca", country="CN"),
-        algorithm="ECC_256", years=10))
-    sub = service.create_sub_ca(OWNER, CreateSubCa(
-        root.identifier, SubjectFields(common_name="outage sub", organization="hsmca",
-                                       country="CN"), algorithm="ECC_256", years=5))
-    return sub.identifier
-
-
-def _request(parent: str, immediately: int) -> CreateServerCertificate:
-    return CreateServerCertificate(
-        common=IssueCommon(parent, immediately=immediately),
-        subject=SubjectFields(common_name="job.example"), validity=ValidityPeriod(days=30),
-        csr=make_csr(new_key("ECC_256"), "job.example", ["job.example"]))
-
-
 def _row(service: PrivateCaService, identifier: str) -> Any:
     with service.store.read() as conn:
         return conn.execute(select(cert_t.c.status, cert_t.c.serial, cert_t.c.lease_owner)
@@ -148,11 +126,13 @@ def test_job_that_meets_a_database_outage_after_its_reservation_is_issued_once(
     service, worker = _service_and_worker(engine, hsm_token, software_token, failures)
     outage_on = False
     try:
-        parent = _hierarchy(service)
-        service.create_server_certificate(OWNER, _request(parent, 1))  # CA state cached
+        parent = service_hierarchy(service, OWNER, "outage")
+        # The CA's state cached.
+        service.create_server_certificate(OWNER, server_request(parent, "job.example"))
         worker.start()
         with hsm_token._lock:  # the job waits in step 7, its reservation committed
-            job = service.create_server_certificate(OWNER, _request(parent, 0)).identifier
+            job = service.create_server_certificate(
+                OWNER, server_request(parent, "job.example", immediately=0)).identifier
             _wait(lambda: _row(service, job).status == "RESERVED", 30, "the reservation")
             reserved_serial = _row(service, job).serial
             outage.begin()
@@ -206,8 +186,9 @@ def test_idempotent_call_that_meets_a_database_outage_after_its_reservation_is_i
     service, worker = _service_and_worker(engine, hsm_token, software_token, observed)
     outage_on = False
     try:
-        parent = _hierarchy(service)
-        service.create_server_certificate(OWNER, _request(parent, 1))  # CA state cached
+        parent = service_hierarchy(service, OWNER, "outage")
+        # The CA's state cached.
+        service.create_server_certificate(OWNER, server_request(parent, "job.example"))
         worker.start()
         request = CreateCustomCertificate(
             IssueCommon(parent, immediately=1),
@@ -290,7 +271,7 @@ def test_idempotent_call_whose_job_cannot_be_settled_still_reports_its_own_error
                                observer=observer, job_lease_seconds=LEASE_SECONDS)
     try:
         observer.outage_on = True  # the hierarchy is made without the outage
-        parent = _hierarchy(service)
+        parent = service_hierarchy(service, OWNER, "outage")
         observer.outage_on = False
         request = CreateCustomCertificate(
             IssueCommon(parent, immediately=1),
